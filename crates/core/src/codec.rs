@@ -1,0 +1,366 @@
+//! How typed values are stored: postcard inside a checksummed, schema-tagged envelope.
+//!
+//! ```text
+//! offset  size  field
+//! 0       2     magic  b"PX"
+//! 2       1     envelope format version (1)
+//! 3       8     schema tag of the value's type and version, little endian
+//! 11      8     xxh3-64 of the payload, seeded with the schema tag, little endian
+//! 19      ..    payload: the value encoded with postcard
+//! ```
+//!
+//! A stored value whose magic, format, schema tag or checksum does not match, or whose payload
+//! does not decode completely, is a [`DecodeError`]: [`Cache`](crate::Cache) treats it as a
+//! miss, removes it and counts it. It never returns garbage and never panics. Changing a type's
+//! [`CacheValue`] version makes every old entry of that type read as a miss.
+//!
+//! No `pickle`-style code execution is possible: postcard only produces the declared type.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// The envelope's magic bytes.
+pub const MAGIC: [u8; 2] = *b"PX";
+/// The envelope format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 19;
+
+/// A 64-bit tag naming a stored type and its version. Two tags are equal only if the names,
+/// versions and (for containers) element tags are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SchemaTag(pub u64);
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+const fn fnv_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    h
+}
+
+const fn fnv_u64(h: u64, v: u64) -> u64 {
+    fnv_bytes(h, &v.to_le_bytes())
+}
+
+impl SchemaTag {
+    /// The tag of a named type at a version. Use a stable, namespaced name
+    /// (`"myapp.Movie"`), not `std::any::type_name`, which may change between compilers.
+    pub const fn new(name: &str, version: u32) -> Self {
+        let h = fnv_bytes(FNV_OFFSET, name.as_bytes());
+        Self(fnv_u64(fnv_u64(h, 0xff), version as u64))
+    }
+
+    /// The tag of a generic container (`Vec`, `Option`, ...) of `inner`.
+    pub const fn container(name: &str, inner: SchemaTag) -> Self {
+        let h = fnv_bytes(FNV_OFFSET, name.as_bytes());
+        Self(fnv_u64(fnv_u64(h, 0xfe), inner.0))
+    }
+
+    /// The tag of a two-parameter container (`HashMap<K, V>`, tuples).
+    pub const fn container2(name: &str, a: SchemaTag, b: SchemaTag) -> Self {
+        let h = fnv_bytes(FNV_OFFSET, name.as_bytes());
+        Self(fnv_u64(fnv_u64(fnv_u64(h, 0xfd), a.0), b.0))
+    }
+}
+
+/// A type that can be stored in a [`Cache`](crate::Cache): serde plus a schema tag.
+///
+/// Implemented for the common std types; implement it for your own types with
+/// [`cache_value!`](crate::cache_value), and bump the version whenever the serialized shape
+/// changes (old entries then read as misses instead of garbage).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Movie {
+///     title: String,
+///     year: u16,
+/// }
+/// plexcache_core::cache_value!(Movie, "myapp.Movie", 1);
+/// ```
+pub trait CacheValue: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The tag stored with every value of this type.
+    const SCHEMA: SchemaTag;
+}
+
+/// Implements [`CacheValue`] for a type: `cache_value!(Type, "stable.name", version)`.
+#[macro_export]
+macro_rules! cache_value {
+    ($ty:ty, $name:expr, $version:expr) => {
+        impl $crate::CacheValue for $ty {
+            const SCHEMA: $crate::SchemaTag = $crate::SchemaTag::new($name, $version);
+        }
+    };
+}
+
+macro_rules! std_values {
+    ($($ty:ty),* $(,)?) => {
+        $(impl CacheValue for $ty {
+            const SCHEMA: SchemaTag = SchemaTag::new(stringify!($ty), 1);
+        })*
+    };
+}
+
+std_values!(
+    String,
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    f32,
+    f64,
+    usize,
+    isize,
+    ()
+);
+
+impl<T: CacheValue> CacheValue for Vec<T> {
+    const SCHEMA: SchemaTag = SchemaTag::container("Vec", T::SCHEMA);
+}
+impl<T: CacheValue> CacheValue for Option<T> {
+    const SCHEMA: SchemaTag = SchemaTag::container("Option", T::SCHEMA);
+}
+impl<T: CacheValue> CacheValue for Box<T> {
+    const SCHEMA: SchemaTag = T::SCHEMA;
+}
+impl<T: CacheValue + Ord> CacheValue for std::collections::BTreeSet<T> {
+    const SCHEMA: SchemaTag = SchemaTag::container("BTreeSet", T::SCHEMA);
+}
+impl<K: CacheValue + Ord, V: CacheValue> CacheValue for std::collections::BTreeMap<K, V> {
+    const SCHEMA: SchemaTag = SchemaTag::container2("BTreeMap", K::SCHEMA, V::SCHEMA);
+}
+impl<K, V> CacheValue for std::collections::HashMap<K, V>
+where
+    K: CacheValue + Eq + std::hash::Hash,
+    V: CacheValue,
+{
+    const SCHEMA: SchemaTag = SchemaTag::container2("HashMap", K::SCHEMA, V::SCHEMA);
+}
+impl<A: CacheValue, B: CacheValue> CacheValue for (A, B) {
+    const SCHEMA: SchemaTag = SchemaTag::container2("Tuple2", A::SCHEMA, B::SCHEMA);
+}
+
+/// Why a stored value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Fewer bytes than the envelope header.
+    #[error("value is {0} bytes, shorter than the {HEADER_LEN}-byte envelope header")]
+    TooShort(usize),
+    /// Not a plexcache envelope.
+    #[error("value does not start with the plexcache envelope magic")]
+    BadMagic,
+    /// An envelope format this build does not read (for example, written by a newer version).
+    #[error("envelope format {0} is not supported (this build reads {FORMAT_VERSION})")]
+    UnsupportedFormat(u8),
+    /// The value was stored as another type or another version of this type.
+    #[error("stored schema tag {found:#018x} does not match the requested type's {expected:#018x}")]
+    SchemaMismatch {
+        /// The tag of the requested type.
+        expected: u64,
+        /// The tag found in the envelope.
+        found: u64,
+    },
+    /// The payload's checksum does not match: the bytes were damaged.
+    #[error("checksum mismatch: the stored value is damaged")]
+    Checksum,
+    /// The payload did not decode as the requested type.
+    #[error("payload does not decode: {0}")]
+    Payload(String),
+}
+
+/// Encodes `value` into an envelope.
+pub fn encode<T: CacheValue + ?Sized>(value: &T) -> Result<Bytes, postcard::Error> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + 64);
+    buf.extend_from_slice(&MAGIC);
+    buf.push(FORMAT_VERSION);
+    buf.extend_from_slice(&T::SCHEMA.0.to_le_bytes());
+    buf.extend_from_slice(&[0u8; 8]);
+    let mut buf = postcard::to_extend(value, buf)?;
+    let sum = xxh3_64_with_seed(&buf[HEADER_LEN..], T::SCHEMA.0);
+    buf[11..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
+    Ok(Bytes::from(buf))
+}
+
+/// Checks the envelope and decodes the value.
+pub fn decode<T: CacheValue>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let payload = check_envelope(bytes, T::SCHEMA)?;
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(DecodeError::Payload(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        ))),
+        Err(e) => Err(DecodeError::Payload(e.to_string())),
+    }
+}
+
+/// Reads an envelope's schema tag without checking the payload.
+pub fn schema_of(bytes: &[u8]) -> Result<SchemaTag, DecodeError> {
+    let header = header(bytes)?;
+    Ok(SchemaTag(read_u64(header, 3)))
+}
+
+/// Checks magic, format, schema and checksum; returns the payload.
+pub fn check_envelope(bytes: &[u8], expected: SchemaTag) -> Result<&[u8], DecodeError> {
+    let header = header(bytes)?;
+    let found = read_u64(header, 3);
+    if found != expected.0 {
+        return Err(DecodeError::SchemaMismatch {
+            expected: expected.0,
+            found,
+        });
+    }
+    let payload = &bytes[HEADER_LEN..];
+    if read_u64(header, 11) != xxh3_64_with_seed(payload, found) {
+        return Err(DecodeError::Checksum);
+    }
+    Ok(payload)
+}
+
+/// Checks magic, format and checksum (for any schema); returns the schema tag. Used by
+/// integrity checks that do not know the stored types.
+pub fn verify(bytes: &[u8]) -> Result<SchemaTag, DecodeError> {
+    let tag = schema_of(bytes)?;
+    check_envelope(bytes, tag)?;
+    Ok(tag)
+}
+
+fn header(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    let header = &bytes[..HEADER_LEN];
+    if header[..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if header[2] != FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedFormat(header[2]));
+    }
+    Ok(header)
+}
+
+fn read_u64(header: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&header[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V1 {
+        a: String,
+        b: u32,
+    }
+    crate::cache_value!(V1, "test.V", 1);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V2 {
+        a: String,
+        b: u32,
+    }
+    crate::cache_value!(V2, "test.V", 2);
+
+    #[test]
+    fn round_trips() {
+        let v = V1 {
+            a: "héllo: wörld".into(),
+            b: 7,
+        };
+        let bytes = encode(&v).unwrap();
+        assert_eq!(decode::<V1>(&bytes).unwrap(), v);
+        assert_eq!(verify(&bytes).unwrap(), V1::SCHEMA);
+    }
+
+    #[test]
+    fn version_bump_is_a_schema_mismatch() {
+        let bytes = encode(&V1 {
+            a: "x".into(),
+            b: 1,
+        })
+        .unwrap();
+        assert!(matches!(
+            decode::<V2>(&bytes),
+            Err(DecodeError::SchemaMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn container_tags_differ_by_element() {
+        assert_ne!(<Vec<u32>>::SCHEMA, <Vec<u64>>::SCHEMA);
+        assert_ne!(<Vec<u32>>::SCHEMA, <Option<u32>>::SCHEMA);
+        assert_ne!(<Vec<Vec<u32>>>::SCHEMA, <Vec<u32>>::SCHEMA);
+        assert_eq!(<Vec<V1>>::SCHEMA, <Vec<V1>>::SCHEMA);
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let bytes = encode(&V1 {
+            a: "abc".into(),
+            b: 300,
+        })
+        .unwrap();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.to_vec();
+                b[i] ^= 1 << bit;
+                assert!(decode::<V1>(&b).is_err(), "flip at byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncations_are_errors() {
+        let bytes = encode(&vec![1u64, 2, 3]).unwrap();
+        for n in 0..bytes.len() {
+            assert!(decode::<Vec<u64>>(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        // Same checksum logic, extra payload byte: rebuild a valid envelope around it.
+        let mut payload = postcard::to_allocvec(&5u32).unwrap();
+        payload.push(0);
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&MAGIC);
+        buf.push(FORMAT_VERSION);
+        buf.extend_from_slice(&u32::SCHEMA.0.to_le_bytes());
+        buf.extend_from_slice(&xxh3_64_with_seed(&payload, u32::SCHEMA.0).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        assert!(matches!(decode::<u32>(&buf), Err(DecodeError::Payload(_))));
+    }
+
+    #[test]
+    fn foreign_bytes_are_rejected() {
+        assert_eq!(decode::<u32>(b"hi"), Err(DecodeError::TooShort(2)));
+        assert_eq!(
+            decode::<u32>(b"\x80\x04\x95pickle-bytes-here!!!"),
+            Err(DecodeError::BadMagic)
+        );
+        let mut b = encode(&1u32).unwrap().to_vec();
+        b[2] = 9;
+        assert_eq!(decode::<u32>(&b), Err(DecodeError::UnsupportedFormat(9)));
+    }
+}

@@ -1,0 +1,1411 @@
+//! The conformance suite: every rule of the backend contract, checked against any backend.
+//!
+//! A backend crate implements [`BackendFactory`] and runs the suite, either one test per rule
+//! with [`conformance_tests!`](crate::conformance_tests) or all at once with [`run_all`]:
+//!
+//! ```
+//! use plexcache_core::model::ModelBackend;
+//! use plexcache_core::testkit::BackendFactory;
+//!
+//! struct Model;
+//!
+//! #[plexcache_core::async_trait]
+//! impl BackendFactory for Model {
+//!     type Backend = ModelBackend;
+//!     async fn create(&self) -> ModelBackend {
+//!         ModelBackend::new()
+//!     }
+//!     async fn reopen(&self, _backend: ModelBackend) -> Option<ModelBackend> {
+//!         None // not persistent
+//!     }
+//! }
+//!
+//! plexcache_core::testkit::block_on(plexcache_core::testkit::run_all(&Model));
+//! ```
+//!
+//! The checks panic with a message naming the rule and the backend on the first violation, like
+//! any test assertion. They use a [`ManualClock`] that starts at the current wall-clock time (so
+//! backends with server-side expiry see plausible times) and only moves when a check moves it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Access, CacheBackend, Counters, EvictionPolicy, PutOutcome, Usage};
+use crate::{Cache, CacheBuilder, Error, ManualClock, Ttl, codec};
+
+/// Makes stores for the suite.
+#[async_trait]
+pub trait BackendFactory: Send + Sync {
+    /// The backend under test.
+    type Backend: CacheBackend;
+
+    /// A new, empty store that no other call shares (its own directory, database or key
+    /// prefix).
+    async fn create(&self) -> Self::Backend;
+
+    /// Closes `backend` (dropping it must release its files or connections) and opens the same
+    /// store again. `None` for backends without persistence; the reopen checks are then
+    /// skipped.
+    async fn reopen(&self, backend: Self::Backend) -> Option<Self::Backend>;
+}
+
+/// Runs a future to completion on a fresh multi-threaded tokio runtime (4 workers), so that
+/// concurrency checks really run in parallel.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    // Building a runtime only fails when the OS refuses threads; a test cannot go on then.
+    #[allow(clippy::expect_used)]
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime for the conformance suite");
+    rt.block_on(fut)
+}
+
+/// A value shaped like the library items plexcache stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Rating key.
+    pub rating_key: String,
+    /// Title.
+    pub title: String,
+    /// File paths.
+    pub paths: Vec<String>,
+}
+crate::cache_value!(Item, "plexcache.testkit.Item", 1);
+
+/// The same shape under a newer schema version: old entries must read as misses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemV2 {
+    /// Rating key.
+    pub rating_key: String,
+    /// Title.
+    pub title: String,
+    /// File paths.
+    pub paths: Vec<String>,
+}
+crate::cache_value!(ItemV2, "plexcache.testkit.Item", 2);
+
+fn item(n: usize) -> Item {
+    Item {
+        rating_key: n.to_string(),
+        title: format!("Title {n}: ünïcødé 🎬"),
+        paths: vec![format!("/media/movies/{n}/file.mkv")],
+    }
+}
+
+fn clock() -> ManualClock {
+    ManualClock::starting_now()
+}
+
+fn builder<B: CacheBackend>(backend: B, clock: &ManualClock) -> CacheBuilder<B> {
+    Cache::builder(backend)
+        .clock(clock.clone())
+        .stats_flush_interval(Duration::from_secs(3600))
+}
+
+async fn usage<B: CacheBackend>(cache: &Cache<B>) -> Usage {
+    ok(cache.backend().usage().await, "usage")
+}
+
+fn ok<T>(r: crate::Result<T>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: unexpected error: {e} ({e:?})"),
+    }
+}
+
+/// Runs every check, in order.
+pub async fn run_all<F: BackendFactory>(f: &F) {
+    basic_operations(f).await;
+    raw_put_and_remove(f).await;
+    prefix_operations(f).await;
+    ttl_boundaries(f).await;
+    purge_expired_respects_limit_and_order(f).await;
+    size_limit_is_a_hard_bound(f).await;
+    eviction_least_recently_stored(f).await;
+    eviction_least_recently_used(f).await;
+    eviction_least_frequently_used(f).await;
+    eviction_protects_the_written_key(f).await;
+    oversize_values_are_refused(f).await;
+    policy_none_refuses_when_full(f).await;
+    record_accesses_rules(f).await;
+    exact_stats(f).await;
+    undecodable_values_are_misses(f).await;
+    single_flight_shares_a_value(f).await;
+    single_flight_shares_an_error(f).await;
+    keys_with_any_characters(f).await;
+    large_value(f).await;
+    concurrent_writers_keep_exact_usage(f).await;
+    clear_keeps_persistent_stats(f).await;
+    reopen_keeps_entries_ttl_and_stats(f).await;
+}
+
+/// get, set, overwrite, remove, contains, clear through [`Cache`].
+pub async fn basic_operations<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    assert_eq!(
+        ok(cache.get::<Item>("a").await, "get"),
+        None,
+        "{name}: empty get"
+    );
+    ok(cache.set("a", &item(1)).await, "set");
+    assert_eq!(
+        ok(cache.get::<Item>("a").await, "get"),
+        Some(item(1)),
+        "{name}: get after set"
+    );
+    assert!(
+        ok(cache.contains("a").await, "contains"),
+        "{name}: contains"
+    );
+    ok(cache.set("a", &item(2)).await, "overwrite");
+    assert_eq!(
+        ok(cache.get::<Item>("a").await, "get"),
+        Some(item(2)),
+        "{name}: overwrite"
+    );
+    let u = usage(&cache).await;
+    let raw = ok(cache.get_raw("a").await, "get_raw").map(|(b, m)| (b.len(), m));
+    let (len, meta) = raw.unwrap_or_else(|| panic!("{name}: get_raw after set"));
+    assert_eq!(
+        meta.size,
+        1 + len as u64,
+        "{name}: size is key + value bytes"
+    );
+    assert_eq!(
+        u,
+        Usage {
+            entries: 1,
+            bytes: meta.size
+        },
+        "{name}: usage after overwrite"
+    );
+    assert!(
+        ok(cache.remove("a").await, "remove"),
+        "{name}: remove returns true"
+    );
+    assert!(
+        !ok(cache.remove("a").await, "remove"),
+        "{name}: second remove returns false"
+    );
+    assert!(
+        !ok(cache.contains("a").await, "contains"),
+        "{name}: gone after remove"
+    );
+    assert_eq!(
+        usage(&cache).await,
+        Usage::default(),
+        "{name}: usage after remove"
+    );
+    for i in 0..10 {
+        ok(cache.set(&format!("k{i}"), &item(i)).await, "set");
+    }
+    assert_eq!(ok(cache.clear().await, "clear"), 10, "{name}: clear count");
+    assert_eq!(
+        usage(&cache).await,
+        Usage::default(),
+        "{name}: usage after clear"
+    );
+    assert_eq!(
+        ok(cache.get::<Item>("k3").await, "get"),
+        None,
+        "{name}: get after clear"
+    );
+}
+
+/// The backend-level contract of put (previous size, usage, metadata reset) and remove.
+pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let out = ok(
+        b.put("k", Bytes::from_static(b"12345"), now, None, None)
+            .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Stored {
+            previous_size: None,
+            usage: Usage {
+                entries: 1,
+                bytes: 6
+            }
+        },
+        "{name}: first put"
+    );
+    ok(
+        b.record_accesses(&[Access {
+            key: "k".into(),
+            at: now + 5,
+            count: 3,
+        }])
+        .await,
+        "access",
+    );
+    let e = ok(b.get("k", now).await, "get").unwrap_or_else(|| panic!("{name}: get after put"));
+    assert_eq!(
+        (e.meta.accessed_at, e.meta.access_count),
+        (now + 5, 3),
+        "{name}: accesses"
+    );
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from_static(b"123"),
+            now + 10,
+            Some(now + 100),
+            None,
+        )
+        .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Stored {
+            previous_size: Some(6),
+            usage: Usage {
+                entries: 1,
+                bytes: 4
+            }
+        },
+        "{name}: replacing put"
+    );
+    let e = ok(b.get("k", now + 10).await, "get").unwrap_or_else(|| panic!("{name}: get"));
+    assert_eq!(&e.value[..], b"123", "{name}: value replaced");
+    assert_eq!(e.meta.stored_at, now + 10, "{name}: stored_at");
+    assert_eq!(e.meta.expires_at, Some(now + 100), "{name}: expires_at");
+    assert_eq!(
+        (e.meta.accessed_at, e.meta.access_count),
+        (now + 10, 0),
+        "{name}: access reset"
+    );
+    // A refused put changes nothing.
+    let out = ok(
+        b.put("j", Bytes::from_static(b"0123456789"), now, None, Some(10))
+            .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Refused {
+            usage: Usage {
+                entries: 1,
+                bytes: 4
+            }
+        },
+        "{name}: refused"
+    );
+    assert!(
+        ok(b.get("j", now).await, "get").is_none(),
+        "{name}: refused put wrote nothing"
+    );
+    // Replacing within max_bytes counts the replaced size out.
+    let out = ok(
+        b.put("k", Bytes::from_static(b"123456789"), now, None, Some(10))
+            .await,
+        "put",
+    );
+    assert!(
+        matches!(out, PutOutcome::Stored { .. }),
+        "{name}: replace within max_bytes"
+    );
+    let removed = ok(b.remove("k").await, "remove").map(|m| m.size);
+    assert_eq!(removed, Some(10), "{name}: remove returns the metadata");
+    assert_eq!(
+        ok(b.remove("k").await, "remove"),
+        None,
+        "{name}: remove missing"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        Usage::default(),
+        "{name}: usage at end"
+    );
+}
+
+/// remove_prefix and keys only touch keys with the prefix, in byte order, without expired ones.
+pub async fn prefix_operations<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    for k in [
+        "lib:a:1", "lib:a:2", "lib:a:3", "lib:ab:1", "lib:b:1", "lia", "lib:",
+    ] {
+        ok(cache.set(k, &1u32).await, "set");
+    }
+    ok(
+        cache
+            .set_with_ttl("lib:a:0", &1u32, Duration::from_millis(10))
+            .await,
+        "set",
+    );
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(
+        ok(cache.keys("lib:a:", 100).await, "keys"),
+        vec!["lib:a:1", "lib:a:2", "lib:a:3"],
+        "{name}: keys by prefix leave out expired entries"
+    );
+    assert_eq!(
+        ok(cache.keys("lib:a:", 2).await, "keys"),
+        vec!["lib:a:1", "lib:a:2"],
+        "{name}: limit"
+    );
+    assert_eq!(
+        ok(cache.keys("", 100).await, "keys").len(),
+        7,
+        "{name}: all keys"
+    );
+    assert_eq!(
+        ok(cache.remove_prefix("lib:a:").await, "remove_prefix"),
+        4,
+        "{name}: removed"
+    );
+    assert_eq!(
+        ok(cache.keys("", 100).await, "keys"),
+        vec!["lia", "lib:", "lib:ab:1", "lib:b:1"],
+        "{name}: the rest is untouched"
+    );
+    assert_eq!(
+        usage(&cache).await.entries,
+        4,
+        "{name}: usage after remove_prefix"
+    );
+    assert_eq!(
+        ok(cache.remove_prefix("zzz").await, "remove_prefix"),
+        0,
+        "{name}: no match"
+    );
+}
+
+/// An entry is present before `expires_at`, absent at and after it; expiry counts.
+pub async fn ttl_boundaries<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock)
+            .default_ttl(Duration::from_secs(10))
+            .cull_limit(0)
+            .build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    ok(cache.set("default", &1u32).await, "set");
+    ok(
+        cache
+            .set_with_ttl("short", &2u32, Duration::from_millis(1))
+            .await,
+        "set",
+    );
+    ok(cache.set_with_ttl("never", &3u32, Ttl::Never).await, "set");
+    ok(cache.set_with_ttl("none", &4u32, None).await, "set");
+    ok(
+        cache.set_with_ttl("zero", &5u32, Duration::ZERO).await,
+        "set",
+    );
+    assert_eq!(
+        ok(cache.get::<u32>("zero").await, "get"),
+        None,
+        "{name}: zero TTL is expired"
+    );
+    assert_eq!(
+        ok(cache.get::<u32>("short").await, "get"),
+        Some(2),
+        "{name}: before expiry"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        ok(cache.get::<u32>("short").await, "get"),
+        None,
+        "{name}: at expires_at"
+    );
+    assert!(
+        !ok(cache.contains("short").await, "contains"),
+        "{name}: contains at expiry"
+    );
+    clock.advance(Duration::from_millis(9_998));
+    assert_eq!(
+        ok(cache.get::<u32>("default").await, "get"),
+        Some(1),
+        "{name}: 1 ms before"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        ok(cache.get::<u32>("default").await, "get"),
+        None,
+        "{name}: default TTL at expiry"
+    );
+    clock.advance(Duration::from_secs(86_400 * 365));
+    assert_eq!(
+        ok(cache.get::<u32>("never").await, "get"),
+        Some(3),
+        "{name}: Ttl::Never"
+    );
+    assert_eq!(
+        ok(cache.get::<u32>("none").await, "get"),
+        Some(4),
+        "{name}: None = never"
+    );
+    assert_eq!(
+        usage(&cache).await.entries,
+        5,
+        "{name}: expired entries stay until purged"
+    );
+    assert!(
+        !ok(cache.remove("short").await, "remove"),
+        "{name}: removing an expired entry"
+    );
+    assert_eq!(
+        ok(cache.expire().await, "expire"),
+        2,
+        "{name}: expire() purges the rest"
+    );
+    assert_eq!(usage(&cache).await.entries, 2, "{name}: usage after expire");
+    let s = ok(cache.stats().await, "stats");
+    assert_eq!(s.session.expirations, 3, "{name}: expirations counted");
+    // Lazy purge on writes: cull_limit entries per write.
+    let cache = ok(
+        builder(f.create().await, &clock).cull_limit(2).build(),
+        "build",
+    );
+    for i in 0..5 {
+        ok(
+            cache
+                .set_with_ttl(&format!("e{i}"), &1u32, Duration::from_millis(5))
+                .await,
+            "set",
+        );
+    }
+    clock.advance(Duration::from_millis(5));
+    ok(cache.set("fresh", &1u32).await, "set");
+    assert_eq!(
+        usage(&cache).await.entries,
+        4,
+        "{name}: a write purges cull_limit expired entries"
+    );
+}
+
+/// purge_expired removes at most `limit`, soonest expiry first, and never live entries.
+pub async fn purge_expired_respects_limit_and_order<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    for i in 0..30u64 {
+        let key = format!("x{:02}", 29 - i);
+        ok(
+            b.put(&key, Bytes::from_static(b"v"), now, Some(now + 1 + i), None)
+                .await,
+            "put",
+        );
+    }
+    ok(
+        b.put(
+            "live",
+            Bytes::from_static(b"v"),
+            now,
+            Some(now + 1_000),
+            None,
+        )
+        .await,
+        "put",
+    );
+    ok(
+        b.put("forever", Bytes::from_static(b"v"), now, None, None)
+            .await,
+        "put",
+    );
+    let later = now + 100;
+    let r = ok(b.purge_expired(later, 10).await, "purge");
+    assert_eq!(r.entries, 10, "{name}: purge respects its limit");
+    // The soonest to expire were x29..x20 (expires now+1..now+10).
+    for i in 20..30 {
+        assert!(
+            ok(b.get(&format!("x{i}"), now).await, "get").is_none(),
+            "{name}: x{i} purged first"
+        );
+    }
+    assert!(
+        ok(b.get("x19", now).await, "get").is_some(),
+        "{name}: x19 not yet purged"
+    );
+    let r = ok(b.purge_expired(later, 1000).await, "purge");
+    assert_eq!(r.entries, 20, "{name}: the remaining expired entries");
+    assert_eq!(
+        ok(b.usage().await, "usage").entries,
+        2,
+        "{name}: live entries kept"
+    );
+    assert_eq!(
+        ok(b.purge_expired(later, 1000).await, "purge").entries,
+        0,
+        "{name}: idempotent"
+    );
+}
+
+/// After every write, logical bytes are at most the size limit.
+pub async fn size_limit_is_a_hard_bound<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let limit = 20_000;
+    for policy in [
+        EvictionPolicy::LeastRecentlyStored,
+        EvictionPolicy::LeastRecentlyUsed,
+        EvictionPolicy::LeastFrequentlyUsed,
+    ] {
+        let cache = ok(
+            builder(f.create().await, &clock)
+                .size_limit(limit)
+                .eviction_policy(policy)
+                .build(),
+            "build",
+        );
+        let name = cache.backend().name();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..300u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 3_000) as usize;
+            let key = format!("key-{}", x % 97);
+            ok(cache.set(&key, &"v".repeat(len)).await, "set");
+            if i % 3 == 0 {
+                let _ = ok(
+                    cache.get::<String>(&format!("key-{}", (x >> 8) % 97)).await,
+                    "get",
+                );
+            }
+            clock.advance(Duration::from_millis(1));
+            let u = usage(&cache).await;
+            assert!(
+                u.bytes <= limit,
+                "{name} {policy}: {} bytes > limit {limit} after write {i}",
+                u.bytes
+            );
+            assert!(
+                ok(cache.contains(&key).await, "contains"),
+                "{name} {policy}: the key just written survives its own eviction"
+            );
+        }
+        let s = ok(cache.stats().await, "stats");
+        assert!(
+            s.session.evictions > 0,
+            "{name} {policy}: evictions counted"
+        );
+    }
+}
+
+async fn eviction_case<F: BackendFactory>(
+    f: &F,
+    policy: EvictionPolicy,
+    reads: &[&str],
+    expect_evicted: &str,
+) {
+    let clock = clock();
+    // Each entry: 1-byte key + 19-byte envelope + 80-byte string (1 length byte + 79) = 100.
+    let value = "v".repeat(79);
+    let cache = ok(
+        builder(f.create().await, &clock)
+            .size_limit(400)
+            .eviction_policy(policy)
+            .build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    for k in ["a", "b", "c", "d"] {
+        ok(cache.set(k, &value).await, "set");
+        clock.advance(Duration::from_millis(10));
+    }
+    assert_eq!(
+        usage(&cache).await,
+        Usage {
+            entries: 4,
+            bytes: 400
+        },
+        "{name}: 4 entries of 100"
+    );
+    for k in reads {
+        assert!(
+            ok(cache.get::<String>(k).await, "get").is_some(),
+            "{name}: read {k}"
+        );
+        clock.advance(Duration::from_millis(10));
+    }
+    ok(cache.set("e", &value).await, "set");
+    let left: Vec<String> = ok(cache.keys("", 10).await, "keys");
+    let mut want: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .filter(|k| **k != expect_evicted)
+        .map(|k| k.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(
+        left, want,
+        "{name} {policy}: expected {expect_evicted:?} to be evicted"
+    );
+    assert_eq!(
+        ok(cache.stats().await, "stats").session.evictions,
+        1,
+        "{name}: one eviction"
+    );
+}
+
+/// Least recently stored evicts the oldest write, whatever was read.
+pub async fn eviction_least_recently_stored<F: BackendFactory>(f: &F) {
+    eviction_case(
+        f,
+        EvictionPolicy::LeastRecentlyStored,
+        &["a", "a", "b"],
+        "a",
+    )
+    .await;
+}
+
+/// Least recently used evicts the entry read longest ago (a never-read entry counts as read
+/// when stored).
+pub async fn eviction_least_recently_used<F: BackendFactory>(f: &F) {
+    eviction_case(f, EvictionPolicy::LeastRecentlyUsed, &["a", "c", "d"], "b").await;
+}
+
+/// Least frequently used evicts the entry read least often (ties: read longest ago).
+pub async fn eviction_least_frequently_used<F: BackendFactory>(f: &F) {
+    eviction_case(
+        f,
+        EvictionPolicy::LeastFrequentlyUsed,
+        &["a", "a", "b", "d", "d", "c"],
+        "b",
+    )
+    .await;
+    eviction_case(
+        f,
+        EvictionPolicy::LeastFrequentlyUsed,
+        &["b", "c", "d"],
+        "a",
+    )
+    .await;
+}
+
+/// evict never removes the protected key and stops when only it is left.
+pub async fn eviction_protects_the_written_key<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    ok(
+        b.put("old", Bytes::from(vec![0u8; 50]), now, None, None)
+            .await,
+        "put",
+    );
+    ok(
+        b.put("new", Bytes::from(vec![0u8; 50]), now + 1, None, None)
+            .await,
+        "put",
+    );
+    let r = ok(
+        b.evict(EvictionPolicy::LeastFrequentlyUsed, 0, Some("old"))
+            .await,
+        "evict",
+    );
+    assert_eq!(r.entries, 1, "{name}: evicts what is not protected");
+    assert!(
+        ok(b.get("old", now).await, "get").is_some(),
+        "{name}: protected key kept"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage").bytes,
+        53,
+        "{name}: usage after evict"
+    );
+    let r = ok(b.evict(EvictionPolicy::None, 0, None).await, "evict");
+    assert_eq!(r.entries, 0, "{name}: policy none evicts nothing");
+    let r = ok(
+        b.evict(EvictionPolicy::LeastRecentlyStored, 53, None).await,
+        "evict",
+    );
+    assert_eq!(r.entries, 0, "{name}: nothing to do at the target");
+}
+
+/// A value larger than the limit is refused with a clear error and changes nothing.
+pub async fn oversize_values_are_refused<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock).size_limit(1_000).build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    ok(cache.set("k", &"small".to_string()).await, "set");
+    let err = cache.set("k", &"x".repeat(1_000)).await;
+    match err {
+        Err(Error::TooLarge {
+            ref key,
+            size,
+            limit,
+        }) => {
+            assert_eq!(
+                (key.as_str(), limit),
+                ("k", 1_000),
+                "{name}: error names key and limit"
+            );
+            assert!(size > 1_000, "{name}: error gives the size");
+        }
+        other => panic!("{name}: expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        ok(cache.get::<String>("k").await, "get"),
+        Some("small".into()),
+        "{name}: the previous value survives a refused write"
+    );
+    let msg = cache
+        .set("k", &"x".repeat(2_000))
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        msg.is_some_and(|m| m.contains("\"k\"") && m.contains("1000")),
+        "{name}: message"
+    );
+}
+
+/// With eviction policy none, a write that does not fit is refused and nothing is lost.
+pub async fn policy_none_refuses_when_full<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock)
+            .size_limit(300)
+            .eviction_policy(EvictionPolicy::None)
+            .build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    let value = "v".repeat(79); // 100-byte entries
+    ok(cache.set("a", &value).await, "set");
+    ok(cache.set("b", &value).await, "set");
+    ok(cache.set("c", &value).await, "set");
+    match cache.set("d", &value).await {
+        Err(Error::CacheFull { .. }) => {}
+        other => panic!("{name}: expected CacheFull, got {other:?}"),
+    }
+    assert_eq!(
+        usage(&cache).await,
+        Usage {
+            entries: 3,
+            bytes: 300
+        },
+        "{name}: nothing changed"
+    );
+    ok(
+        cache.set("a", &"w".repeat(79)).await,
+        "replacing within the limit is allowed",
+    );
+    assert_eq!(
+        ok(cache.stats().await, "stats").session.evictions,
+        0,
+        "{name}: no evictions"
+    );
+}
+
+/// record_accesses updates existing keys only, and keeps the latest time.
+pub async fn record_accesses_rules<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    ok(
+        b.put("a", Bytes::from_static(b"1"), now, None, None).await,
+        "put",
+    );
+    let batch = [
+        Access {
+            key: "a".into(),
+            at: now + 50,
+            count: 2,
+        },
+        Access {
+            key: "missing".into(),
+            at: now + 60,
+            count: 1,
+        },
+    ];
+    ok(b.record_accesses(&batch).await, "record");
+    ok(
+        b.record_accesses(&[Access {
+            key: "a".into(),
+            at: now + 20,
+            count: 1,
+        }])
+        .await,
+        "record",
+    );
+    let e = ok(b.get("a", now).await, "get").unwrap_or_else(|| panic!("{name}: a"));
+    assert_eq!(
+        (e.meta.accessed_at, e.meta.access_count),
+        (now + 50, 3),
+        "{name}: accesses"
+    );
+    assert!(
+        ok(b.get("missing", now).await, "get").is_none(),
+        "{name}: no entry created"
+    );
+    assert_eq!(ok(b.usage().await, "usage").entries, 1, "{name}: usage");
+}
+
+/// A scripted sequence gives exact session and persistent counters.
+pub async fn exact_stats<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock).size_limit(250).build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    let v = "v".repeat(79); // 100-byte entries with 1-byte keys
+    ok(cache.set("a", &v).await, "set"); // sets 1
+    ok(cache.set("b", &v).await, "set"); // sets 2
+    let _ = ok(cache.get::<String>("a").await, "get"); // hit 1
+    let _ = ok(cache.get::<String>("z").await, "get"); // miss 1
+    ok(cache.set("c", &v).await, "set"); // sets 3, evicts a (eviction 1)
+    let _ = ok(cache.get::<String>("a").await, "get"); // miss 2
+    let _ = ok(cache.get::<u32>("b").await, "get"); // miss 3, decode failure 1 (b removed)
+    assert!(ok(cache.remove("c").await, "remove"), "{name}"); // removes 1
+    ok(
+        cache.set_with_ttl("t", &1u32, Duration::from_secs(1)).await,
+        "set",
+    ); // sets 4
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(ok(cache.expire().await, "expire"), 1, "{name}"); // expirations 1
+    let fetched: u32 = ok(
+        cache
+            .get_or_fetch("f", Ttl::Default, || async { Ok::<_, Error>(7u32) })
+            .await,
+        "get_or_fetch",
+    ); // miss 4, fetches 1, sets 5
+    assert_eq!(fetched, 7);
+    let again: u32 = ok(
+        cache
+            .get_or_fetch("f", Ttl::Default, || async { Ok::<_, Error>(8u32) })
+            .await,
+        "get_or_fetch",
+    ); // hit 2
+    assert_eq!(
+        again, 7,
+        "{name}: second get_or_fetch is served from the cache"
+    );
+    let want = Counters {
+        hits: 2,
+        misses: 4,
+        sets: 5,
+        removes: 1,
+        evictions: 1,
+        expirations: 1,
+        decode_failures: 1,
+        fetches: 1,
+        coalesced: 0,
+    };
+    let s = ok(cache.stats().await, "stats");
+    assert_eq!(s.session, want, "{name}: session counters");
+    assert_eq!(
+        s.persistent, want,
+        "{name}: persistent = stored + unflushed"
+    );
+    assert_eq!(s.session.hit_ratio(), Some(2.0 / 6.0), "{name}: hit ratio");
+    ok(cache.flush().await, "flush");
+    assert_eq!(
+        ok(cache.backend().load_stats().await, "load_stats"),
+        want,
+        "{name}: flushed"
+    );
+    // A second session adds to the persistent counters.
+    let backend_view = ok(cache.stats().await, "stats");
+    assert_eq!(
+        backend_view.persistent, want,
+        "{name}: no double counting after flush"
+    );
+    assert_eq!(
+        s.usage,
+        Usage {
+            entries: 1,
+            bytes: 1 + 19 + 1
+        },
+        "{name}: usage in stats"
+    );
+}
+
+/// Wrong-schema, damaged and foreign values are misses, removed and counted.
+pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let now = clock.now_millis_for_testkit();
+    // Written by an older version of the type.
+    ok(cache.set("old", &item(1)).await, "set");
+    assert_eq!(
+        ok(cache.get::<ItemV2>("old").await, "get"),
+        None,
+        "{name}: old schema is a miss"
+    );
+    assert!(
+        !ok(cache.contains("old").await, "contains"),
+        "{name}: old value removed"
+    );
+    // Damaged bytes.
+    let good = ok(
+        codec::encode(&item(2)).map_err(|e| Error::Config(e.to_string())),
+        "encode",
+    );
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    ok(
+        cache
+            .backend()
+            .put("bad", Bytes::from(bad), now, None, None)
+            .await,
+        "put",
+    );
+    assert_eq!(
+        ok(cache.get::<Item>("bad").await, "get"),
+        None,
+        "{name}: damaged is a miss"
+    );
+    // Foreign bytes (not an envelope at all), empty, and truncated.
+    for (k, v) in [
+        (
+            "pickle",
+            Bytes::from_static(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94."),
+        ),
+        ("empty", Bytes::new()),
+        ("short", good.slice(..good.len() - 3)),
+    ] {
+        ok(cache.backend().put(k, v, now, None, None).await, "put");
+        assert_eq!(
+            ok(cache.get::<Item>(k).await, "get"),
+            None,
+            "{name}: {k} is a miss"
+        );
+        assert!(
+            !ok(cache.contains(k).await, "contains"),
+            "{name}: {k} removed"
+        );
+    }
+    let s = ok(cache.stats().await, "stats");
+    assert_eq!(
+        s.session.decode_failures, 5,
+        "{name}: decode failures counted"
+    );
+    assert_eq!(s.session.misses, 5, "{name}: and counted as misses");
+    assert_eq!(s.usage, Usage::default(), "{name}: all removed");
+}
+
+/// 50 concurrent callers on one key run one fetch and all get its value.
+pub async fn single_flight_shares_a_value<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            cache
+                .get_or_fetch("library:Movies:all", Ttl::Default, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, std::io::Error>(vec![item(1), item(2)])
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        let got = ok(
+            t.await
+                .map_err(|e| Error::Config(e.to_string()))
+                .and_then(|r| r),
+            "task",
+        );
+        assert_eq!(
+            got,
+            vec![item(1), item(2)],
+            "{name}: every caller gets the value"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "{name}: exactly one fetch ran"
+    );
+    let s = ok(cache.stats().await, "stats");
+    assert_eq!(s.session.fetches, 1, "{name}: fetches");
+    assert_eq!(s.session.coalesced, 49, "{name}: coalesced waits");
+    assert_eq!(s.session.misses, 50, "{name}: each caller missed once");
+    assert_eq!(s.session.sets, 1, "{name}: stored once");
+    assert!(
+        ok(cache.contains("library:Movies:all").await, "contains"),
+        "{name}: stored"
+    );
+}
+
+/// A failing fetch shares its error with every waiting caller and stores nothing.
+pub async fn single_flight_shares_an_error<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            cache
+                .get_or_fetch::<u32, _, _, _>("k", Ttl::Default, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err(std::io::Error::other("server said no"))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        match t.await {
+            Ok(Err(Error::Fetch { key, source })) => {
+                assert_eq!(key, "k", "{name}: error names the key");
+                assert_eq!(
+                    source.to_string(),
+                    "server said no",
+                    "{name}: the fetch's error"
+                );
+            }
+            other => panic!("{name}: expected a shared fetch error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "{name}: exactly one fetch ran"
+    );
+    assert!(
+        !ok(cache.contains("k").await, "contains"),
+        "{name}: nothing stored"
+    );
+    // The next call fetches again.
+    let v: u32 = ok(
+        cache
+            .get_or_fetch("k", Ttl::Default, || async { Ok::<_, Error>(5u32) })
+            .await,
+        "get_or_fetch",
+    );
+    assert_eq!(v, 5, "{name}: a later call fetches again");
+}
+
+/// Keys with any UTF-8: separators, percent signs, spaces, emoji, control characters, 1 KiB.
+pub async fn keys_with_any_characters<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let long = "ж".repeat(512); // 1 KiB
+    let keys: Vec<String> = vec![
+        "search:Movies:Alien: Covenant".into(),
+        "50%25 off %".into(),
+        "  spaces  ".into(),
+        "emoji 🎬🍿".into(),
+        "line\nbreak\ttab\r".into(),
+        "nul\0byte".into(),
+        "quote'\"\\back".into(),
+        "*?[glob]{x}".into(),
+        "".into(),
+        long.clone(),
+        format!("{long}:suffix"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        ok(cache.set(k, &(i as u32)).await, "set");
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            ok(cache.get::<u32>(k).await, "get"),
+            Some(i as u32),
+            "{name}: key {k:?}"
+        );
+    }
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        ok(cache.keys("", 100).await, "keys"),
+        sorted,
+        "{name}: keys in byte order"
+    );
+    assert_eq!(
+        ok(cache.keys(&long, 100).await, "keys").len(),
+        2,
+        "{name}: long prefix"
+    );
+    assert_eq!(
+        ok(cache.remove_prefix("search:Movies:").await, "rp"),
+        1,
+        "{name}: ':' prefix"
+    );
+    assert_eq!(
+        ok(cache.remove_prefix("50%").await, "rp"),
+        1,
+        "{name}: '%' is not a wildcard"
+    );
+    assert_eq!(
+        ok(cache.remove_prefix("*").await, "rp"),
+        1,
+        "{name}: '*' is not a wildcard"
+    );
+    assert_eq!(
+        ok(cache.keys("", 100).await, "keys").len(),
+        keys.len() - 3,
+        "{name}: rest kept"
+    );
+    let too_long = "k".repeat(crate::DEFAULT_MAX_KEY_LEN + 1);
+    assert!(
+        matches!(
+            cache.set(&too_long, &1u32).await,
+            Err(Error::InvalidKey { .. })
+        ),
+        "{name}: over-long keys are refused"
+    );
+}
+
+/// A 10 MiB value round-trips.
+pub async fn large_value<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let big: Vec<u8> = (0..10 * 1024 * 1024)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    ok(cache.set("big", &big).await, "set 10 MiB");
+    let got = ok(cache.get::<Vec<u8>>("big").await, "get 10 MiB");
+    assert!(
+        got.as_ref() == Some(&big),
+        "{name}: 10 MiB value round-trips"
+    );
+    assert!(
+        usage(&cache).await.bytes > 10 * 1024 * 1024,
+        "{name}: usage counts it"
+    );
+}
+
+/// Many tasks writing and removing at once leave exact usage counters.
+pub async fn concurrent_writers_keep_exact_usage<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..150 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = format!("k{}", x % 64);
+                match x % 4 {
+                    0 => {
+                        cache.remove(&key).await?;
+                    }
+                    1 => {
+                        cache.remove_prefix(&format!("k{}", x % 7)).await?;
+                    }
+                    _ => cache.set(&key, &"v".repeat((x % 500) as usize)).await?,
+                }
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    for t in tasks {
+        ok(
+            t.await
+                .map_err(|e| Error::Config(e.to_string()))
+                .and_then(|r| r),
+            "writer",
+        );
+    }
+    let keys = ok(cache.keys("", usize::MAX).await, "keys");
+    let mut bytes = 0;
+    for k in &keys {
+        let (_, meta) = ok(cache.get_raw(k).await, "get_raw")
+            .unwrap_or_else(|| panic!("{name}: listed key {k} is readable"));
+        bytes += meta.size;
+    }
+    assert_eq!(
+        usage(&cache).await,
+        Usage {
+            entries: keys.len() as u64,
+            bytes
+        },
+        "{name}: usage counters equal a direct count"
+    );
+}
+
+/// clear removes entries and keeps persistent counters.
+pub async fn clear_keeps_persistent_stats<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    ok(cache.set("a", &1u32).await, "set");
+    let _ = ok(cache.get::<u32>("a").await, "get");
+    ok(cache.flush().await, "flush");
+    ok(cache.clear().await, "clear");
+    let stored = ok(cache.backend().load_stats().await, "load_stats");
+    assert_eq!(
+        (stored.sets, stored.hits),
+        (1, 1),
+        "{name}: counters survive clear"
+    );
+}
+
+/// Entries, TTLs, usage and persistent counters survive closing and reopening the store.
+pub async fn reopen_keeps_entries_ttl_and_stats<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    ok(
+        cache
+            .set_with_ttl("ttl", &1u32, Duration::from_secs(10))
+            .await,
+        "set",
+    );
+    ok(cache.set("keep", &item(7)).await, "set");
+    ok(cache.set("gone", &2u32).await, "set");
+    ok(cache.remove("gone").await.map(|_| ()), "remove");
+    let _ = ok(cache.get::<u32>("ttl").await, "get");
+    let _ = ok(cache.get::<u32>("nope").await, "get");
+    ok(cache.flush().await, "flush");
+    let before = usage(&cache).await;
+    let counters = ok(cache.backend().load_stats().await, "load_stats");
+    let backend = match cache.into_backend() {
+        Ok(b) => b,
+        Err(_) => panic!("{name}: the cache has no other clones"),
+    };
+    let Some(backend) = f.reopen(backend).await else {
+        return; // not a persistent backend
+    };
+    let cache = ok(builder(backend, &clock).build(), "build after reopen");
+    assert_eq!(
+        usage(&cache).await,
+        before,
+        "{name}: usage counters survive reopen"
+    );
+    assert_eq!(
+        ok(cache.backend().load_stats().await, "load_stats"),
+        counters,
+        "{name}: stats"
+    );
+    assert_eq!(
+        ok(cache.get::<Item>("keep").await, "get"),
+        Some(item(7)),
+        "{name}: entry kept"
+    );
+    assert_eq!(
+        ok(cache.get::<u32>("gone").await, "get"),
+        None,
+        "{name}: removal kept"
+    );
+    clock.advance(Duration::from_millis(9_999));
+    assert_eq!(
+        ok(cache.get::<u32>("ttl").await, "get"),
+        Some(1),
+        "{name}: TTL kept (before)"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        ok(cache.get::<u32>("ttl").await, "get"),
+        None,
+        "{name}: TTL kept (at expiry)"
+    );
+    ok(cache.flush().await, "flush");
+    let after = ok(cache.backend().load_stats().await, "load_stats");
+    assert_eq!(
+        after.hits,
+        counters.hits + 2,
+        "{name}: a new session adds to stored counters"
+    );
+    assert_eq!(
+        after.misses,
+        counters.misses + 1,
+        "{name}: misses add up too"
+    );
+}
+
+impl crate::SystemClock {
+    /// The current time (a helper for the suite's raw backend checks).
+    fn now_millis_for_testkit(&self) -> crate::Millis {
+        crate::Clock::now_millis(self)
+    }
+}
+
+impl ManualClock {
+    fn now_millis_for_testkit(&self) -> crate::Millis {
+        crate::Clock::now_millis(self)
+    }
+}
+
+/// `Arc<dyn CacheBackend>` must work: the trait is object-safe.
+#[allow(dead_code)]
+fn assert_object_safe(b: Arc<dyn CacheBackend>) -> Cache<Arc<dyn CacheBackend>> {
+    Cache::new(b)
+}
+
+/// Generates one `#[test]` per conformance rule for a [`BackendFactory`] expression (evaluated
+/// afresh for every test), in a module called `conformance`.
+///
+/// ```ignore
+/// plexcache_core::conformance_tests!(my_backend::TestFactory::new());
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@tests $factory;
+            basic_operations, raw_put_and_remove, prefix_operations, ttl_boundaries,
+            purge_expired_respects_limit_and_order, size_limit_is_a_hard_bound,
+            eviction_least_recently_stored, eviction_least_recently_used,
+            eviction_least_frequently_used, eviction_protects_the_written_key,
+            oversize_values_are_refused, policy_none_refuses_when_full, record_accesses_rules,
+            exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
+            single_flight_shares_an_error, keys_with_any_characters, large_value,
+            concurrent_writers_keep_exact_usage, clear_keeps_persistent_stats,
+            reopen_keeps_entries_ttl_and_stats);
+    };
+    (@tests $factory:expr; $($check:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    let factory = $factory;
+                    $crate::testkit::block_on($crate::testkit::$check(&factory));
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(test)]
+mod model_conformance {
+    use super::BackendFactory;
+    use crate::model::ModelBackend;
+
+    pub struct ModelFactory;
+
+    #[async_trait::async_trait]
+    impl BackendFactory for ModelFactory {
+        type Backend = ModelBackend;
+        async fn create(&self) -> ModelBackend {
+            ModelBackend::new()
+        }
+        async fn reopen(&self, _b: ModelBackend) -> Option<ModelBackend> {
+            None
+        }
+    }
+
+    crate::conformance_tests!(ModelFactory);
+}
