@@ -418,7 +418,7 @@ impl<B: CacheBackend> Cache<B> {
     }
 
     /// Writes a value with the default TTL.
-    pub async fn set<T: CacheValue + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+    pub async fn set<T: CacheValue>(&self, key: &str, value: &T) -> Result<()> {
         self.set_with_ttl(key, value, Ttl::Default).await
     }
 
@@ -428,7 +428,7 @@ impl<B: CacheBackend> Cache<B> {
     /// When it returns, the logical bytes are at most the size limit. A value larger than the
     /// limit is refused with [`Error::TooLarge`]; with [`EvictionPolicy::None`] a write that
     /// does not fit is refused with [`Error::CacheFull`].
-    pub async fn set_with_ttl<T: CacheValue + ?Sized>(
+    pub async fn set_with_ttl<T: CacheValue>(
         &self,
         key: &str,
         value: &T,

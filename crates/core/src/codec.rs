@@ -187,7 +187,7 @@ pub enum DecodeError {
 }
 
 /// Encodes `value` into an envelope.
-pub fn encode<T: CacheValue + ?Sized>(value: &T) -> Result<Bytes, postcard::Error> {
+pub fn encode<T: CacheValue>(value: &T) -> Result<Bytes, postcard::Error> {
     let mut buf = Vec::with_capacity(HEADER_LEN + 64);
     buf.extend_from_slice(&MAGIC);
     buf.push(FORMAT_VERSION);
