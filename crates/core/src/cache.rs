@@ -822,3 +822,186 @@ impl Drop for Sweeper {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use crate::model::ModelBackend;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn works_over_a_trait_object() {
+        rt().block_on(async {
+            let backend: Arc<dyn CacheBackend> = Arc::new(ModelBackend::new());
+            let cache = Cache::new(backend);
+            cache.set("k", &"v".to_string()).await.unwrap();
+            assert_eq!(
+                cache.get::<String>("k").await.unwrap().as_deref(),
+                Some("v")
+            );
+        });
+    }
+
+    #[test]
+    fn zero_size_limit_is_a_config_error() {
+        let err = Cache::builder(ModelBackend::new()).size_limit(0).build();
+        assert!(matches!(err, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn reads_do_not_write_counters_until_a_write_or_flush() {
+        rt().block_on(async {
+            let clock = ManualClock::new(1_000);
+            let cache = Cache::builder(ModelBackend::new())
+                .clock(clock.clone())
+                .stats_flush_interval(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            cache.set("a", &1u32).await.unwrap();
+            clock.advance(Duration::from_secs(5));
+            for _ in 0..10 {
+                let _ = cache.get::<u32>("a").await.unwrap();
+            }
+            // Reads alone never flush, however much time passed.
+            assert_eq!(cache.backend().load_stats().await.unwrap().hits, 0);
+            // stats() still shows them as persistent (stored + unflushed).
+            assert_eq!(cache.stats().await.unwrap().persistent.hits, 10);
+            // A write after the interval flushes the delta.
+            cache.set("b", &2u32).await.unwrap();
+            let stored = cache.backend().load_stats().await.unwrap();
+            assert_eq!((stored.hits, stored.sets), (10, 2));
+            // Flushing twice does not double count.
+            cache.flush().await.unwrap();
+            cache.flush().await.unwrap();
+            assert_eq!(cache.backend().load_stats().await.unwrap().hits, 10);
+        });
+    }
+
+    #[test]
+    fn stats_off_counts_nothing() {
+        rt().block_on(async {
+            let cache = Cache::builder(ModelBackend::new())
+                .stats(false)
+                .build()
+                .unwrap();
+            cache.set("a", &1u32).await.unwrap();
+            let _ = cache.get::<u32>("a").await.unwrap();
+            cache.flush().await.unwrap();
+            let s = cache.stats().await.unwrap();
+            assert!(s.session.is_zero() && s.persistent.is_zero());
+            assert_eq!(s.usage.entries, 1);
+        });
+    }
+
+    #[test]
+    fn lru_reads_are_buffered_then_recorded_before_eviction() {
+        rt().block_on(async {
+            let clock = ManualClock::new(1_000);
+            let cache = Cache::builder(ModelBackend::new())
+                .clock(clock.clone())
+                .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
+                .build()
+                .unwrap();
+            cache.set("a", &1u32).await.unwrap();
+            clock.advance(Duration::from_millis(5));
+            let _ = cache.get::<u32>("a").await.unwrap();
+            let _ = cache.get::<u32>("a").await.unwrap();
+            let meta = cache.get_raw("a").await.unwrap().unwrap().1;
+            assert_eq!(meta.access_count, 0, "buffered, not yet written");
+            cache.flush().await.unwrap();
+            let meta = cache.get_raw("a").await.unwrap().unwrap().1;
+            assert_eq!((meta.access_count, meta.accessed_at), (2, 1_005));
+        });
+    }
+
+    #[test]
+    fn default_policy_reads_do_not_touch_the_store() {
+        rt().block_on(async {
+            let cache = Cache::new(ModelBackend::new());
+            cache.set("a", &1u32).await.unwrap();
+            let _ = cache.get::<u32>("a").await.unwrap();
+            cache.flush().await.unwrap();
+            assert_eq!(cache.get_raw("a").await.unwrap().unwrap().1.access_count, 0);
+        });
+    }
+
+    #[test]
+    fn sweeper_purges_expired_entries_and_stops_with_the_cache() {
+        rt().block_on(async {
+            let cache = Cache::builder(ModelBackend::new())
+                .cull_limit(0)
+                .build()
+                .unwrap();
+            cache
+                .set_with_ttl("a", &1u32, Duration::from_millis(1))
+                .await
+                .unwrap();
+            let sweeper = cache.spawn_sweeper(Duration::from_millis(10)).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(cache.backend().usage().await.unwrap().entries, 0);
+            assert_eq!(cache.stats().await.unwrap().session.expirations, 1);
+            drop(sweeper);
+        });
+    }
+
+    #[test]
+    fn sweeper_needs_a_runtime() {
+        let cache = Cache::new(ModelBackend::new());
+        assert!(matches!(
+            cache.spawn_sweeper(Duration::from_secs(1)),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn cancelled_fetcher_hands_over_to_a_waiter() {
+        rt().block_on(async {
+            let cache = Cache::new(ModelBackend::new());
+            let c1 = cache.clone();
+            let leader = tokio::spawn(async move {
+                c1.get_or_fetch("k", Ttl::Never, || async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, Error>(1u32)
+                })
+                .await
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let c2 = cache.clone();
+            let waiter = tokio::spawn(async move {
+                c2.get_or_fetch("k", Ttl::Never, || async { Ok::<_, Error>(2u32) })
+                    .await
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            leader.abort();
+            let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("waiter finished")
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, 2);
+        });
+    }
+
+    #[test]
+    fn cull_brings_a_store_back_under_a_smaller_limit() {
+        rt().block_on(async {
+            let backend = Arc::new(ModelBackend::new());
+            let big = Cache::new(backend.clone());
+            for i in 0..10 {
+                big.set(&format!("k{i}"), &"v".repeat(100)).await.unwrap();
+            }
+            drop(big);
+            let small = Cache::builder(backend).size_limit(500).build().unwrap();
+            let removed = small.cull().await.unwrap();
+            assert!(removed.entries >= 5);
+            assert!(small.backend().usage().await.unwrap().bytes <= 500);
+        });
+    }
+}
