@@ -37,6 +37,7 @@ mod cache;
 pub mod clock;
 pub mod codec;
 mod error;
+pub mod fs;
 pub mod model;
 mod stats;
 #[cfg(feature = "testkit")]

@@ -1,0 +1,92 @@
+//! File-system helpers shared by the disk backends.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Creates `dir` and its missing parents. The directory itself is created with mode 0700 on
+/// Unix: a cache holds library data that other local users should not read. An existing
+/// directory is left as it is, with a warning when other users can read it.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.is_dir() {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::io(parent, "cannot create the cache directory's parent", e)
+                })?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(Error::io(dir, "cannot create the cache directory", e)),
+            }
+        }
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| Error::io(dir, "cannot read the cache directory", e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "cache directory is accessible to other users"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(dir, "cannot create the cache directory", e))?;
+    }
+    Ok(())
+}
+
+/// Total bytes of the regular files under `path` (a file or a directory), following no links.
+pub fn disk_bytes(path: &Path) -> Result<u64> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| Error::io(path, "cannot read the size of", e))?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    if !meta.is_dir() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| Error::io(path, "cannot list the directory", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(path, "cannot list the directory", e))?;
+        total += disk_bytes(&entry.path())?;
+    }
+    Ok(total)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_0700_with_parents() {
+        let base = std::env::temp_dir().join(format!("plexcache-fs-{}", std::process::id()));
+        let dir = base.join("a").join("cache");
+        create_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        create_private_dir(&dir).unwrap(); // idempotent
+        std::fs::write(dir.join("f"), b"12345").unwrap();
+        assert_eq!(disk_bytes(&base).unwrap(), 5);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_an_error_naming_the_path() {
+        let f = std::env::temp_dir().join(format!("plexcache-fs-file-{}", std::process::id()));
+        std::fs::write(&f, b"x").unwrap();
+        let err = create_private_dir(&f).unwrap_err().to_string();
+        assert!(err.contains(&f.display().to_string()), "{err}");
+        std::fs::remove_file(&f).unwrap();
+    }
+}
