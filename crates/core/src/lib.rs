@@ -48,8 +48,8 @@ pub use backend::{
     Usage,
 };
 pub use cache::{
-    Cache, CacheBuilder, CacheConfig, DEFAULT_CULL_LIMIT, DEFAULT_MAX_KEY_LEN, DEFAULT_SIZE_LIMIT,
-    Sweeper, Ttl,
+    Cache, CacheBuilder, CacheConfig, CheckReport, DEFAULT_CULL_LIMIT, DEFAULT_MAX_KEY_LEN,
+    DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CacheValue, DecodeError, SchemaTag};
