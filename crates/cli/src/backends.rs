@@ -1,0 +1,62 @@
+//! Opening the selected backend.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use plexcache_core::{BoxError, CacheBackend};
+use plexcache_plex::PlexCache;
+
+use crate::{BackendKind, Global};
+
+/// A backend chosen at run time.
+pub type DynBackend = Arc<dyn CacheBackend>;
+
+/// The cache directory: `--cache-dir`, or the platform default (created 0700).
+pub fn cache_dir(g: &Global) -> Result<PathBuf, BoxError> {
+    match &g.cache_dir {
+        Some(dir) => {
+            plexcache_core::fs::create_private_dir(dir)?;
+            Ok(dir.clone())
+        }
+        None => Ok(plexcache_plex::default_cache_dir()?),
+    }
+}
+
+/// Opens `kind` in `dir`: SQLite as `dir/plexcache.db`, sled in `dir/sled/`.
+pub async fn open_backend(
+    kind: BackendKind,
+    dir: &std::path::Path,
+) -> Result<DynBackend, BoxError> {
+    Ok(match kind {
+        BackendKind::Sqlite => Arc::new(
+            plexcache_sqlite::SqliteBackend::builder(dir)
+                .open_async()
+                .await?,
+        ),
+        BackendKind::Sled => {
+            let dir = dir.join("sled");
+            let backend =
+                tokio::task::spawn_blocking(move || plexcache_sled::SledBackend::open(dir))
+                    .await??;
+            Arc::new(backend)
+        }
+        BackendKind::Memory => Arc::new(plexcache_memory::MemoryBackend::new()),
+    })
+}
+
+/// Opens the cache the global options describe.
+pub async fn open(g: &Global) -> Result<PlexCache<DynBackend>, BoxError> {
+    let dir = match g.backend {
+        BackendKind::Memory => PathBuf::new(),
+        _ => cache_dir(g)?,
+    };
+    let backend = open_backend(g.backend, &dir).await?;
+    let ttl = g.ttl();
+    Ok(PlexCache::builder(backend)
+        .size_limit(g.size_limit)
+        .library_ttl(ttl)
+        .search_ttl(ttl)
+        .match_ttl(ttl)
+        .configure(|b| b.default_ttl(ttl))
+        .build()?)
+}

@@ -1,0 +1,301 @@
+//! `plexcache bench`: the standard workload on a synthetic Plex library, against every embedded
+//! backend, in one run, printed with ratios to the fastest.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use plexcache_core::{BoxError, Cache};
+use plexcache_plex::synthetic::{Spec, expected_items};
+use plexcache_plex::{PlexItem, keys};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+
+use crate::backends::{DynBackend, open_backend};
+use crate::{BackendKind, EXIT_OK, Global, output};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Items in the synthetic library list.
+    #[arg(long, default_value_t = 1000)]
+    pub items: usize,
+    /// Backends to compare.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "memory,sqlite,sled"
+    )]
+    pub backends: Vec<BackendKind>,
+    /// Time budget of each workload on each backend, in seconds.
+    #[arg(long, default_value_t = 0.8)]
+    pub seconds: f64,
+    /// Distinct keys of the small-entry and mixed workloads.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    workload: &'static str,
+    backend: &'static str,
+    ops: u64,
+    seconds: f64,
+    ops_per_sec: f64,
+    ratio_to_fastest: f64,
+}
+
+const WORKLOADS: [&str; 7] = [
+    "library list get",
+    "library list set",
+    "small set",
+    "small get hit",
+    "small get miss",
+    "zipf 90/10 mix",
+    "set under eviction",
+];
+
+fn small(i: u64, pool: &[PlexItem]) -> Vec<PlexItem> {
+    // Search results of 0-3 items, like real title searches.
+    let n = (i % 4) as usize;
+    (0..n)
+        .map(|j| pool[(i as usize * 3 + j) % pool.len()].clone())
+        .collect()
+}
+
+fn small_key(i: u64) -> String {
+    keys::search_key("Movies", &format!("title {i}"))
+}
+
+/// Runs `op(i)` for i = 0.. until the budget is spent or `max` ops ran.
+async fn measure<F, Fut>(budget: Duration, max: u64, mut op: F) -> Result<(u64, f64), BoxError>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let start = Instant::now();
+    let mut n = 0;
+    while n < max {
+        op(n).await?;
+        n += 1;
+        if n % 16 == 0 && start.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok((n, start.elapsed().as_secs_f64()))
+}
+
+async fn bench_backend(
+    kind: BackendKind,
+    args: &BenchArgs,
+    library: &[PlexItem],
+) -> Result<Vec<(&'static str, u64, f64)>, BoxError> {
+    let budget = Duration::from_secs_f64(args.seconds);
+    let dir = tempfile::tempdir()?;
+    let backend = open_backend(kind, dir.path()).await?;
+    let cache: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 34).build()?;
+    let lib_key = keys::library_key("Movies");
+    let library = library.to_vec();
+    let mut out = Vec::new();
+
+    cache.set(&lib_key, &library).await?;
+    let r = measure(budget, u64::MAX, |_| {
+        let (cache, key) = (&cache, &lib_key);
+        async move {
+            cache
+                .get::<Vec<PlexItem>>(key)
+                .await?
+                .ok_or("library list missing")?;
+            Ok(())
+        }
+    })
+    .await?;
+    out.push((WORKLOADS[0], r.0, r.1));
+
+    let r = measure(budget, u64::MAX, |_| {
+        let (cache, key, library) = (&cache, &lib_key, &library);
+        async move { Ok(cache.set(key, library).await?) }
+    })
+    .await?;
+    out.push((WORKLOADS[1], r.0, r.1));
+
+    let nkeys = args.keys;
+    let r = measure(budget.max(Duration::from_secs(60)), nkeys, |i| {
+        let (cache, library) = (&cache, &library);
+        async move { Ok(cache.set(&small_key(i), &small(i, library)).await?) }
+    })
+    .await?;
+    out.push((WORKLOADS[2], r.0, r.1));
+    let populated = r.0.max(1);
+
+    let r = measure(budget, u64::MAX, |i| {
+        let cache = &cache;
+        async move {
+            cache
+                .get::<Vec<PlexItem>>(&small_key(i.wrapping_mul(7919) % populated))
+                .await?
+                .ok_or("small entry missing")?;
+            Ok(())
+        }
+    })
+    .await?;
+    out.push((WORKLOADS[3], r.0, r.1));
+
+    let r = measure(budget, u64::MAX, |i| {
+        let cache = &cache;
+        async move {
+            let got = cache
+                .get::<Vec<PlexItem>>(&format!("search:Movies:absent {i}"))
+                .await?;
+            if got.is_some() {
+                return Err("unexpected hit".into());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    out.push((WORKLOADS[4], r.0, r.1));
+
+    let mut rng = SmallRng::seed_from_u64(42);
+    let zipf = Zipf::new(populated as f64, 0.99).map_err(|e| format!("zipf: {e}"))?;
+    let draws: Vec<(u64, bool)> = (0..1_000_000)
+        .map(|_| {
+            let k = (zipf.sample(&mut rng) as u64).saturating_sub(1);
+            (k, rng.random_range(0..100u32) < 10)
+        })
+        .collect();
+    let r = measure(budget, draws.len() as u64, |i| {
+        let (cache, library, draws) = (&cache, &library, &draws);
+        async move {
+            let (k, is_set) = draws[i as usize];
+            if is_set {
+                cache.set(&small_key(k), &small(k, library)).await?;
+            } else {
+                let _ = cache.get::<Vec<PlexItem>>(&small_key(k)).await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    out.push((WORKLOADS[5], r.0, r.1));
+    drop(cache);
+
+    // Eviction pressure: a 1 MiB limit, every set evicts.
+    let dir2 = tempfile::tempdir()?;
+    let backend = open_backend(kind, dir2.path()).await?;
+    let tight: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 20).build()?;
+    for i in 0..5_000 {
+        tight.set(&small_key(i), &small(i | 1, &library)).await?;
+    }
+    let r = measure(budget, u64::MAX, |i| {
+        let (cache, library) = (&tight, &library);
+        async move {
+            Ok(cache
+                .set(&small_key(5_000 + i), &small(i | 1, library))
+                .await?)
+        }
+    })
+    .await?;
+    out.push((WORKLOADS[6], r.0, r.1));
+    tight.flush().await?;
+    Ok(out)
+}
+
+/// Runs `bench`.
+pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
+    let started = Instant::now();
+    let library = expected_items(&Spec::new(args.items));
+    let mut rows: Vec<Row> = Vec::new();
+    let mut backends = args.backends.clone();
+    backends.dedup();
+    for kind in &backends {
+        let name = backend_name(*kind);
+        if !g.json {
+            eprintln!("benchmarking {name} ...");
+        }
+        for (workload, ops, seconds) in bench_backend(*kind, &args, &library).await? {
+            rows.push(Row {
+                workload,
+                backend: name,
+                ops,
+                seconds,
+                ops_per_sec: ops as f64 / seconds.max(1e-9),
+                ratio_to_fastest: 0.0,
+            });
+        }
+    }
+    for w in WORKLOADS {
+        let best = rows
+            .iter()
+            .filter(|r| r.workload == w)
+            .map(|r| r.ops_per_sec)
+            .fold(0.0, f64::max);
+        for r in rows.iter_mut().filter(|r| r.workload == w) {
+            r.ratio_to_fastest = if r.ops_per_sec > 0.0 {
+                best / r.ops_per_sec
+            } else {
+                f64::INFINITY
+            };
+        }
+    }
+    if g.json {
+        output::print_json(&rows)?;
+        return Ok(EXIT_OK);
+    }
+    let mut headers = vec!["workload".to_string()];
+    headers.extend(
+        backends
+            .iter()
+            .map(|b| format!(">{} ops/s", backend_name(*b))),
+    );
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let table: Vec<Vec<String>> = WORKLOADS
+        .iter()
+        .map(|w| {
+            let mut row = vec![(*w).to_string()];
+            for b in &backends {
+                let cell = rows
+                    .iter()
+                    .find(|r| r.workload == *w && r.backend == backend_name(*b))
+                    .map_or("-".into(), |r| {
+                        if r.ratio_to_fastest <= 1.0 {
+                            format!("{} (fastest)", si(r.ops_per_sec))
+                        } else {
+                            format!("{} ({:.1}x slower)", si(r.ops_per_sec), r.ratio_to_fastest)
+                        }
+                    });
+                row.push(cell);
+            }
+            row
+        })
+        .collect();
+    println!(
+        "synthetic library of {} items, {} small-entry keys, {:.1} s per workload per backend",
+        args.items, args.keys, args.seconds
+    );
+    print!("{}", output::table(&header_refs, &table));
+    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(EXIT_OK)
+}
+
+fn backend_name(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Sqlite => "sqlite",
+        BackendKind::Sled => "sled",
+        BackendKind::Memory => "memory",
+    }
+}
+
+/// Operations per second with an SI suffix.
+fn si(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}

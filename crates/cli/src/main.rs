@@ -1,0 +1,168 @@
+//! `plexcache`: sync Plex libraries into a cache, inspect any cache, compare backends.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage error, 3 not found (a `get` that found nothing).
+
+mod backends;
+mod bench;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit code of a successful run.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failed run.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a usage error (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a `get` that found nothing.
+pub const EXIT_NOT_FOUND: u8 = 3;
+
+/// Cache Plex Media Server library data; inspect and benchmark the cache.
+#[derive(Debug, Parser)]
+#[command(name = "plexcache", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 not found.")]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Storage backend.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PLEXCACHE_BACKEND",
+        default_value = "sqlite"
+    )]
+    pub backend: BackendKind,
+    /// Cache directory [default: <platform data dir>/plexcache/cache].
+    #[arg(long, global = true, env = "PLEXCACHE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the cache, in bytes (key + value).
+    #[arg(long, global = true, env = "PLEXCACHE_SIZE_LIMIT", default_value_t = plexcache_core::DEFAULT_SIZE_LIMIT)]
+    pub size_limit: u64,
+    /// TTL of written entries, in seconds.
+    #[arg(long, global = true, env = "PLEXCACHE_TTL", default_value_t = 3600)]
+    pub ttl: u64,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log more (repeat for more detail); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Global {
+    /// The TTL as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl)
+    }
+}
+
+/// The storage backends the command can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// One SQLite file in the cache directory (shared safely by several processes).
+    Sqlite,
+    /// A sled directory (one process at a time).
+    Sled,
+    /// In-process memory: empty at every start (useful with `bench`).
+    Memory,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load saved PMS responses (JSON or XML) as a library's items.
+    Import(commands::import::ImportArgs),
+    /// Read one cached entry.
+    Get(commands::get::GetArgs),
+    /// List cached keys.
+    Keys(commands::keys::KeysArgs),
+    /// Show hit/miss statistics and usage.
+    Stats,
+    /// Purge expired entries.
+    Expire,
+    /// Drop a library's listing, searches and matches.
+    Invalidate {
+        /// Library name.
+        name: String,
+    },
+    /// Remove every entry (statistics are kept).
+    Clear,
+    /// Check integrity: engine check, every value's checksum, usage counters.
+    Check,
+    /// Compare backends on a synthetic Plex library (no server needed).
+    Bench(bench::BenchArgs),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are successes; everything else is a usage error (2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> u8 {
+    let g = &cli.global;
+    let result = match cli.command {
+        Command::Import(args) => commands::import::run(g, args).await,
+        Command::Get(args) => commands::get::run(g, args).await,
+        Command::Keys(args) => commands::keys::run(g, args).await,
+        Command::Stats => commands::admin::stats(g).await,
+        Command::Expire => commands::admin::expire(g).await,
+        Command::Invalidate { name } => commands::admin::invalidate(g, &name).await,
+        Command::Clear => commands::admin::clear(g).await,
+        Command::Check => commands::admin::check(g).await,
+        Command::Bench(args) => bench::run(g, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", output::error_chain(e.as_ref()));
+            EXIT_ERROR
+        }
+    }
+}
