@@ -82,6 +82,8 @@ pub enum BackendKind {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fetch libraries from a Plex server into the cache.
+    Sync(commands::sync::SyncArgs),
     /// Load saved PMS responses (JSON or XML) as a library's items.
     Import(commands::import::ImportArgs),
     /// Read one cached entry.
@@ -117,6 +119,7 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> u8 {
     let g = &cli.global;
     let result = match cli.command {
+        Command::Sync(args) => commands::sync::run(g, args).await,
         Command::Import(args) => commands::import::run(g, args).await,
         Command::Get(args) => commands::get::run(g, args).await,
         Command::Keys(args) => commands::keys::run(g, args).await,

@@ -11,6 +11,10 @@
 //!   `match:{name}:{path}` with escaped components, their per-library prefixes and a decoder.
 //! - `synthetic` (cargo feature `synthetic`): a deterministic generator of large `/all`
 //!   responses for benchmarks and tests.
+//! - `client` (cargo feature `client`): an async PMS HTTP client (`PlexClient`) with paging,
+//!   retries and a token that never leaves its header, plus `PlexCache` cache-aside helpers
+//!   over it (`library_items_via`, `search_via`).
+//! - `fake_server` (cargo feature `fake-server`): a fake PMS on a loopback port for tests.
 //!
 //! ```
 //! use plexcache_plex::{extract_items, ItemKind};
@@ -31,14 +35,21 @@
 //! ```
 
 mod cache;
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
 mod extract;
+#[cfg(feature = "fake-server")]
+#[path = "../tests/support/fake_pms/mod.rs"]
+pub mod fake_server;
 mod item;
 pub mod keys;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 
 pub use cache::{DEFAULT_LIBRARY_TTL, PlexCache, PlexCacheBuilder, default_cache_dir};
+#[cfg(feature = "client")]
+pub use client::{ClientError, LibraryFetch, PlexClient, PlexClientBuilder, SectionRef};
 pub use error::{ExtractError, Format, Position};
 pub use extract::{
     detect_format, extract_items, extract_items_from_reader, extract_items_json, extract_items_xml,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod get;
 pub mod import;
 pub mod keys;
+pub mod sync;
 
 use plexcache_plex::PlexItem;
 

@@ -1,0 +1,199 @@
+//! `plexcache sync`: fetch libraries from a Plex server into the cache.
+
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use plexcache_core::BoxError;
+use plexcache_plex::client::PlexClient;
+use plexcache_plex::keys;
+use serde::Serialize;
+
+use crate::{EXIT_OK, Global, backends, output};
+
+/// Arguments of `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Base URL of the Plex Media Server, e.g. http://192.168.1.10:32400.
+    #[arg(long, env = "PLEXCACHE_SERVER", value_name = "URL")]
+    pub server: String,
+    /// X-Plex-Token (sent as a header; never cached, logged or shown).
+    #[arg(
+        long,
+        env = "PLEXCACHE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: String,
+    /// Library to sync (repeatable); default: every library of the server.
+    #[arg(long = "library", short = 'l', value_name = "NAME")]
+    pub libraries: Vec<String>,
+    /// Fetch even when the cached listing is still fresh.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Items per request (X-Plex-Container-Size).
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: u32,
+    /// Do not write `match:` entries for the items' file paths.
+    #[arg(long)]
+    pub no_matches: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Synced {
+    library: String,
+    items: usize,
+    bytes: u64,
+    from_server: bool,
+    matches: u64,
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    libraries: Vec<Synced>,
+    items: usize,
+    bytes: u64,
+    fetched: usize,
+    served_from_cache: usize,
+    seconds: f64,
+}
+
+fn bar(json: bool, library: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    let style = ProgressStyle::with_template(
+        "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} items ({per_sec}, {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(library.to_owned());
+    bar
+}
+
+/// Runs `sync`.
+pub async fn run(g: &Global, args: SyncArgs) -> Result<u8, BoxError> {
+    let started = Instant::now();
+    let client = PlexClient::builder(&args.server, args.token)
+        .page_size(args.page_size)
+        .build()?;
+    let cache = backends::open(g).await?;
+    let libraries = if args.libraries.is_empty() {
+        client
+            .sections()
+            .await?
+            .into_iter()
+            .map(|s| s.title)
+            .collect()
+    } else {
+        args.libraries.clone()
+    };
+    let mut done = Vec::new();
+    for library in libraries {
+        let t = Instant::now();
+        let bar = bar(g.json, &library);
+        let progress = {
+            let bar = bar.clone();
+            move |n: u64, total: Option<u64>| {
+                if let Some(total) = total {
+                    bar.set_length(total);
+                }
+                bar.set_position(n);
+            }
+        };
+        let (items, from_server) = if args.refresh {
+            (
+                cache
+                    .refresh_library_via(&client, &library, progress)
+                    .await?,
+                true,
+            )
+        } else {
+            let f = cache
+                .library_items_via_with_progress(&client, &library, progress)
+                .await?;
+            (f.items, f.from_server)
+        };
+        bar.finish_and_clear();
+        let matches = if from_server && !args.no_matches {
+            cache.index_matches(&library, &items).await?
+        } else {
+            0
+        };
+        let bytes = cache
+            .cache()
+            .get_raw(&keys::library_key(&library))
+            .await?
+            .map_or(0, |(_, meta)| meta.size);
+        let s = Synced {
+            library,
+            items: items.len(),
+            bytes,
+            from_server,
+            matches,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        if !g.json {
+            eprintln!(
+                "{}: {} items, {} cached, {} in {:.2} s",
+                s.library,
+                s.items,
+                output::human_bytes(s.bytes),
+                if s.from_server {
+                    "fetched from the server"
+                } else {
+                    "served from the cache"
+                },
+                s.seconds
+            );
+        }
+        done.push(s);
+    }
+    cache.flush().await?;
+    let summary = Summary {
+        items: done.iter().map(|s| s.items).sum(),
+        bytes: done.iter().map(|s| s.bytes).sum(),
+        fetched: done.iter().filter(|s| s.from_server).count(),
+        served_from_cache: done.iter().filter(|s| !s.from_server).count(),
+        seconds: started.elapsed().as_secs_f64(),
+        libraries: done,
+    };
+    if g.json {
+        output::print_json(&summary)?;
+    } else {
+        let rows: Vec<Vec<String>> = summary
+            .libraries
+            .iter()
+            .map(|s| {
+                vec![
+                    s.library.clone(),
+                    s.items.to_string(),
+                    output::human_bytes(s.bytes),
+                    if s.from_server {
+                        "server".into()
+                    } else {
+                        "cache".into()
+                    },
+                    format!("{:.2} s", s.seconds),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["library", ">items", ">cached", "from", ">time"], &rows)
+        );
+        println!(
+            "{} libraries, {} items, {} cached; {} fetched, {} served from the cache; {:.2} s",
+            summary.libraries.len(),
+            summary.items,
+            output::human_bytes(summary.bytes),
+            summary.fetched,
+            summary.served_from_cache,
+            summary.seconds
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,349 @@
+//! The PMS client against injected faults: retries with backoff where a retry can help,
+//! immediate errors a user can act on where it cannot.
+#![cfg(all(feature = "client", feature = "fake-server"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use plexcache_plex::ExtractError;
+use plexcache_plex::client::{ClientError, PlexClient, PlexClientBuilder};
+use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
+
+const TOKEN: &str = "fault-token-Hk29c";
+const ALL: &str = "/library/sections/1/all";
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn client(pms: &FakePms) -> PlexClientBuilder {
+    PlexClient::builder(pms.url(), TOKEN)
+        .page_size(100)
+        .timeout(Duration::from_secs(20))
+        .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
+}
+
+async fn server(faults: impl IntoIterator<Item = FaultRule>) -> FakePms {
+    let mut b = FakePms::builder(TOKEN).recorded_fixtures();
+    for f in faults {
+        b = b.fault(f);
+    }
+    b.start().await.unwrap()
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_they_pass() {
+    let pms = server([FaultRule::new(Fault::Status(500)).on(ALL).times(2)]).await;
+    let items = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 341);
+    assert_eq!(pms.count_path(ALL), 2 + 4);
+    // A failure in the middle of the paging retries that page only.
+    let pms = server([FaultRule::new(Fault::Status(503)).on(ALL).after(2).times(3)]).await;
+    let items = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 341);
+    let starts: Vec<Option<u64>> = pms.requests().iter().map(|r| r.container_start).collect();
+    let s = |n| Some(n);
+    assert_eq!(
+        starts,
+        [s(0), s(100), s(200), s(200), s(200), s(200), s(300)]
+    );
+}
+
+#[tokio::test]
+async fn persistent_server_errors_stop_after_the_retries() {
+    let pms = server([FaultRule::new(Fault::Status(500))]).await;
+    let c = client(&pms).max_retries(3).build().unwrap();
+    match c.sections().await {
+        Err(e @ ClientError::Status { .. }) => {
+            assert_eq!(e.status(), Some(500));
+            assert!(e.is_retryable());
+            let msg = e.to_string();
+            assert!(
+                msg.contains("HTTP 500") && msg.contains("4 attempt"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.request_count(), 4, "1 attempt + 3 retries");
+
+    let pms = server([FaultRule::new(Fault::Status(502))]).await;
+    let c = client(&pms).max_retries(0).build().unwrap();
+    assert!(c.sections().await.is_err());
+    assert_eq!(pms.request_count(), 1, "retries disabled");
+}
+
+#[tokio::test]
+async fn backoff_grows_and_stays_bounded() {
+    let pms = server([FaultRule::new(Fault::Status(500))]).await;
+    let c = PlexClient::builder(pms.url(), TOKEN)
+        .retry_backoff(Duration::from_millis(40), Duration::from_millis(100))
+        .max_retries(3)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    assert!(c.sections().await.is_err());
+    let took = t.elapsed();
+    // Waits of 20-40, 40-80 and 50-100 ms.
+    assert!(took >= Duration::from_millis(110), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(c.max_request_time() < Duration::from_secs(60 * 4 + 1));
+}
+
+#[tokio::test]
+async fn too_many_requests_is_retried_after_the_servers_delay() {
+    let pms = server([FaultRule::new(Fault::StatusRetryAfter(429, 1)).times(1)]).await;
+    let c = PlexClient::builder(pms.url(), TOKEN)
+        .retry_backoff(Duration::from_millis(1), Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(c.sections().await.unwrap().len(), 3);
+    assert!(t.elapsed() >= Duration::from_millis(900), "Retry-After: 1");
+    assert_eq!(pms.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_and_is_retried() {
+    // Two slow answers, then a normal one.
+    let pms = server([FaultRule::new(Fault::Delay(Duration::from_secs(3))).times(2)]).await;
+    let c = client(&pms)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(c.sections().await.unwrap().len(), 3);
+    assert_eq!(pms.request_count(), 3);
+
+    // Always slow: a timeout error after the retries.
+    let pms = server([FaultRule::new(Fault::Delay(Duration::from_secs(3)))]).await;
+    let c = client(&pms)
+        .timeout(Duration::from_millis(200))
+        .max_retries(1)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    match c.sections().await {
+        Err(e @ ClientError::Timeout { .. }) => {
+            assert!(e.is_retryable());
+            let msg = e.to_string();
+            assert!(msg.contains("did not answer within 200ms"), "{msg}");
+            assert!(msg.contains(&pms.url()), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "bounded: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(pms.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_body_is_retried() {
+    let pms = server([FaultRule::new(Fault::DropMidBody).on(ALL).after(1).times(2)]).await;
+    let items = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 341, "no duplicates, nothing lost");
+    assert_eq!(pms.count_path(ALL), 4 + 2);
+
+    let pms = server([FaultRule::new(Fault::DropMidBody)]).await;
+    let c = client(&pms).max_retries(2).build().unwrap();
+    match c.library_items(1).await {
+        Err(e @ ClientError::Connection { .. }) => {
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("3 attempt"), "{e}");
+            let chain = chain(&e);
+            assert!(
+                chain.contains("body"),
+                "failed while reading the body: {chain}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.request_count(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_closed_before_answering_is_retried() {
+    let pms = server([FaultRule::new(Fault::CloseConnection).times(2)]).await;
+    assert_eq!(
+        client(&pms)
+            .build()
+            .unwrap()
+            .sections()
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(pms.request_count(), 3);
+
+    let pms = server([FaultRule::new(Fault::CloseConnection)]).await;
+    let err = client(&pms)
+        .max_retries(1)
+        .build()
+        .unwrap()
+        .sections()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connection { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_not_retried() {
+    let pms = server([]).await;
+    let c = PlexClient::builder(pms.url(), "wrong-token")
+        .build()
+        .unwrap();
+    match c.sections().await {
+        Err(e @ ClientError::Unauthorized { .. }) => {
+            assert_eq!(e.status(), Some(401));
+            assert!(!e.is_retryable());
+            let msg = e.to_string();
+            assert!(msg.contains("rejected the token"), "{msg}");
+            assert!(msg.contains("get a new X-Plex-Token"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.request_count(), 1);
+    assert!(!pms.requests()[0].token_ok);
+
+    // An injected 401 and 403 behave the same way.
+    let pms = server([FaultRule::new(Fault::Status(401))]).await;
+    let err = client(&pms).build().unwrap().sections().await.unwrap_err();
+    assert!(matches!(err, ClientError::Unauthorized { .. }));
+    let pms = server([FaultRule::new(Fault::Status(403))]).await;
+    let err = client(&pms).build().unwrap().sections().await.unwrap_err();
+    assert!(matches!(err, ClientError::Forbidden { .. }));
+    assert_eq!(pms.request_count(), 1);
+}
+
+#[tokio::test]
+async fn other_client_errors_are_not_retried() {
+    let pms = server([FaultRule::new(Fault::Status(400))]).await;
+    match client(&pms).build().unwrap().sections().await {
+        Err(e @ ClientError::Status { status: 400, .. }) => assert!(!e.is_retryable()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.request_count(), 1);
+    let pms = server([FaultRule::new(Fault::Status(404))]).await;
+    let err = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(pms.request_count(), 1);
+}
+
+#[tokio::test]
+async fn an_html_page_is_not_a_pms_response() {
+    let pms = server([FaultRule::new(Fault::Html)]).await;
+    match client(&pms).build().unwrap().sections().await {
+        Err(e @ ClientError::NotPms { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("not a Plex Media Server response"), "{msg}");
+            assert!(msg.contains("text/html"), "{msg}");
+            let source = e.extract_error().unwrap();
+            assert!(e.source().is_some());
+            assert!(
+                matches!(source, ExtractError::MissingMediaContainer { .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.request_count(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_truncated_body_says_where() {
+    let pms = server([FaultRule::new(Fault::TruncatedBody).on(ALL).after(1)]).await;
+    match client(&pms).build().unwrap().library_items(1).await {
+        Err(e @ ClientError::NotPms { .. }) => {
+            let source = e.extract_error().unwrap();
+            assert!(e.source().is_some());
+            assert!(
+                matches!(source, ExtractError::Truncated { .. }),
+                "{source:?}"
+            );
+            let where_ = source.to_string();
+            assert!(
+                where_.contains("line ") && where_.contains("MediaContainer"),
+                "{where_}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_says_so() {
+    // A port with nothing listening: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = PlexClient::builder(&url, TOKEN)
+        .max_retries(2)
+        .retry_backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .build()
+        .unwrap();
+    match c.sections().await {
+        Err(e @ ClientError::Unreachable { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{url}/library/sections")), "{msg}");
+            assert!(msg.contains("3 attempt"), "{msg}");
+            assert!(msg.contains("check the address, port and scheme"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_and_tokens_are_refused_up_front() {
+    for url in [
+        "",
+        "plex.local:32400",
+        "ftp://plex.local",
+        "http://",
+        "http://h:1/?x=1",
+    ] {
+        match PlexClient::new(url, TOKEN) {
+            Err(ClientError::InvalidUrl { .. }) => {}
+            other => panic!("{url:?}: {other:?}"),
+        }
+    }
+    for token in ["", "   ", "bad\ntoken"] {
+        match PlexClient::new("http://127.0.0.1:32400", token) {
+            Err(ClientError::InvalidToken { .. }) => {}
+            other => panic!("{token:?}: {other:?}"),
+        }
+    }
+}
