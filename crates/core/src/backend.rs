@@ -324,7 +324,8 @@ pub trait CacheBackend: Send + Sync + 'static {
     /// Entry count and logical bytes, O(1).
     async fn usage(&self) -> Result<Usage>;
 
-    /// Removes up to `limit` entries with `expires_at <= now`, soonest expiry first.
+    /// Removes up to `limit` entries with `expires_at <= now`, soonest expiry first (ties in
+    /// write order).
     async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed>;
 
     /// Evicts entries in `policy` order until the logical bytes are at most `target_bytes`,

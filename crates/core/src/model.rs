@@ -147,15 +147,15 @@ impl CacheBackend for ModelBackend {
 
     async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
         let mut state = self.state.lock();
-        let mut expired: Vec<(Millis, String)> = state
+        let mut expired: Vec<(Millis, u64, String)> = state
             .map
             .iter()
             .filter(|(_, (_, m, _))| m.is_expired(now))
-            .map(|(k, (_, m, _))| (m.expires_at.unwrap_or(0), k.clone()))
+            .map(|(k, (_, m, seq))| (m.expires_at.unwrap_or(0), *seq, k.clone()))
             .collect();
         expired.sort();
         let mut removed = Removed::default();
-        for (_, k) in expired.into_iter().take(limit) {
+        for (_, _, k) in expired.into_iter().take(limit) {
             if let Some(meta) = state.remove(&k) {
                 removed.add_one(meta.size);
             }
