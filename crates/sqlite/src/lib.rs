@@ -1,1 +1,45 @@
-//! sqlite backend for plexcache.
+//! # plexcache-sqlite
+//!
+//! The embedded default backend of plexcache: one SQLite database file (bundled SQLite, via
+//! `rusqlite`) in the cache directory, shared safely by several threads and several processes.
+//!
+//! * WAL journal, `synchronous=NORMAL`, a busy timeout plus a bounded retry loop, so processes
+//!   sharing one cache never see "database is locked".
+//! * One writer connection and at most [`SqliteBuilder::max_readers`] reader connections, each
+//!   with a bounded page cache, whatever the number of threads or tasks.
+//! * Indexes for expiry and for each eviction order; entry count, byte total, write sequence and
+//!   statistics counters kept in the same transaction as every write: no `COUNT(*)` or `SUM()`
+//!   on the hot path or on open.
+//! * Short reads, and small writes that need not wait for a lock, run inline; large values,
+//!   lock waits, scans, checkpoints and flushes run on tokio's blocking pool (see [`Offload`]),
+//!   so a busy or slow disk never stalls the async runtime.
+//! * A damaged or foreign file gives [`Error::Corrupt`](plexcache_core::Error::Corrupt) naming
+//!   the path; [`SqliteBuilder::recover_corrupt`] moves it aside and starts empty.
+//!
+//! ```
+//! use plexcache_core::Cache;
+//! use plexcache_sqlite::SqliteBackend;
+//! use std::time::Duration;
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let backend = SqliteBackend::builder(dir.path().join("cache")).open()?;
+//! let cache = Cache::builder(backend)
+//!     .default_ttl(Duration::from_secs(3600))
+//!     .build()?;
+//! cache.set("library:Movies:all", &vec!["Alien".to_string()]).await?;
+//! assert!(cache.get::<Vec<String>>("library:Movies:all").await?.is_some());
+//! cache.flush().await?;
+//! # Ok::<(), plexcache_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod backend;
+mod builder;
+mod prefix;
+mod schema;
+mod store;
+
+pub use backend::SqliteBackend;
+pub use builder::{DEFAULT_FILE_NAME, Offload, SqliteBuilder};
+pub use schema::SCHEMA_VERSION;

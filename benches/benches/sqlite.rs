@@ -1,0 +1,355 @@
+//! Benchmarks of `Cache<SqliteBackend>` on Plex-shaped workloads, with raw rusqlite baselines
+//! and the offload modes side by side. Figures and the diskcache comparison are in
+//! `docs/benchmarks-sqlite.md`.
+//!
+//! `cargo bench -p plexcache-benches --bench sqlite` (about 5 minutes; the 1,000,000-entry
+//! fixture is built once per run in a temporary directory).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use plexcache_benches::workload::{BenchItem, ZipfKeys, library, search_key, search_result};
+use plexcache_core::{Bytes, Cache, CacheBackend, Clock, SystemClock, codec};
+use plexcache_sqlite::{Offload, SqliteBackend};
+use tokio::runtime::Runtime;
+
+const LIBRARY_KEY: &str = "library:Movies:all";
+const BIG_LIMIT: u64 = 1 << 40;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn open(dir: &Path, offload: Offload) -> SqliteBackend {
+    SqliteBackend::builder(dir).offload(offload).open().unwrap()
+}
+
+fn cache(dir: &Path, offload: Offload, limit: u64) -> Cache<SqliteBackend> {
+    Cache::builder(open(dir, offload))
+        .size_limit(limit)
+        .build()
+        .unwrap()
+}
+
+fn encoded_search(i: u64) -> Bytes {
+    codec::encode(&search_result(i)).unwrap()
+}
+
+/// Bulk-loads `n` search-result entries (keys `search_key(i)`) in one transaction.
+fn populate(rt: &Runtime, dir: &Path, n: u64) -> PathBuf {
+    let backend = open(dir, Offload::Auto);
+    rt.block_on(async {
+        let now = SystemClock.now_millis();
+        let mut i = 0;
+        while i < n {
+            let end = (i + 200_000).min(n);
+            let batch = (i..end)
+                .map(|j| (search_key(j), encoded_search(j)))
+                .collect();
+            backend.put_many(batch, now, None).await.unwrap();
+            i = end;
+        }
+    });
+    backend.path().to_path_buf()
+}
+
+fn library_lists(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("sqlite/library");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for n in [1_000u64, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), Offload::Auto, BIG_LIMIT);
+        let lib = library(n);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("set_{n}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { cache.set(LIBRARY_KEY, &lib).await.unwrap() })
+        });
+        g.bench_function(format!("get_{n}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let v: Vec<BenchItem> = cache.get(LIBRARY_KEY).await.unwrap().unwrap();
+                black_box(v)
+            })
+        });
+        // Where a get's time goes: the stored bytes alone, and decoding alone.
+        g.bench_function(format!("backend_get_bytes_{n}"), |b| {
+            let now = SystemClock.now_millis();
+            let backend = cache.backend();
+            b.to_async(&rt)
+                .iter(|| async move { black_box(backend.get(LIBRARY_KEY, now).await.unwrap()) })
+        });
+        let encoded = codec::encode(&lib).unwrap();
+        g.bench_function(format!("decode_only_{n}"), |b| {
+            b.iter(|| black_box(codec::decode::<Vec<BenchItem>>(&encoded).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+/// Raw rusqlite with the same pragmas: a table (key TEXT PRIMARY KEY, value BLOB).
+fn raw_table(dir: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join("raw.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS t (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
+    )
+    .unwrap();
+    conn
+}
+
+fn small_entries(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("sqlite/small");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    const N: u64 = 10_000;
+    let values: Vec<Vec<BenchItem>> = (0..N).map(search_result).collect();
+
+    // Raw rusqlite baselines.
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw = raw_table(raw_dir.path());
+    {
+        let tx = raw.unchecked_transaction().unwrap();
+        for i in 0..N {
+            tx.execute(
+                "INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)",
+                rusqlite::params![search_key(i), &encoded_search(i)[..]],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut i = 0u64;
+    g.bench_function("raw_rusqlite_select_hit", |b| {
+        let mut stmt = raw.prepare("SELECT value FROM t WHERE key = ?1").unwrap();
+        b.iter(|| {
+            i = (i + 7919) % N;
+            let v: Vec<u8> = stmt.query_row([search_key(i)], |r| r.get(0)).unwrap();
+            black_box(v)
+        })
+    });
+    g.bench_function("raw_rusqlite_insert_or_replace", |b| {
+        let mut stmt = raw
+            .prepare("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)")
+            .unwrap();
+        b.iter(|| {
+            i = (i + 7919) % N;
+            stmt.execute(rusqlite::params![search_key(i), &encoded_search(i)[..]])
+                .unwrap()
+        })
+    });
+
+    for (mode, offload) in [
+        ("auto", Offload::Auto),
+        ("never", Offload::Never),
+        ("always", Offload::Always),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), offload, BIG_LIMIT);
+        rt.block_on(async {
+            for i in 0..N {
+                cache
+                    .set(&search_key(i), &values[i as usize])
+                    .await
+                    .unwrap();
+            }
+        });
+        g.bench_function(format!("set/{mode}"), |b| {
+            b.to_async(&rt).iter(|| {
+                i = (i + 7919) % N;
+                let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
+                async move { cache.set(&key, v).await.unwrap() }
+            })
+        });
+        g.bench_function(format!("get_hit/{mode}"), |b| {
+            b.to_async(&rt).iter(|| {
+                i = (i + 7919) % N;
+                let (cache, key) = (&cache, search_key(i));
+                async move {
+                    let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                    black_box(v.unwrap())
+                }
+            })
+        });
+        if offload == Offload::Auto {
+            g.bench_function("get_miss/auto", |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 7919) % N;
+                    let (cache, key) = (&cache, format!("search:Movies:absent {i}"));
+                    async move {
+                        let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                        black_box(v)
+                    }
+                })
+            });
+            g.bench_function("backend_get_hit/auto", |b| {
+                let backend = cache.backend();
+                let now = SystemClock.now_millis();
+                b.to_async(&rt).iter(|| {
+                    i = (i + 7919) % N;
+                    let key = search_key(i);
+                    async move { black_box(backend.get(&key, now).await.unwrap()) }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn mixed(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("sqlite/mixed");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache(dir.path(), Offload::Auto, BIG_LIMIT);
+    let values: Vec<Vec<BenchItem>> = (0..N).map(search_result).collect();
+    rt.block_on(async {
+        for i in 0..N {
+            cache
+                .set(&search_key(i), &values[i as usize])
+                .await
+                .unwrap();
+        }
+    });
+    let mut keys = ZipfKeys::new(N, 0.99, 42);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("zipf_90get_10set", |b| {
+        b.to_async(&rt).iter(|| {
+            let i = keys.next_index();
+            let set = keys.percent() < 10;
+            let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
+            async move {
+                if set {
+                    cache.set(&key, v).await.unwrap();
+                } else {
+                    let got: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                    black_box(got);
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+fn expire(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("sqlite/expire");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache(dir.path(), Offload::Auto, BIG_LIMIT);
+    let batch: Vec<(String, Bytes)> = (0..10_000u64)
+        .map(|i| (search_key(i), encoded_search(i)))
+        .collect();
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("expire_10000_expired", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                rt.block_on(async {
+                    let now = SystemClock.now_millis();
+                    cache
+                        .backend()
+                        .put_many(batch.clone(), now - 10, Some(now - 1))
+                        .await
+                        .unwrap();
+                    let start = Instant::now();
+                    let n = cache.expire().await.unwrap();
+                    total += start.elapsed();
+                    assert_eq!(n, 10_000);
+                });
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// Opening existing caches (plus one get) and sets under eviction pressure, on fixtures of
+/// 10,000, 100,000 and 1,000,000 search-result entries built once.
+fn big_stores(c: &mut Criterion) {
+    let rt = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let mut fixtures = Vec::new();
+    for n in [10_000u64, 100_000, 1_000_000] {
+        let dir = root.path().join(format!("n{n}"));
+        let start = Instant::now();
+        let path = populate(&rt, &dir, n);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "fixture: {n} entries built in {:.1?}, {} MiB on disk",
+            start.elapsed(),
+            size >> 20
+        );
+        fixtures.push((n, dir));
+    }
+
+    let mut g = c.benchmark_group("sqlite/open");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for (n, dir) in &fixtures {
+        g.bench_function(format!("open_and_get_{n}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for k in 0..iters {
+                    let key = search_key((k * 7919) % n);
+                    let start = Instant::now();
+                    let cache = Cache::new(open(dir, Offload::Auto));
+                    let got: Option<Vec<BenchItem>> = rt.block_on(cache.get(&key)).unwrap();
+                    total += start.elapsed();
+                    assert!(got.is_some());
+                    drop(cache);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("sqlite/evict");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for (n, dir) in fixtures.iter().filter(|(n, _)| *n != 100_000) {
+        let backend = open(dir, Offload::Auto);
+        let limit = rt.block_on(backend.usage()).unwrap().bytes;
+        let cache = Cache::builder(backend).size_limit(limit).build().unwrap();
+        let mut i = *n;
+        g.bench_function(format!("set_under_pressure_{n}"), |b| {
+            b.to_async(&rt).iter(|| {
+                i += 1;
+                let (cache, key, v) = (&cache, search_key(i), search_result(i % 10_000));
+                async move { cache.set(&key, &v).await.unwrap() }
+            })
+        });
+        let usage = rt.block_on(cache.backend().usage()).unwrap();
+        assert!(usage.bytes <= limit);
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    library_lists,
+    small_entries,
+    mixed,
+    expire,
+    big_stores
+);
+criterion_main!(benches);

@@ -1,0 +1,592 @@
+//! [`SqliteBackend`]: the connection pool and the async [`CacheBackend`] implementation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use plexcache_core::{
+    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
+    PutOutcome, Removed, Result, Usage, async_trait,
+};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::Semaphore;
+
+use crate::builder::{Offload, SqliteBuilder};
+use crate::schema::{connect, create_dir, move_aside, open_writer, wal_path};
+use crate::store::{self, Ctx, Fetched, NAME, classify, is_busy};
+
+/// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
+/// the connections.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Ctx,
+    cfg: SqliteBuilder,
+    /// The one writer connection; an async mutex, so tasks queue without blocking threads.
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// Idle reader connections (at most `cfg.max_readers` exist).
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per reader connection.
+    permits: Arc<Semaphore>,
+    /// Reader connections open now.
+    readers_open: AtomicUsize,
+    /// Frames in the WAL after the writer's last commit (from SQLite's WAL hook).
+    wal_pages: Arc<AtomicU32>,
+    /// Checkpoint when `wal_pages` reaches this.
+    next_checkpoint: AtomicU32,
+    /// A deferred checkpoint or vacuum is queued on the blocking pool.
+    maintenance_queued: AtomicBool,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.inner.ctx.path)
+            .field("offload", &self.inner.cfg.offload)
+            .field("max_readers", &self.inner.cfg.max_readers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection> {
+        if let Some(conn) = self.idle.lock().pop() {
+            return Ok(conn);
+        }
+        let conn = self.ctx.retry("open a reader connection", || {
+            connect(&self.cfg, &self.ctx.path, true)
+        })?;
+        self.readers_open.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.wal_pages.load(Ordering::Relaxed) >= self.next_checkpoint.load(Ordering::Relaxed)
+    }
+
+    /// Runs a passive checkpoint on the writer connection (SQLite's own auto-checkpoint is
+    /// replaced by the WAL hook, so that a commit made inline never runs one).
+    fn checkpoint(&self, conn: &Connection) {
+        let threshold = self.cfg.checkpoint_pages;
+        match store::checkpoint(conn, &self.ctx) {
+            Ok((log, done)) => {
+                let log = u32::try_from(log.max(0)).unwrap_or(u32::MAX);
+                // Fully checkpointed: the next writer restarts the WAL. Otherwise (a reader
+                // still uses old frames) try again after another `threshold` frames.
+                let next = if done >= i64::from(log) {
+                    threshold
+                } else {
+                    log.saturating_add(threshold)
+                };
+                self.next_checkpoint.store(next, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "checkpoint failed; will retry later"),
+        }
+    }
+
+    /// Checkpoint and incremental vacuum when due, on the writer connection (held by the
+    /// caller, off the async runtime).
+    fn maintenance(&self, conn: &Connection, removed: bool) {
+        if self.checkpoint_due() {
+            self.checkpoint(conn);
+        }
+        if removed {
+            if let Err(e) = store::maybe_vacuum(conn, &self.ctx) {
+                tracing::debug!(error = %e, "incremental vacuum failed; will retry later");
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle.lock().push(conn);
+    }
+
+    /// Runs a read on a pooled reader connection, on this thread.
+    fn read_here<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let conn = self.take_reader()?;
+        let out = self.ctx.retry(what, || f(&conn));
+        self.give_back(conn);
+        out
+    }
+}
+
+fn no_removal<T>(_: &T) -> bool {
+    false
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::backend(NAME, "a blocking SQLite task failed", e)
+}
+
+impl SqliteBackend {
+    /// A builder for the database in `dir_or_file`: a directory (the database is
+    /// [`DEFAULT_FILE_NAME`](crate::DEFAULT_FILE_NAME) inside it) or a file path ending in
+    /// `.db`, `.sqlite` or `.sqlite3` (see [`SqliteBuilder::db_path`]).
+    pub fn builder(dir_or_file: impl Into<PathBuf>) -> SqliteBuilder {
+        SqliteBuilder::new(dir_or_file)
+    }
+
+    /// Opens `dir_or_file` with the default settings.
+    pub fn open(dir_or_file: impl Into<PathBuf>) -> Result<Self> {
+        Self::builder(dir_or_file).open()
+    }
+
+    pub(crate) fn open_with(cfg: SqliteBuilder) -> Result<Self> {
+        let path = cfg.db_path();
+        if let Some(parent) = path.parent() {
+            create_dir(parent)?;
+        }
+        let ctx = Ctx {
+            path: path.clone(),
+            busy_timeout: cfg.busy_timeout,
+        };
+        let writer = match open_writer(&cfg, &ctx) {
+            Ok(conn) => conn,
+            Err(e @ Error::Corrupt { .. }) if cfg.recover_corrupt => {
+                let moved = move_aside(&path)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    moved_to = %moved.display(),
+                    error = %e,
+                    "the cache database is damaged or foreign; moved it aside and starting empty"
+                );
+                open_writer(&cfg, &ctx)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut writer = writer;
+        let wal_pages = Arc::new(AtomicU32::new(0));
+        let hook_pages = Arc::clone(&wal_pages);
+        // Replaces SQLite's auto-checkpoint on this connection: commits only record the WAL
+        // length, and checkpoints run where blocking is allowed (see `Inner::maintenance`).
+        writer
+            .wal_hook(Some(
+                move |_: &mut rusqlite::hooks::Wal, pages: std::os::raw::c_int| {
+                    hook_pages.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+                    Ok(())
+                },
+            ))
+            .map_err(|e| classify(&path, "install the WAL hook", e))?;
+        let permits = Arc::new(Semaphore::new(cfg.max_readers));
+        let next_checkpoint = AtomicU32::new(cfg.checkpoint_pages);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ctx,
+                cfg,
+                writer: Arc::new(tokio::sync::Mutex::new(writer)),
+                idle: Mutex::new(Vec::new()),
+                permits,
+                readers_open: AtomicUsize::new(0),
+                wal_pages,
+                next_checkpoint,
+                maintenance_queued: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.ctx.path
+    }
+
+    /// Where blocking calls run.
+    pub fn offload(&self) -> Offload {
+        self.inner.cfg.offload
+    }
+
+    /// Connections open now: the writer plus the reader connections opened so far (at most
+    /// [`SqliteBuilder::max_readers`]).
+    pub fn open_connections(&self) -> usize {
+        1 + self.inner.readers_open.load(Ordering::Relaxed)
+    }
+
+    fn has_runtime() -> bool {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    /// Runs `job` on the blocking pool when `offload` and a runtime is available, else here.
+    async fn run<T: Send + 'static>(
+        offload: bool,
+        job: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if offload {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                return handle.spawn_blocking(job).await.map_err(join_error)?;
+            }
+        }
+        job()
+    }
+
+    /// A read on a pooled reader, inline or on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        inline: bool,
+        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend(NAME, "reader pool closed", e))?;
+        let inner = Arc::clone(&self.inner);
+        Self::run(!inline, move || {
+            let out = inner.read_here(what, f);
+            drop(permit);
+            out
+        })
+        .await
+    }
+
+    /// A read that is short enough to run inline unless the offload mode is `Always`.
+    async fn quick_read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inline = self.inner.cfg.offload != Offload::Always || !Self::has_runtime();
+        if inline {
+            if let Some(out) = self.read_on_idle_writer(what, &mut f) {
+                return out;
+            }
+        }
+        self.read(what, inline, f).await
+    }
+
+    /// Runs a short read inline on the writer connection if no write holds it. Its page cache
+    /// stays valid across this process's writes, while a reader connection's cache is dropped
+    /// by SQLite after every commit of another connection; reads go to the reader pool only
+    /// while a write is in progress.
+    fn read_on_idle_writer<T>(
+        &self,
+        what: &str,
+        f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T>> {
+        let conn = self.inner.writer.try_lock().ok()?;
+        Some(self.inner.ctx.retry(what, || f(&conn)))
+    }
+
+    /// A write on the writer connection (queued on an async mutex), on the blocking pool
+    /// unless the offload mode is `Never`; checkpoint and vacuum run after it when due.
+    async fn write<T: Send + 'static>(
+        &self,
+        removing: fn(&T) -> bool,
+        f: impl FnOnce(&Ctx, &mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        let offload = inner.cfg.offload != Offload::Never;
+        Self::run(offload, move || {
+            let out = f(&inner.ctx, &mut guard)?;
+            inner.maintenance(&guard, removing(&out));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One write transaction. With [`Offload::Auto`], a `small` one (a few rows, values up to
+    /// the inline limit) first runs inline if the writer connection is free and the database
+    /// write lock can be taken without waiting; otherwise (or if another process holds the
+    /// lock) it goes to the blocking pool, where it waits and retries.
+    async fn write_txn<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        small: bool,
+        removing: fn(&T) -> bool,
+        mut f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if small && self.inner.cfg.offload == Offload::Auto && Self::has_runtime() {
+            if let Ok(mut conn) = self.inner.writer.try_lock() {
+                match self.try_write_now(&mut conn, &mut f) {
+                    Ok(out) => {
+                        let due = self.inner.checkpoint_due();
+                        let removed =
+                            removing(&out) && store::vacuum_wanted(&conn).ok().flatten().is_some();
+                        drop(conn);
+                        if due || removed {
+                            self.queue_maintenance(removed);
+                        }
+                        return Ok(out);
+                    }
+                    Err(e) if is_busy(&e) => {} // another process writes: wait off the runtime
+                    Err(e) => return Err(classify(&self.inner.ctx.path, what, e)),
+                }
+            }
+        }
+        self.write(removing, move |ctx, conn| ctx.write(conn, what, f))
+            .await
+    }
+
+    /// Runs `f` in a transaction once, failing at once with `SQLITE_BUSY` instead of waiting.
+    fn try_write_now<T>(
+        &self,
+        conn: &mut Connection,
+        f: &mut impl FnMut(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        conn.busy_timeout(Duration::ZERO)?;
+        let out = (|| -> rusqlite::Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        let restore = conn.busy_timeout(crate::schema::busy_handler_timeout(&self.inner.cfg));
+        let out = out?;
+        restore?;
+        Ok(out)
+    }
+
+    /// Queues a checkpoint (and a vacuum check) on the blocking pool, once at a time.
+    fn queue_maintenance(&self, removed: bool) {
+        if self.inner.maintenance_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let job = move || {
+            let conn = inner.writer.blocking_lock();
+            inner.maintenance(&conn, removed);
+            drop(conn);
+            inner.maintenance_queued.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(job);
+            }
+            Err(_) => self
+                .inner
+                .maintenance_queued
+                .store(false, Ordering::Release),
+        }
+    }
+
+    /// A write transaction that removes entries (vacuum afterwards when much is free).
+    async fn removing_txn(
+        &self,
+        what: &'static str,
+        small: bool,
+        f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<Removed> + Send + 'static,
+    ) -> Result<Removed> {
+        self.write_txn(what, small, |r: &Removed| r.entries > 0, f)
+            .await
+    }
+
+    /// Writes many entries in one transaction, without a size-limit check: a bulk load (for
+    /// example a library's search entries, or a benchmark's fixture). Follow it with
+    /// [`Cache::cull`](plexcache_core::Cache::cull) if the size limit may be exceeded. Returns
+    /// the usage afterwards.
+    pub async fn put_many(
+        &self,
+        entries: Vec<(String, Bytes)>,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+    ) -> Result<Usage> {
+        self.write(no_removal, move |ctx, conn| {
+            ctx.write(conn, "put_many", |tx| {
+                let mut usage = Usage::default();
+                for (key, value) in &entries {
+                    if let PutOutcome::Stored { usage: u, .. } =
+                        store::put(tx, key, value, stored_at, expires_at, None)?
+                    {
+                        usage = u;
+                    }
+                }
+                Ok(usage)
+            })
+        })
+        .await
+    }
+
+    /// Returns every free page to the file system and truncates the WAL (when no other
+    /// connection is reading). Not needed in normal operation: freed pages are reused, and
+    /// large removals trigger an incremental vacuum.
+    pub async fn compact(&self) -> Result<()> {
+        self.write(no_removal, |ctx, conn| {
+            ctx.retry("incremental vacuum", || {
+                conn.execute_batch("PRAGMA incremental_vacuum;")
+            })?;
+            ctx.retry("checkpoint", || {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CacheBackend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
+        let offload = self.inner.cfg.offload;
+        if offload != Offload::Always || !Self::has_runtime() {
+            let limit = match offload {
+                Offload::Auto => self.inner.cfg.inline_read_limit,
+                _ => u64::MAX,
+            };
+            let mut read = |conn: &Connection| store::get(conn, key, now, limit);
+            let got = match self.read_on_idle_writer("get", &mut read) {
+                Some(got) => got,
+                None => {
+                    let _permit = self
+                        .inner
+                        .permits
+                        .acquire()
+                        .await
+                        .map_err(|e| Error::backend(NAME, "reader pool closed", e))?;
+                    self.inner.read_here("get", read)
+                }
+            };
+            match got? {
+                None => return Ok(None),
+                Some(Fetched::Entry(e)) => return Ok(Some(e)),
+                Some(Fetched::TooLargeForInline) => {}
+            }
+        }
+        let key = key.to_owned();
+        let got = self
+            .read("get", false, move |conn| {
+                store::get(conn, &key, now, u64::MAX)
+            })
+            .await?;
+        Ok(match got {
+            Some(Fetched::Entry(e)) => Some(e),
+            _ => None,
+        })
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+        max_bytes: Option<u64>,
+    ) -> Result<PutOutcome> {
+        let small = value.len() as u64 <= self.inner.cfg.inline_read_limit;
+        let key = key.to_owned();
+        self.write_txn("put", small, no_removal, move |tx| {
+            store::put(tx, &key, &value, stored_at, expires_at, max_bytes)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
+        let key = key.to_owned();
+        self.write_txn("remove", true, Option::is_some, move |tx| {
+            store::remove(tx, &key)
+        })
+        .await
+    }
+
+    async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
+        let prefix = prefix.to_owned();
+        self.removing_txn("remove_prefix", false, move |tx| {
+            store::remove_prefix(tx, &prefix)
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<Removed> {
+        self.removing_txn("clear", false, store::clear).await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        self.quick_read("usage", store::usage).await
+    }
+
+    async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
+        if limit == 0 {
+            return Ok(Removed::default());
+        }
+        // The common case, nothing expired, is an index probe on a reader: no write lock.
+        let any = self
+            .quick_read("purge_expired", move |conn| store::any_expired(conn, now))
+            .await?;
+        if !any {
+            return Ok(Removed::default());
+        }
+        self.removing_txn("purge_expired", limit <= 100, move |tx| {
+            store::purge_expired(tx, now, limit)
+        })
+        .await
+    }
+
+    async fn evict(
+        &self,
+        policy: EvictionPolicy,
+        target_bytes: u64,
+        protect: Option<&str>,
+    ) -> Result<Removed> {
+        if policy == EvictionPolicy::None {
+            return Ok(Removed::default());
+        }
+        let protect = protect.map(str::to_owned);
+        self.removing_txn("evict", true, move |tx| {
+            store::evict(tx, policy, target_bytes, protect.as_deref())
+        })
+        .await
+    }
+
+    async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {
+        let prefix = prefix.to_owned();
+        let inline = self.inner.cfg.offload == Offload::Never;
+        self.read("keys", inline, move |conn| {
+            store::keys(conn, &prefix, now, limit)
+        })
+        .await
+    }
+
+    async fn record_accesses(&self, accesses: &[Access]) -> Result<()> {
+        if accesses.is_empty() {
+            return Ok(());
+        }
+        let small = accesses.len() <= 32;
+        let accesses = accesses.to_vec();
+        self.write_txn("record_accesses", small, no_removal, move |tx| {
+            store::record_accesses(tx, &accesses)
+        })
+        .await
+    }
+
+    async fn load_stats(&self) -> Result<Counters> {
+        self.quick_read("load_stats", store::load_stats).await
+    }
+
+    async fn add_stats(&self, delta: &Counters) -> Result<()> {
+        if delta.is_zero() {
+            return Ok(());
+        }
+        let delta = *delta;
+        self.write_txn("add_stats", true, no_removal, move |tx| {
+            store::add_stats(tx, &delta)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.write(no_removal, |ctx, conn| store::flush(conn, ctx))
+            .await
+    }
+
+    async fn disk_usage(&self) -> Result<Option<u64>> {
+        let mut total = 0;
+        for p in [self.inner.ctx.path.clone(), wal_path(&self.inner.ctx.path)] {
+            match std::fs::metadata(&p) {
+                Ok(m) => total += m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, "reading the cache database's size", e)),
+            }
+        }
+        Ok(Some(total))
+    }
+}

@@ -1,0 +1,183 @@
+//! [`SqliteBuilder`]: where the database lives and how it is opened.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plexcache_core::Result;
+
+use crate::SqliteBackend;
+
+/// The database file name used when the builder is given a directory.
+pub const DEFAULT_FILE_NAME: &str = "plexcache.db";
+
+/// Where blocking SQLite calls run when the backend is used from async code.
+///
+/// Outside a tokio runtime every call runs inline, whatever the setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Offload {
+    /// Every call runs on the calling thread (lowest latency; a slow disk or a lock held by
+    /// another process stalls the runtime's worker thread). For synchronous programs and
+    /// benchmarks.
+    Never,
+    /// The default: point reads of values up to [`SqliteBuilder::inline_read_limit`] bytes,
+    /// usage and stats reads run inline (a few microseconds; in WAL mode they never wait for a
+    /// lock); small writes run inline when the writer connection and the database write lock
+    /// are free right now, and otherwise wait on the blocking pool; larger reads and writes,
+    /// scans, checkpoints and flushes run on tokio's blocking pool.
+    #[default]
+    Auto,
+    /// Every call runs on tokio's blocking pool.
+    Always,
+}
+
+/// Builds a [`SqliteBackend`]; see [`SqliteBackend::builder`].
+#[derive(Debug, Clone)]
+pub struct SqliteBuilder {
+    pub(crate) location: PathBuf,
+    pub(crate) max_readers: usize,
+    pub(crate) page_cache_bytes: u64,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) offload: Offload,
+    pub(crate) inline_read_limit: u64,
+    pub(crate) recover_corrupt: bool,
+    pub(crate) mmap_size: u64,
+    pub(crate) wal_size_limit: u64,
+    pub(crate) checkpoint_pages: u32,
+}
+
+/// Default reader connections.
+pub(crate) const DEFAULT_MAX_READERS: usize = 4;
+/// Default page cache per connection.
+pub(crate) const DEFAULT_PAGE_CACHE: u64 = 4 * 1024 * 1024;
+/// Default WAL auto-checkpoint threshold in pages.
+pub(crate) const DEFAULT_CHECKPOINT_PAGES: u32 = 1000;
+/// Default inline read limit.
+pub(crate) const DEFAULT_INLINE_READ_LIMIT: u64 = 64 * 1024;
+
+impl SqliteBuilder {
+    pub(crate) fn new(location: impl Into<PathBuf>) -> Self {
+        Self {
+            location: location.into(),
+            max_readers: DEFAULT_MAX_READERS,
+            page_cache_bytes: DEFAULT_PAGE_CACHE,
+            busy_timeout: Duration::from_secs(30),
+            offload: Offload::Auto,
+            inline_read_limit: DEFAULT_INLINE_READ_LIMIT,
+            recover_corrupt: false,
+            mmap_size: 0,
+            wal_size_limit: 32 * 1024 * 1024,
+            checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
+        }
+    }
+
+    /// Reader connections kept open at most (default 4, at least 1). Readers beyond this wait
+    /// (asynchronously) for a free connection; the writer connection is always one more.
+    pub fn max_readers(mut self, n: usize) -> Self {
+        self.max_readers = n.max(1);
+        self
+    }
+
+    /// Page cache of each connection in bytes (default 4 MiB; SQLite's `cache_size`). The
+    /// process holds at most `(max_readers + 1) * page_cache_bytes` of page cache.
+    pub fn page_cache_bytes(mut self, bytes: u64) -> Self {
+        self.page_cache_bytes = bytes;
+        self
+    }
+
+    /// How long an operation waits, in total, for locks held by other connections or
+    /// processes before it fails (default 30 s). Waits are a SQLite busy handler plus a
+    /// retry loop with jittered backoff.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Where blocking calls run (default [`Offload::Auto`]).
+    pub fn offload(mut self, offload: Offload) -> Self {
+        self.offload = offload;
+        self
+    }
+
+    /// With [`Offload::Auto`], values up to this many bytes are read inline; larger ones on the
+    /// blocking pool (default 64 KiB).
+    pub fn inline_read_limit(mut self, bytes: u64) -> Self {
+        self.inline_read_limit = bytes;
+        self
+    }
+
+    /// When the file is damaged or is not a plexcache database, move it aside as
+    /// `<name>.corrupt-<unix-millis>` (with its `-wal`), log a warning and start empty, instead
+    /// of failing with [`Error::Corrupt`](plexcache_core::Error::Corrupt). A store written by a
+    /// newer plexcache is never moved ([`Error::IncompatibleVersion`](plexcache_core::Error)).
+    /// Default off.
+    pub fn recover_corrupt(mut self, recover: bool) -> Self {
+        self.recover_corrupt = recover;
+        self
+    }
+
+    /// Memory-map up to this many bytes of the database (SQLite's `mmap_size`; default 0 =
+    /// off). Faster reads of a warm cache; an I/O error then becomes a signal instead of an
+    /// error, so it is off by default.
+    pub fn mmap_size(mut self, bytes: u64) -> Self {
+        self.mmap_size = bytes;
+        self
+    }
+
+    /// The WAL file is truncated back to this size after checkpoints (SQLite's
+    /// `journal_size_limit`; default 32 MiB).
+    pub fn wal_size_limit(mut self, bytes: u64) -> Self {
+        self.wal_size_limit = bytes;
+        self
+    }
+
+    /// The WAL is checkpointed into the database after a commit that leaves it at least this
+    /// many pages long (SQLite's `wal_autocheckpoint`; default 1000 pages = 4 MiB).
+    pub fn checkpoint_pages(mut self, pages: u32) -> Self {
+        self.checkpoint_pages = pages.max(1);
+        self
+    }
+
+    /// The database file this builder opens: the location itself if it is an existing file or
+    /// ends in `.db`, `.sqlite` or `.sqlite3`, else [`DEFAULT_FILE_NAME`] inside the location
+    /// (a directory).
+    pub fn db_path(&self) -> PathBuf {
+        resolve(&self.location)
+    }
+
+    /// Opens (creating the directory, mode 0700 on unix, and the database if needed).
+    ///
+    /// This is a blocking call (file system and a short schema check, no scans); from async
+    /// code prefer [`SqliteBuilder::open_async`].
+    pub fn open(self) -> Result<SqliteBackend> {
+        SqliteBackend::open_with(self)
+    }
+
+    /// [`SqliteBuilder::open`] on tokio's blocking pool (inline outside a runtime).
+    pub async fn open_async(self) -> Result<SqliteBackend> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || self.open())
+                .await
+                .map_err(|e| plexcache_core::Error::backend("sqlite", "open", e))?,
+            Err(_) => self.open(),
+        }
+    }
+}
+
+fn resolve(location: &Path) -> PathBuf {
+    if location.is_file() {
+        return location.to_path_buf();
+    }
+    if location.is_dir() {
+        return location.join(DEFAULT_FILE_NAME);
+    }
+    let is_file_name = location
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "db" | "sqlite" | "sqlite3"));
+    if is_file_name {
+        location.to_path_buf()
+    } else {
+        location.join(DEFAULT_FILE_NAME)
+    }
+}

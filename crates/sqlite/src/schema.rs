@@ -1,0 +1,392 @@
+//! Opening a database: header checks, connection settings, schema creation and validation,
+//! and moving a damaged file aside.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plexcache_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::builder::SqliteBuilder;
+use crate::store::{Ctx, classify};
+
+/// The schema version this build writes and reads (`PRAGMA user_version`). A database with a
+/// higher version gives [`Error::IncompatibleVersion`].
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `PRAGMA application_id` of a plexcache database ("plxc").
+pub(crate) const APPLICATION_ID: i64 = 0x706c_7863;
+
+/// Column order matters: the metadata columns come before `value`, so reading metadata never
+/// walks a large value's overflow pages.
+pub(crate) const ENTRY_COLUMNS: [&str; 8] = [
+    "key",
+    "stored_at",
+    "expires_at",
+    "accessed_at",
+    "access_count",
+    "size",
+    "seq",
+    "value",
+];
+
+const CREATE_SCHEMA: &str = "
+CREATE TABLE entries (
+    key          TEXT PRIMARY KEY NOT NULL,
+    stored_at    INTEGER NOT NULL,
+    expires_at   INTEGER,
+    accessed_at  INTEGER NOT NULL,
+    access_count INTEGER NOT NULL,
+    size         INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    value        BLOB NOT NULL
+);
+CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX entries_lrs ON entries (stored_at, seq);
+CREATE INDEX entries_lru ON entries (accessed_at, seq);
+CREATE INDEX entries_lfu ON entries (access_count, accessed_at, seq);
+CREATE TABLE counters (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    entries INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL,
+    seq     INTEGER NOT NULL
+);
+INSERT INTO counters (id, entries, bytes, seq) VALUES (1, 0, 0, 0);
+CREATE TABLE stats (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// How long one SQLite call waits in its busy handler; the retry loop around it waits up to
+/// the builder's total.
+pub(crate) fn busy_handler_timeout(cfg: &SqliteBuilder) -> Duration {
+    cfg.busy_timeout.min(Duration::from_millis(250))
+}
+
+/// Opens one connection with the per-connection settings. Readers are `query_only`.
+pub(crate) fn connect(
+    cfg: &SqliteBuilder,
+    path: &Path,
+    reader: bool,
+) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_handler_timeout(cfg))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    let cache_kib = (cfg.page_cache_bytes / 1024).max(64);
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{cache_kib};
+         PRAGMA synchronous = NORMAL;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = {};
+         PRAGMA mmap_size = {};
+         PRAGMA wal_autocheckpoint = {};",
+        cfg.wal_size_limit, cfg.mmap_size, cfg.checkpoint_pages
+    ))?;
+    if reader {
+        conn.execute_batch("PRAGMA query_only = 1;")?;
+    }
+    Ok(conn)
+}
+
+/// Checks the file header without SQLite: magic, and (when no WAL holds newer pages) that the
+/// file is as long as its header says. O(1).
+fn check_header(path: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "reading the cache database's metadata", e)),
+    };
+    let len = meta.len();
+    if len == 0 {
+        return Ok(()); // a new, empty database
+    }
+    if !meta.is_file() {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: "the cache database path is not a regular file".into(),
+            source: None,
+        });
+    }
+    let mut header = [0u8; 100];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut n = 0;
+            while n < header.len() {
+                let r = f.read(&mut header[n..])?;
+                if r == 0 {
+                    break;
+                }
+                n += r;
+            }
+            Ok(n)
+        })
+        .map_err(|e| Error::io(path, "reading the cache database's header", e))?;
+    if read < 16 || &header[..16] != b"SQLite format 3\0" {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: "not a SQLite database (bad header); not a plexcache store".into(),
+            source: None,
+        });
+    }
+    if read < 100 {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("truncated SQLite database: {len} bytes, shorter than its header"),
+            source: None,
+        });
+    }
+    let wal = wal_path(path);
+    let wal_has_frames = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 32);
+    if wal_has_frames {
+        return Ok(()); // pages may legitimately live only in the WAL until a checkpoint
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536u64,
+        n => u64::from(n),
+    };
+    let valid_for = header[92..96] == header[24..28];
+    let pages = u64::from(u32::from_be_bytes([
+        header[28], header[29], header[30], header[31],
+    ]));
+    if valid_for && pages > 0 && pages.saturating_mul(page_size) > len {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "truncated SQLite database: its header says {} bytes ({pages} pages of {page_size}), the file has {len}",
+                pages.saturating_mul(page_size)
+            ),
+            source: None,
+        });
+    }
+    if page_size >= 512 && len % page_size != 0 {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "truncated SQLite database: {len} bytes is not a whole number of {page_size}-byte pages"
+            ),
+            source: None,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn wal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+pub(crate) fn shm_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-shm");
+    PathBuf::from(s)
+}
+
+fn foreign(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("not a plexcache cache database: {}", detail.into()),
+        source: None,
+    }
+}
+
+fn pragma_i64(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+}
+
+/// Opens the writer connection: header check, settings, schema creation or validation.
+pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection> {
+    let path = ctx.path.as_path();
+    check_header(path)?;
+    let conn = ctx.retry("open", || connect(cfg, path, false))?;
+    let version = ctx.retry("read the schema version", || {
+        pragma_i64(&conn, "user_version")
+    })?;
+    let version = u64::try_from(version).unwrap_or(u64::MAX);
+    if version > SCHEMA_VERSION {
+        return Err(Error::IncompatibleVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        // auto_vacuum only takes effect before the first table is created.
+        ctx.retry("set auto_vacuum", || {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+        })?;
+    }
+    let mode: String = ctx.retry("switch to WAL", || {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+    })?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::backend(
+            "sqlite",
+            format!(
+                "{}: cannot switch to WAL (journal mode is {mode})",
+                path.display()
+            ),
+            std::io::Error::other("WAL unavailable"),
+        ));
+    }
+    let mut conn = conn;
+    if version == 0 {
+        create_schema(&mut conn, ctx)?;
+    }
+    validate(&conn, ctx)?;
+    Ok(conn)
+}
+
+fn create_schema(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
+    let path = ctx.path.clone();
+    let outcome = ctx.retry("create the schema", || {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != 0 {
+            return Ok(Ok(())); // another process created it meanwhile
+        }
+        let tables: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if !tables.is_empty() {
+            return Ok(Err(tables));
+        }
+        tx.execute_batch(CREATE_SCHEMA)?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
+        tx.commit()?;
+        Ok(Ok(()))
+    })?;
+    outcome.map_err(|tables| {
+        foreign(
+            &path,
+            format!(
+                "it holds tables {} and no plexcache schema version",
+                tables.join(", ")
+            ),
+        )
+    })
+}
+
+fn validate(conn: &Connection, ctx: &Ctx) -> Result<()> {
+    let path = ctx.path.as_path();
+    let app_id = ctx.retry("read the application id", || {
+        pragma_i64(conn, "application_id")
+    })?;
+    if app_id != APPLICATION_ID {
+        return Err(foreign(
+            path,
+            format!("application id {app_id:#x}, expected {APPLICATION_ID:#x}"),
+        ));
+    }
+    let columns: Vec<String> = ctx
+        .retry_raw(|| {
+            let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('entries')")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .map_err(|e| schema_error(path, e))?;
+    if columns != ENTRY_COLUMNS {
+        return Err(foreign(
+            path,
+            format!(
+                "table entries has columns [{}], expected [{}]",
+                columns.join(", "),
+                ENTRY_COLUMNS.join(", ")
+            ),
+        ));
+    }
+    let counters = ctx
+        .retry_raw(|| {
+            conn.query_row("SELECT entries FROM counters WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+        })
+        .map_err(|e| schema_error(path, e))?;
+    if counters.is_none() {
+        return Err(foreign(path, "the counters row is missing"));
+    }
+    ctx.retry_raw(|| {
+        conn.prepare("SELECT name, value FROM stats LIMIT 0")
+            .map(|_| ())
+    })
+    .map_err(|e| schema_error(path, e))?;
+    Ok(())
+}
+
+/// A query against the expected schema failed: a plain SQL error (no such table or column)
+/// means a foreign schema; anything else keeps its classification.
+fn schema_error(path: &Path, e: rusqlite::Error) -> Error {
+    let plain_sql_error = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::Unknown
+    );
+    if plain_sql_error {
+        foreign(path, e.to_string())
+    } else {
+        classify(path, "check the schema", e)
+    }
+}
+
+/// Moves a damaged database (and its WAL) aside as `<name>.corrupt-<unix-millis>` and removes
+/// its shared-memory file. Returns the new name.
+pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".corrupt-{millis}"));
+    let target = PathBuf::from(name);
+    std::fs::rename(path, &target).map_err(|e| {
+        Error::io(
+            path,
+            format!("moving the damaged database aside to {}", target.display()),
+            e,
+        )
+    })?;
+    let wal = wal_path(path);
+    if wal.exists() {
+        let wal_target = wal_path(&target);
+        std::fs::rename(&wal, &wal_target)
+            .map_err(|e| Error::io(&wal, "moving the damaged database's WAL aside", e))?;
+    }
+    let shm = shm_path(path);
+    match std::fs::remove_file(&shm) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::io(
+                &shm,
+                "removing the damaged database's shared memory",
+                e,
+            ));
+        }
+    }
+    Ok(target)
+}
+
+/// Creates the directory that holds the database (mode 0700 on unix for new directories).
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::io(dir, "creating the cache directory", e))
+}

@@ -1,0 +1,591 @@
+//! The synchronous operations: one function per backend operation, on a reader or on the
+//! writer connection. Every write runs in one `BEGIN IMMEDIATE` transaction that also updates
+//! the counters row, retried as a whole on `SQLITE_BUSY`/`SQLITE_LOCKED`.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use plexcache_core::{
+    Access, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis, PutOutcome, Removed,
+    Result, Usage,
+};
+use rusqlite::types::ValueRef;
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::prefix::successor;
+use crate::schema::wal_path;
+
+/// The backend's name in errors.
+pub(crate) const NAME: &str = "sqlite";
+
+/// What every operation needs besides a connection: the path (for messages) and the total
+/// time to wait for locks.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) path: PathBuf,
+    pub(crate) busy_timeout: Duration,
+}
+
+/// Maps an engine error: damage becomes [`Error::Corrupt`] naming the path, the rest
+/// [`Error::Backend`] with the path in the context.
+pub(crate) fn classify(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    let code = e.sqlite_error_code();
+    if matches!(
+        code,
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt)
+    ) {
+        return Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("damaged cache database ({what}): {e}"),
+            source: Some(Box::new(e)),
+        };
+    }
+    Error::backend(NAME, format!("{what} in {}", path.display()), e)
+}
+
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
+    )
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish() | 1
+}
+
+fn jitter(max: u64) -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        x % max.max(1)
+    })
+}
+
+impl Ctx {
+    /// Runs `f`, retrying on busy/locked with jittered exponential backoff until the busy
+    /// timeout has passed (each attempt also waits in SQLite's busy handler).
+    pub(crate) fn retry_raw<T>(
+        &self,
+        mut f: impl FnMut() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let start = Instant::now();
+        let mut delay_us: u64 = 200;
+        loop {
+            match f() {
+                Err(e) if is_busy(&e) && start.elapsed() < self.busy_timeout => {
+                    let pause = delay_us / 2 + jitter(delay_us);
+                    std::thread::sleep(Duration::from_micros(pause));
+                    delay_us = (delay_us * 2).min(20_000);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// [`Ctx::retry_raw`] with the error classified.
+    pub(crate) fn retry<T>(&self, what: &str, f: impl FnMut() -> rusqlite::Result<T>) -> Result<T> {
+        self.retry_raw(f).map_err(|e| classify(&self.path, what, e))
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed when `f` returns `Ok`, retried
+    /// as a whole on busy/locked.
+    pub(crate) fn write<T>(
+        &self,
+        conn: &mut Connection,
+        what: &str,
+        mut f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.retry(what, || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+/// u64 -> INTEGER, saturating (times and counters never get near it).
+pub(crate) fn to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// INTEGER -> u64 (negative values, which plexcache never writes, read as 0).
+pub(crate) fn from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn meta_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<EntryMeta> {
+    Ok(EntryMeta {
+        stored_at: from_sql(row.get(i)?),
+        expires_at: row.get::<_, Option<i64>>(i + 1)?.map(from_sql),
+        accessed_at: from_sql(row.get(i + 2)?),
+        access_count: from_sql(row.get(i + 3)?),
+        size: from_sql(row.get(i + 4)?),
+    })
+}
+
+const GET_SQL: &str = "SELECT stored_at, expires_at, accessed_at, access_count, size,
+                CASE WHEN size <= ?3 THEN value END
+         FROM entries WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+const PREVIOUS_SIZE_SQL: &str = "SELECT size FROM entries WHERE key = ?1";
+const REMOVE_RANGE_SQL: &str = "DELETE FROM entries WHERE key >= ?1 AND key < ?2 RETURNING size";
+const REMOVE_FROM_SQL: &str = "DELETE FROM entries WHERE key >= ?1 RETURNING size";
+const ANY_EXPIRED_SQL: &str = "SELECT 1 FROM entries WHERE expires_at <= ?1 LIMIT 1";
+const PURGE_SQL: &str =
+    "SELECT rowid, size FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+const EVICT_LRS_SQL: &str = "SELECT rowid, size, key FROM entries ORDER BY stored_at, seq LIMIT ?1";
+const EVICT_LRU_SQL: &str =
+    "SELECT rowid, size, key FROM entries ORDER BY accessed_at, seq LIMIT ?1";
+const EVICT_LFU_SQL: &str =
+    "SELECT rowid, size, key FROM entries ORDER BY access_count, accessed_at, seq LIMIT ?1";
+const KEYS_RANGE_SQL: &str = "SELECT key FROM entries WHERE key >= ?1 AND key < ?2
+                 AND (expires_at IS NULL OR expires_at > ?3) ORDER BY key LIMIT ?4";
+const KEYS_FROM_SQL: &str = "SELECT key FROM entries WHERE key >= ?1
+                 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY key LIMIT ?3";
+const ACCESS_SQL: &str = "UPDATE entries SET accessed_at = max(accessed_at, ?2),
+             access_count = CASE WHEN access_count > 9223372036854775807 - ?3
+                                 THEN 9223372036854775807 ELSE access_count + ?3 END
+         WHERE key = ?1";
+
+const META: &str = "stored_at, expires_at, accessed_at, access_count, size";
+
+/// A point read.
+pub(crate) enum Fetched {
+    /// The entry, value included.
+    Entry(Entry),
+    /// The entry exists and is live, but its value is larger than the inline limit: read it
+    /// again off the runtime.
+    TooLargeForInline,
+}
+
+/// `get`: the live entry for `key`, with its value if it is at most `inline_limit` bytes.
+pub(crate) fn get(
+    conn: &Connection,
+    key: &str,
+    now: Millis,
+    inline_limit: u64,
+) -> rusqlite::Result<Option<Fetched>> {
+    let mut stmt = conn.prepare_cached(GET_SQL)?;
+    stmt.query_row(params![key, to_sql(now), to_sql(inline_limit)], |row| {
+        let meta = meta_at(row, 0)?;
+        Ok(match row.get_ref(5)? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => Fetched::Entry(Entry {
+                value: Bytes::copy_from_slice(b),
+                meta,
+            }),
+            // `value` is NOT NULL: NULL means the CASE left out a value above the limit.
+            _ => Fetched::TooLargeForInline,
+        })
+    })
+    .optional()
+}
+
+/// Entry count and bytes from the counters row.
+pub(crate) fn usage(conn: &Connection) -> rusqlite::Result<Usage> {
+    let mut stmt = conn.prepare_cached("SELECT entries, bytes FROM counters WHERE id = 1")?;
+    stmt.query_row([], |r| {
+        Ok(Usage {
+            entries: from_sql(r.get(0)?),
+            bytes: from_sql(r.get(1)?),
+        })
+    })
+}
+
+struct Counts {
+    entries: i64,
+    bytes: i64,
+    seq: i64,
+}
+
+fn counts(tx: &Transaction<'_>) -> rusqlite::Result<Counts> {
+    let mut stmt = tx.prepare_cached("SELECT entries, bytes, seq FROM counters WHERE id = 1")?;
+    stmt.query_row([], |r| {
+        Ok(Counts {
+            entries: r.get(0)?,
+            bytes: r.get(1)?,
+            seq: r.get(2)?,
+        })
+    })
+}
+
+fn set_counts(tx: &Transaction<'_>, c: &Counts) -> rusqlite::Result<()> {
+    let mut stmt =
+        tx.prepare_cached("UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1")?;
+    stmt.execute(params![c.entries, c.bytes, c.seq])?;
+    Ok(())
+}
+
+fn sub_counts(tx: &Transaction<'_>, removed: &Removed) -> rusqlite::Result<()> {
+    if removed.entries == 0 {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "UPDATE counters SET entries = max(entries - ?1, 0), bytes = max(bytes - ?2, 0) WHERE id = 1",
+    )?;
+    stmt.execute(params![to_sql(removed.entries), to_sql(removed.bytes)])?;
+    Ok(())
+}
+
+/// `put` inside a write transaction.
+pub(crate) fn put(
+    tx: &Transaction<'_>,
+    key: &str,
+    value: &[u8],
+    stored_at: Millis,
+    expires_at: Option<Millis>,
+    max_bytes: Option<u64>,
+) -> rusqlite::Result<PutOutcome> {
+    let size = plexcache_core::backend::entry_size(key, value.len());
+    let previous: Option<i64> = tx
+        .prepare_cached(PREVIOUS_SIZE_SQL)?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    let mut c = counts(tx)?;
+    let after = c
+        .bytes
+        .saturating_sub(previous.unwrap_or(0))
+        .saturating_add(to_sql(size));
+    if max_bytes.is_some_and(|max| from_sql(after) > max) {
+        return Ok(PutOutcome::Refused {
+            usage: Usage {
+                entries: from_sql(c.entries),
+                bytes: from_sql(c.bytes),
+            },
+        });
+    }
+    c.seq += 1;
+    c.bytes = after;
+    if previous.is_none() {
+        c.entries += 1;
+    }
+    tx.prepare_cached(
+        "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq, value)
+         VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6)
+         ON CONFLICT (key) DO UPDATE SET
+             stored_at = excluded.stored_at, expires_at = excluded.expires_at,
+             accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,
+             seq = excluded.seq, value = excluded.value",
+    )?
+    .execute(params![
+        key,
+        to_sql(stored_at),
+        expires_at.map(to_sql),
+        to_sql(size),
+        c.seq,
+        value
+    ])?;
+    set_counts(tx, &c)?;
+    Ok(PutOutcome::Stored {
+        previous_size: previous.map(from_sql),
+        usage: Usage {
+            entries: from_sql(c.entries),
+            bytes: from_sql(c.bytes),
+        },
+    })
+}
+
+/// `remove` inside a write transaction.
+pub(crate) fn remove(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<EntryMeta>> {
+    let meta = tx
+        .prepare_cached(&format!(
+            "DELETE FROM entries WHERE key = ?1 RETURNING {META}"
+        ))?
+        .query_row([key], |r| meta_at(r, 0))
+        .optional()?;
+    if let Some(m) = &meta {
+        sub_counts(
+            tx,
+            &Removed {
+                entries: 1,
+                bytes: m.size,
+            },
+        )?;
+    }
+    Ok(meta)
+}
+
+/// `remove_prefix` inside a write transaction: a range scan on the primary key.
+pub(crate) fn remove_prefix(tx: &Transaction<'_>, prefix: &str) -> rusqlite::Result<Removed> {
+    let mut removed = Removed::default();
+    {
+        let (mut stmt, upper);
+        let mut rows = match successor(prefix) {
+            Some(s) => {
+                upper = s;
+                stmt = tx.prepare_cached(REMOVE_RANGE_SQL)?;
+                stmt.query(params![prefix, upper])?
+            }
+            None => {
+                stmt = tx.prepare_cached(REMOVE_FROM_SQL)?;
+                stmt.query(params![prefix])?
+            }
+        };
+        while let Some(row) = rows.next()? {
+            removed.add_one(from_sql(row.get(0)?));
+        }
+    }
+    sub_counts(tx, &removed)?;
+    Ok(removed)
+}
+
+/// `clear` inside a write transaction (seq and stats are kept).
+pub(crate) fn clear(tx: &Transaction<'_>) -> rusqlite::Result<Removed> {
+    let mut c = counts(tx)?;
+    let removed = Removed {
+        entries: from_sql(c.entries),
+        bytes: from_sql(c.bytes),
+    };
+    tx.execute("DELETE FROM entries", [])?;
+    c.entries = 0;
+    c.bytes = 0;
+    set_counts(tx, &c)?;
+    Ok(removed)
+}
+
+/// Whether any entry is expired at `now` (an index probe, for the no-op fast path).
+pub(crate) fn any_expired(conn: &Connection, now: Millis) -> rusqlite::Result<bool> {
+    conn.prepare_cached(ANY_EXPIRED_SQL)?
+        .query_row([to_sql(now)], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+}
+
+/// `purge_expired` inside a write transaction: soonest expiry first, by the expiry index.
+pub(crate) fn purge_expired(
+    tx: &Transaction<'_>,
+    now: Millis,
+    limit: usize,
+) -> rusqlite::Result<Removed> {
+    let victims: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare_cached(PURGE_SQL)?;
+        let rows = stmt.query_map(params![to_sql(now), to_sql(limit as u64)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut removed = Removed::default();
+    let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
+    for (rowid, size) in victims {
+        if del.execute([rowid])? > 0 {
+            removed.add_one(from_sql(size));
+        }
+    }
+    sub_counts(tx, &removed)?;
+    Ok(removed)
+}
+
+/// `evict` inside a write transaction: walks the policy's index from its start.
+pub(crate) fn evict(
+    tx: &Transaction<'_>,
+    policy: EvictionPolicy,
+    target_bytes: u64,
+    protect: Option<&str>,
+) -> rusqlite::Result<Removed> {
+    let mut removed = Removed::default();
+    let sql = match policy {
+        EvictionPolicy::None => return Ok(removed),
+        EvictionPolicy::LeastRecentlyStored => EVICT_LRS_SQL,
+        EvictionPolicy::LeastRecentlyUsed => EVICT_LRU_SQL,
+        EvictionPolicy::LeastFrequentlyUsed => EVICT_LFU_SQL,
+    };
+    let mut bytes = from_sql(counts(tx)?.bytes);
+    let mut batch: i64 = 4;
+    while bytes > target_bytes {
+        let candidates: Vec<(i64, i64, String)> = {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let rows = stmt.query_map([batch], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut progressed = false;
+        let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
+        for (rowid, size, key) in &candidates {
+            if bytes <= target_bytes {
+                break;
+            }
+            if Some(key.as_str()) == protect {
+                continue;
+            }
+            if del.execute([rowid])? > 0 {
+                let size = from_sql(*size);
+                removed.add_one(size);
+                bytes = bytes.saturating_sub(size);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break; // only the protected key (or nothing) is left
+        }
+        batch = (batch * 4).min(256);
+    }
+    sub_counts(tx, &removed)?;
+    Ok(removed)
+}
+
+/// Up to `limit` live keys with `prefix`, in byte order: a range scan on the primary key.
+pub(crate) fn keys(
+    conn: &Connection,
+    prefix: &str,
+    now: Millis,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let limit = to_sql(limit as u64);
+    let now = to_sql(now);
+    let (mut stmt, upper);
+    let rows = match successor(prefix) {
+        Some(s) => {
+            upper = s;
+            stmt = conn.prepare_cached(KEYS_RANGE_SQL)?;
+            stmt.query(params![prefix, upper, now, limit])?
+        }
+        None => {
+            stmt = conn.prepare_cached(KEYS_FROM_SQL)?;
+            stmt.query(params![prefix, now, limit])?
+        }
+    };
+    rows.mapped(|r| r.get(0)).collect()
+}
+
+/// `record_accesses` inside a write transaction.
+pub(crate) fn record_accesses(tx: &Transaction<'_>, accesses: &[Access]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(ACCESS_SQL)?;
+    for a in accesses {
+        stmt.execute(params![a.key, to_sql(a.at), to_sql(a.count)])?;
+    }
+    Ok(())
+}
+
+/// The persistent counters.
+pub(crate) fn load_stats(conn: &Connection) -> rusqlite::Result<Counters> {
+    let mut stmt = conn.prepare_cached("SELECT name, value FROM stats")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Counters::default();
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        out.set_field(&name, from_sql(row.get(1)?));
+    }
+    Ok(out)
+}
+
+/// `add_stats` inside a write transaction (saturating).
+pub(crate) fn add_stats(tx: &Transaction<'_>, delta: &Counters) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO stats (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value =
+             CASE WHEN value > 9223372036854775807 - excluded.value
+                  THEN 9223372036854775807 ELSE value + excluded.value END",
+    )?;
+    for (name, v) in delta.fields() {
+        if v > 0 {
+            stmt.execute(params![name, to_sql(v)])?;
+        }
+    }
+    Ok(())
+}
+
+/// How many free pages to give back: when more than a quarter of the file is free (after large
+/// removals), all but 1/16 of the file; under steady churn freed pages are simply reused.
+pub(crate) fn vacuum_wanted(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let total: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    Ok((free > 256 && free * 4 > total).then(|| free - total / 16))
+}
+
+/// Gives back free pages if [`vacuum_wanted`] says so.
+pub(crate) fn maybe_vacuum(conn: &Connection, ctx: &Ctx) -> Result<()> {
+    if let Some(n) = ctx.retry("read the free page count", || vacuum_wanted(conn))? {
+        ctx.retry("incremental vacuum", || {
+            conn.execute_batch(&format!("PRAGMA incremental_vacuum({n});"))
+        })?;
+    }
+    Ok(())
+}
+
+/// A passive checkpoint (never waits for readers or writers). Returns (frames in the WAL,
+/// frames checkpointed).
+pub(crate) fn checkpoint(conn: &Connection, ctx: &Ctx) -> Result<(i64, i64)> {
+    ctx.retry("checkpoint", || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+    })
+}
+
+/// Checkpoints what it can without waiting and makes the WAL durable.
+pub(crate) fn flush(conn: &Connection, ctx: &Ctx) -> Result<()> {
+    ctx.retry("checkpoint", || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    })?;
+    for p in [wal_path(&ctx.path), ctx.path.clone()] {
+        match std::fs::File::open(&p) {
+            Ok(f) => f
+                .sync_all()
+                .map_err(|e| Error::io(&p, "syncing the cache database", e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, "opening the cache database to sync it", e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Every hot statement is answered from an index: no full scan, no sort.
+    #[test]
+    fn hot_statements_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path()).unwrap();
+        let conn = Connection::open(backend.path()).unwrap();
+        let delete_by_key = format!("DELETE FROM entries WHERE key = ?1 RETURNING {META}");
+        let statements = [
+            GET_SQL,
+            PREVIOUS_SIZE_SQL,
+            REMOVE_RANGE_SQL,
+            REMOVE_FROM_SQL,
+            ANY_EXPIRED_SQL,
+            PURGE_SQL,
+            EVICT_LRS_SQL,
+            EVICT_LRU_SQL,
+            EVICT_LFU_SQL,
+            KEYS_RANGE_SQL,
+            KEYS_FROM_SQL,
+            ACCESS_SQL,
+            &delete_by_key,
+        ];
+        for sql in statements {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let n = stmt.parameter_count();
+            let params: Vec<i64> = vec![1; n];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(plan.contains("USING"), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+            let scans_without_index = plan
+                .split("; ")
+                .any(|p| p.starts_with("SCAN") && !p.contains("INDEX"));
+            assert!(!scans_without_index, "{sql}: {plan}");
+        }
+    }
+}

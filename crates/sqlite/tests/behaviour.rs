@@ -1,0 +1,328 @@
+//! Behaviour beyond the conformance suite: a differential test against the reference model,
+//! prefix ranges at awkward code points, the bounded connection pool, reopen with the system
+//! clock, and the file size under sustained churn.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use plexcache_core::model::ModelBackend;
+use plexcache_core::{Access, Bytes, Cache, CacheBackend, EvictionPolicy, Ttl};
+use plexcache_sqlite::{Offload, SqliteBackend};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const ALPHABET: [&str; 10] = [
+    "a",
+    "b",
+    "\0",
+    "\u{10FFFF}",
+    "é",
+    "%",
+    "_",
+    "\u{7F}",
+    "\u{D7FF}",
+    "\u{E000}",
+];
+
+fn key(x: u64) -> String {
+    (0..1 + x % 3)
+        .map(|i| ALPHABET[((x >> (8 * i + 4)) % ALPHABET.len() as u64) as usize])
+        .collect()
+}
+
+/// Random raw backend operations on SQLite and on the model give the same results.
+#[test]
+fn differential_against_the_model() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteBackend::open(dir.path()).unwrap();
+        let model = ModelBackend::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now = 1_000_000u64;
+        for step in 0..4_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now += x % 3;
+            let k = key(x >> 5);
+            let ctx = format!("step {step}, key {k:?}");
+            match x % 11 {
+                0..=2 => {
+                    let v = Bytes::from(vec![b'v'; ((x >> 30) % 300) as usize]);
+                    let exp = ((x >> 40) % 3 == 0).then_some(now + (x >> 50) % 20);
+                    let max = ((x >> 45) % 4 == 0).then_some(2_000);
+                    let a = sqlite.put(&k, v.clone(), now, exp, max).await.unwrap();
+                    let b = model.put(&k, v, now, exp, max).await.unwrap();
+                    assert_eq!(a, b, "put, {ctx}");
+                }
+                3 => assert_eq!(
+                    sqlite.get(&k, now).await.unwrap(),
+                    model.get(&k, now).await.unwrap(),
+                    "get, {ctx}"
+                ),
+                4 => assert_eq!(
+                    sqlite.remove(&k).await.unwrap(),
+                    model.remove(&k).await.unwrap(),
+                    "remove, {ctx}"
+                ),
+                5 => {
+                    let p: String = k.chars().take(1 + (x as usize >> 9) % 2).collect();
+                    assert_eq!(
+                        sqlite.remove_prefix(&p).await.unwrap(),
+                        model.remove_prefix(&p).await.unwrap(),
+                        "remove_prefix {p:?}, {ctx}"
+                    );
+                }
+                6 => {
+                    let p: String = k.chars().take((x as usize >> 9) % 3).collect();
+                    assert_eq!(
+                        sqlite.keys(&p, now, 1000).await.unwrap(),
+                        model.keys(&p, now, 1000).await.unwrap(),
+                        "keys {p:?}, {ctx}"
+                    );
+                }
+                7 => {
+                    // Ties in expires_at may be purged in any order, so purge all or nothing.
+                    let limit = if (x >> 20) % 4 == 0 { 0 } else { usize::MAX };
+                    let a = sqlite.purge_expired(now, limit).await.unwrap();
+                    let b = model.purge_expired(now, limit).await.unwrap();
+                    assert_eq!(a.entries, b.entries, "purge count, {ctx}");
+                }
+                8 => {
+                    let policy = match (x >> 12) % 3 {
+                        0 => EvictionPolicy::LeastRecentlyStored,
+                        1 => EvictionPolicy::LeastRecentlyUsed,
+                        _ => EvictionPolicy::LeastFrequentlyUsed,
+                    };
+                    let target = (x >> 22) % 3_000;
+                    let protect = ((x >> 33) % 2 == 0).then_some(k.as_str());
+                    assert_eq!(
+                        sqlite.evict(policy, target, protect).await.unwrap(),
+                        model.evict(policy, target, protect).await.unwrap(),
+                        "evict {policy} to {target}, {ctx}"
+                    );
+                }
+                9 => {
+                    let acc = [Access {
+                        key: k.clone(),
+                        at: now,
+                        count: 1 + (x >> 14) % 3,
+                    }];
+                    sqlite.record_accesses(&acc).await.unwrap();
+                    model.record_accesses(&acc).await.unwrap();
+                }
+                _ => assert_eq!(
+                    sqlite.usage().await.unwrap(),
+                    model.usage().await.unwrap(),
+                    "usage, {ctx}"
+                ),
+            }
+        }
+        assert_eq!(sqlite.usage().await.unwrap(), model.usage().await.unwrap());
+        assert_eq!(
+            sqlite.keys("", 0, usize::MAX).await.unwrap(),
+            model.keys("", 0, usize::MAX).await.unwrap()
+        );
+    });
+}
+
+#[test]
+fn prefixes_at_awkward_code_points() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        let keys = [
+            "a",
+            "a\u{10FFFF}",
+            "a\u{10FFFF}\u{10FFFF}",
+            "a\u{10FFFF}x",
+            "b",
+            "\u{10FFFF}",
+            "\u{10FFFF}z",
+            "x\0",
+            "x\0y",
+            "x\u{1}",
+            "x%",
+            "x_",
+            "xa",
+        ];
+        for k in keys {
+            b.put(k, Bytes::from_static(b"1"), 0, None, None)
+                .await
+                .unwrap();
+        }
+        for p in ["a\u{10FFFF}", "\u{10FFFF}", "x\0", "x%", "x_", "x", ""] {
+            let mut want: Vec<&str> = keys.iter().copied().filter(|k| k.starts_with(p)).collect();
+            want.sort();
+            assert_eq!(b.keys(p, 0, 100).await.unwrap(), want, "prefix {p:?}");
+        }
+        let r = b.remove_prefix("a\u{10FFFF}").await.unwrap();
+        assert_eq!(r.entries, 3);
+        let r = b.remove_prefix("\u{10FFFF}").await.unwrap();
+        assert_eq!(r.entries, 2);
+        let r = b.remove_prefix("x\0").await.unwrap();
+        assert_eq!(r.entries, 2);
+        assert_eq!(
+            b.keys("", 0, 100).await.unwrap(),
+            vec!["a", "b", "x%", "x\u{1}", "x_", "xa"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .tap_sort()
+        );
+    });
+}
+
+trait TapSort {
+    fn tap_sort(self) -> Self;
+}
+impl TapSort for Vec<String> {
+    fn tap_sort(mut self) -> Self {
+        self.sort();
+        self
+    }
+}
+
+/// However many tasks read at once, at most `max_readers` reader connections are opened.
+#[test]
+fn connections_are_bounded() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for offload in [Offload::Auto, Offload::Always] {
+            let b = SqliteBackend::builder(dir.path())
+                .max_readers(3)
+                .offload(offload)
+                .open()
+                .unwrap();
+            b.put("k", Bytes::from(vec![1u8; 200_000]), 0, None, None)
+                .await
+                .unwrap();
+            b.put("s", Bytes::from_static(b"small"), 0, None, None)
+                .await
+                .unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..64 {
+                let b = b.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..20 {
+                        let k = if i % 2 == 0 { "k" } else { "s" };
+                        assert!(b.get(k, 1).await.unwrap().is_some());
+                        b.keys("", 1, 10).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert!(
+                b.open_connections() <= 4,
+                "{} connections",
+                b.open_connections()
+            );
+        }
+    });
+}
+
+/// Entries, TTLs and persistent stats survive a normal close with the system clock.
+#[test]
+fn reopen_with_the_system_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cache = Cache::builder(SqliteBackend::open(dir.path()).unwrap())
+            .build()
+            .unwrap();
+        cache
+            .set_with_ttl("short", &1u32, Duration::from_millis(300))
+            .await
+            .unwrap();
+        cache
+            .set_with_ttl("long", &2u32, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        cache
+            .set_with_ttl("never", &3u32, Ttl::Never)
+            .await
+            .unwrap();
+        assert_eq!(cache.get::<u32>("long").await.unwrap(), Some(2));
+        assert_eq!(cache.get::<u32>("missing").await.unwrap(), None);
+        cache.flush().await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(350));
+    rt().block_on(async {
+        let cache = Cache::builder(SqliteBackend::open(dir.path()).unwrap())
+            .build()
+            .unwrap();
+        let s = cache.stats().await.unwrap();
+        assert_eq!(
+            (s.persistent.hits, s.persistent.misses, s.persistent.sets),
+            (1, 1, 3)
+        );
+        assert_eq!(s.usage.entries, 3);
+        assert_eq!(
+            cache.get::<u32>("short").await.unwrap(),
+            None,
+            "expired across reopen"
+        );
+        assert_eq!(cache.get::<u32>("long").await.unwrap(), Some(2));
+        assert_eq!(cache.get::<u32>("never").await.unwrap(), Some(3));
+        let (_, meta) = cache.get_raw("long").await.unwrap().unwrap();
+        assert_eq!(
+            meta.expires_at,
+            Some(meta.stored_at + 3_600_000),
+            "TTL kept exactly"
+        );
+    });
+}
+
+/// Sustained churn through `Cache` at the size limit: the database file stays within 1.25x
+/// the limit plus a constant (freed pages are reused).
+#[test]
+fn file_size_under_churn() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit: u64 = 8 * 1024 * 1024;
+    rt().block_on(async {
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        let path = backend.path().to_path_buf();
+        let cache = Cache::builder(backend).size_limit(limit).build().unwrap();
+        let mut x: u64 = 88_172_645_463_325_252;
+        let mut max_db = 0;
+        let mut written = 0u64;
+        for i in 0..3_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Plex-like mix: mostly small search results, some library lists of 10-300 KiB.
+            let len = if x % 10 == 0 { 10_000 + (x >> 20) % 300_000 } else { (x >> 20) % 2_000 };
+            let value = vec![(i % 251) as u8; len as usize];
+            cache.set(&format!("k{}", (x >> 40) % 2_000), &value).await.unwrap();
+            written += len;
+            if i % 100 == 0 {
+                max_db = max_db.max(std::fs::metadata(&path).unwrap().len());
+            }
+        }
+        let usage = cache.backend().usage().await.unwrap();
+        cache.flush().await.unwrap();
+        let db = std::fs::metadata(&path).unwrap().len();
+        max_db = max_db.max(db);
+        eprintln!(
+            "churn: wrote {} MiB through a {} MiB limit; logical {} bytes; db file max {} bytes ({:.3}x limit), end {} bytes",
+            written >> 20,
+            limit >> 20,
+            usage.bytes,
+            max_db,
+            max_db as f64 / limit as f64,
+            db
+        );
+        assert!(usage.bytes <= limit);
+        assert!(
+            max_db <= limit + limit / 4 + 2 * 1024 * 1024,
+            "db file {max_db} bytes > 1.25 x {limit} + 2 MiB"
+        );
+    });
+}

@@ -1,0 +1,52 @@
+//! Shared test helpers: a conformance factory over temporary directories.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Mutex;
+
+use plexcache_core::testkit::BackendFactory;
+use plexcache_sqlite::{Offload, SqliteBackend};
+use tempfile::TempDir;
+
+/// Makes a backend per call, each in its own temporary directory (kept until the factory is
+/// dropped); `reopen` drops the backend and opens the same file again.
+pub struct SqliteFactory {
+    offload: Offload,
+    dirs: Mutex<Vec<TempDir>>,
+}
+
+impl SqliteFactory {
+    pub fn new(offload: Offload) -> Self {
+        Self {
+            offload,
+            dirs: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[plexcache_core::async_trait]
+impl BackendFactory for SqliteFactory {
+    type Backend = SqliteBackend;
+
+    async fn create(&self) -> SqliteBackend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = SqliteBackend::builder(dir.path().join("cache"))
+            .offload(self.offload)
+            .open_async()
+            .await
+            .expect("open");
+        self.dirs.lock().unwrap().push(dir);
+        backend
+    }
+
+    async fn reopen(&self, backend: SqliteBackend) -> Option<SqliteBackend> {
+        let path = backend.path().to_path_buf();
+        drop(backend);
+        Some(
+            SqliteBackend::builder(path)
+                .offload(self.offload)
+                .open_async()
+                .await
+                .expect("reopen"),
+        )
+    }
+}

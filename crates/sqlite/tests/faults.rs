@@ -1,0 +1,393 @@
+//! Damaged, foreign and newer databases; recovery; write failures that leave the cache
+//! readable.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use plexcache_core::{Bytes, Cache, CacheBackend, Error};
+use plexcache_sqlite::{DEFAULT_FILE_NAME, SCHEMA_VERSION, SqliteBackend};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A cache with `n` entries of about 1 KiB, closed cleanly (WAL checkpointed and removed).
+fn filled(dir: &Path, n: usize) -> PathBuf {
+    rt().block_on(async {
+        let b = SqliteBackend::open(dir).unwrap();
+        let entries = (0..n)
+            .map(|i| {
+                (
+                    format!("key-{i:05}"),
+                    Bytes::from(vec![(i % 251) as u8; 1000]),
+                )
+            })
+            .collect();
+        b.put_many(entries, 1_000, None).await.unwrap();
+        b.path().to_path_buf()
+    })
+}
+
+fn expect_corrupt(r: plexcache_core::Result<SqliteBackend>, path: &Path, what: &str) -> String {
+    match r {
+        Err(e @ Error::Corrupt { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()),
+                "{what}: message names the path: {msg}"
+            );
+            msg
+        }
+        other => panic!("{what}: expected Error::Corrupt, got {other:?}"),
+    }
+}
+
+fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+        .collect()
+}
+
+#[test]
+fn not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DEFAULT_FILE_NAME);
+    std::fs::write(&path, b"this is a text file, not a database\n".repeat(200)).unwrap();
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "text file");
+    assert!(msg.contains("not a SQLite database"), "{msg}");
+    // SQLite magic followed by garbage.
+    let mut junk = b"SQLite format 3\0".to_vec();
+    junk.extend((0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(&path, &junk).unwrap();
+    expect_corrupt(SqliteBackend::open(dir.path()), &path, "magic + garbage");
+}
+
+#[test]
+fn truncated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 2_000);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 1_000_000);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "half");
+    assert!(msg.contains("truncated"), "{msg}");
+    // Not on a page boundary.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2 - 100).unwrap();
+    drop(f);
+    expect_corrupt(SqliteBackend::open(dir.path()), &path, "mid-page");
+    // Shorter than the header.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(50).unwrap();
+    drop(f);
+    expect_corrupt(SqliteBackend::open(dir.path()), &path, "50 bytes");
+}
+
+#[test]
+fn foreign_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DEFAULT_FILE_NAME);
+    // Shaped like a diskcache database.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value);
+         CREATE TABLE Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, value BLOB);",
+    )
+    .unwrap();
+    drop(conn);
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "diskcache db");
+    assert!(msg.contains("not a plexcache cache database"), "{msg}");
+
+    // Our version and id, but a table with the wrong columns.
+    std::fs::remove_file(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE entries (key TEXT PRIMARY KEY, value BLOB);
+         PRAGMA application_id = {}; PRAGMA user_version = {SCHEMA_VERSION};",
+        0x706c_7863
+    ))
+    .unwrap();
+    drop(conn);
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "wrong columns");
+    assert!(msg.contains("columns"), "{msg}");
+}
+
+#[test]
+fn newer_schema_version_is_refused_and_never_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 3);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {};", SCHEMA_VERSION + 1))
+        .unwrap();
+    drop(conn);
+    for recover in [false, true] {
+        match SqliteBackend::builder(dir.path())
+            .recover_corrupt(recover)
+            .open()
+        {
+            Err(Error::IncompatibleVersion {
+                path: p,
+                found,
+                supported,
+            }) => {
+                assert_eq!(
+                    (p.as_path(), found, supported),
+                    (path.as_path(), SCHEMA_VERSION + 1, SCHEMA_VERSION)
+                );
+            }
+            other => panic!("expected IncompatibleVersion, got {other:?}"),
+        }
+    }
+    assert!(
+        corrupt_files(dir.path()).is_empty(),
+        "a newer store is never moved aside"
+    );
+    assert!(path.exists());
+}
+
+#[test]
+fn recover_corrupt_moves_the_file_aside_and_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DEFAULT_FILE_NAME);
+    let garbage = b"garbage garbage garbage".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+    let backend = SqliteBackend::builder(dir.path())
+        .recover_corrupt(true)
+        .open()
+        .unwrap();
+    let moved = corrupt_files(dir.path());
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(
+        moved[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("plexcache.db.corrupt-")
+    );
+    assert_eq!(
+        std::fs::read(&moved[0]).unwrap(),
+        garbage,
+        "moved, not rewritten"
+    );
+    rt().block_on(async {
+        let cache = Cache::new(backend);
+        assert_eq!(cache.stats().await.unwrap().usage.entries, 0);
+        cache.set("k", &1u32).await.unwrap();
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+    });
+
+    // A truncated database is recovered the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 500);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+    let backend = SqliteBackend::builder(dir.path())
+        .recover_corrupt(true)
+        .open()
+        .unwrap();
+    assert_eq!(corrupt_files(dir.path()).len(), 1);
+    rt().block_on(async { assert_eq!(backend.usage().await.unwrap().entries, 0) });
+}
+
+/// Damage inside a database whose header is intact: found by reads, reported as Corrupt
+/// naming the path (or read correctly), never a panic.
+#[test]
+fn damaged_pages_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 2_000);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    for (i, b) in bytes[8192..len - 4096].iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *b = (i.wrapping_mul(2_654_435_761) >> 7) as u8;
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = SqliteBackend::open(dir.path());
+    let backend = match opened {
+        Err(e @ Error::Corrupt { .. }) => {
+            assert!(e.to_string().contains(&path.display().to_string()));
+            return;
+        }
+        Err(e) => panic!("unexpected error kind: {e:?}"),
+        Ok(b) => b,
+    };
+    rt().block_on(async {
+        let mut errors = 0;
+        for i in 0..2_000 {
+            match backend.get(&format!("key-{i:05}"), 0).await {
+                Ok(_) => {}
+                Err(e @ Error::Corrupt { .. }) => {
+                    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+                    errors += 1;
+                }
+                Err(e) => panic!("damage must read as Corrupt: {e:?}"),
+            }
+        }
+        let _ = backend.keys("", 0, usize::MAX).await;
+        let _ = backend
+            .put("new", Bytes::from_static(b"x"), 0, None, None)
+            .await;
+        assert!(errors > 0, "the damage was noticed");
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn new_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("a").join("b");
+    let b = SqliteBackend::open(&cache_dir).unwrap();
+    let mode = std::fs::metadata(&cache_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(b.path(), cache_dir.join(DEFAULT_FILE_NAME));
+}
+
+const FSIZE_WORKER: &str = "PLEXCACHE_SQLITE_FSIZE_WORKER";
+
+/// Child side of `disk_full_write_fails_and_cache_stays_readable`: runs under a file-size
+/// limit, so writes that grow a file fail like on a full disk.
+#[test]
+fn fsize_worker_entry() {
+    let Ok(dir) = std::env::var(FSIZE_WORKER) else {
+        return;
+    };
+    rt().block_on(async {
+        let backend = SqliteBackend::open(&dir).unwrap();
+        let path = backend.path().to_path_buf();
+        let cache = Cache::builder(backend).size_limit(1 << 40).build().unwrap();
+        let big = vec![7u8; 256 * 1024];
+        let mut failure = None;
+        for i in 0..200 {
+            if let Err(e) = cache.set(&format!("big-{i}"), &big).await {
+                failure = Some(e);
+                break;
+            }
+        }
+        let e = failure.expect("a write beyond the file-size limit fails");
+        assert!(
+            e.to_string().contains(&path.display().to_string()),
+            "the error names the database: {e}"
+        );
+        // Still readable: the entries written before the limit.
+        let v = cache.get_raw("key-00007").await.unwrap();
+        assert!(
+            v.is_some(),
+            "old entries still readable after a failed write"
+        );
+        let keys = cache.keys("key-", usize::MAX).await.unwrap();
+        assert_eq!(keys.len(), 50);
+        println!("\nFSIZE_WORKER_OK {e}");
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn disk_full_write_fails_and_cache_stays_readable() {
+    if std::env::var(FSIZE_WORKER).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 50);
+    let exe = std::env::current_exe().unwrap();
+    // `trap '' XFSZ` makes the child ignore SIGXFSZ, so an over-limit write fails with EFBIG
+    // (like ENOSPC on a full disk) instead of killing the process. Limit: 2 MiB files.
+    let script = "trap '' XFSZ; ulimit -f 4096; exec \"$0\" --exact fsize_worker_entry --nocapture --test-threads 1";
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .arg(&exe)
+        .env(FSIZE_WORKER, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("FSIZE_WORKER_OK"),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "{}",
+        stdout
+            .lines()
+            .find(|l| l.contains("FSIZE_WORKER_OK"))
+            .unwrap_or("")
+    );
+    // Back without the limit: counters equal the rows, and writes work again.
+    rt().block_on(async {
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        let usage = backend.usage().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (n, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((usage.entries, usage.bytes), (n as u64, bytes as u64));
+        backend
+            .put("after", Bytes::from_static(b"ok"), 0, None, None)
+            .await
+            .unwrap();
+    });
+}
+
+/// A read-only directory and database file (only meaningful when not running as root, who
+/// ignores permissions): writes fail with an error, reads keep working.
+#[cfg(unix)]
+#[test]
+fn read_only_files_fail_writes_but_stay_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if is_root {
+        eprintln!("skipped: running as root, permissions do not stop writes");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 10);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        rt().block_on(async {
+            match SqliteBackend::open(dir.path()) {
+                Ok(backend) => {
+                    let err = backend
+                        .put("x", Bytes::from_static(b"1"), 0, None, None)
+                        .await;
+                    assert!(err.is_err(), "write to a read-only database fails");
+                    assert!(backend.get("key-00003", 0).await.unwrap().is_some());
+                }
+                Err(e) => {
+                    assert!(
+                        e.to_string().contains(&dir.path().display().to_string()),
+                        "{e}"
+                    );
+                }
+            }
+        })
+    });
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
