@@ -4,6 +4,8 @@
 //! Each measurement runs its whole batch of iterations inside one `block_on`, so the figure is
 //! the cost of the operation, not of entering the runtime.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
