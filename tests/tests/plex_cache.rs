@@ -229,3 +229,13 @@ macro_rules! for_backend {
 }
 
 for_backend!(memory, ((), plexcache_memory::MemoryBackend::new()));
+for_backend!(sqlite, {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = plexcache_sqlite::SqliteBackend::open(dir.path()).unwrap();
+    (dir, backend)
+});
+for_backend!(sled, {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = plexcache_sled::SledBackend::open(dir.path().join("sled")).unwrap();
+    (dir, backend)
+});
