@@ -1,1 +1,364 @@
-//! sled backend for plexcache.
+//! # plexcache-sled
+//!
+//! A [`CacheBackend`] on [sled] 0.34: an embedded, pure-Rust log-structured store. One
+//! process at a time owns a cache directory.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use plexcache_core::Cache;
+//! use plexcache_sled::SledBackend;
+//!
+//! # async fn demo() -> plexcache_core::Result<()> {
+//! let backend = SledBackend::builder("/var/cache/myapp/plexcache-sled")
+//!     .cache_capacity(32 * 1024 * 1024)
+//!     .recover_corrupt(true)
+//!     .open()?;
+//! let cache = Cache::builder(backend)
+//!     .default_ttl(Duration::from_secs(3600))
+//!     .build()?;
+//! cache.set("library:Movies:all", &vec!["Alien".to_string()]).await?;
+//! cache.flush().await?; // durable now, not only within the background flush window
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it stores entries
+//!
+//! Each entry is a record in an `entries` tree (metadata followed by the value; values over
+//! 4 KiB go to a `values` tree). An expiry index and one index per eviction order (least
+//! recently stored, least recently used, least frequently used) hold big-endian rank tuples
+//! followed by the key, so purging expired entries and evicting are O(k log n) walks from the
+//! front of an index. A `meta` tree holds the entry count, byte total, write sequence and the
+//! persistent statistics. Every write updates all of them in **one sled transaction**.
+//!
+//! ## Durability
+//!
+//! sled writes its log in the background every
+//! [`flush_every`](SledBackendBuilder::flush_every) (500 ms by default): an acknowledged write
+//! can be lost if the process or the machine dies within that window.
+//! [`Cache::flush`](plexcache_core::Cache::flush) (and dropping the backend) makes everything
+//! acknowledged before it durable.
+//!
+//! ## Crash safety of the counters
+//!
+//! The counters are written in the same transactions as the data, and sled recovers a
+//! transaction entirely or not at all, so they stay right after a crash. As a second line of
+//! defence a clean-shutdown marker is cleared on open and set on close: after an unclean
+//! shutdown the next open recounts entries and bytes with one scan (about a second per
+//! million entries; see [`OpenInfo::recount`]), logs how long it took, and corrects the
+//! counters if they were wrong.
+//!
+//! ## One process at a time
+//!
+//! sled locks its directory. A second process, or a second open in the same process, gets
+//! [`Error::InUse`](plexcache_core::Error::InUse), which says so and points at the backends
+//! that share a cache between processes (SQLite, Redis).
+//!
+//! ## Damaged directories
+//!
+//! A damaged or truncated directory gives [`Error::Corrupt`](plexcache_core::Error::Corrupt)
+//! naming the path. sled 0.34 panics on some damaged files; those panics are contained (see
+//! `docs/backends-sled.md`). [`SledBackendBuilder::recover_corrupt`] moves a damaged directory
+//! aside and starts empty.
+//!
+//! [sled]: https://docs.rs/sled/0.34.7
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use plexcache_core::{
+    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
+    PutOutcome, Removed, Result, Usage, async_trait,
+};
+
+mod open;
+mod record;
+mod store;
+
+pub use open::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_EVERY, DEFAULT_SEPARATE_VALUES_OVER, LOCK_FILE, OpenInfo,
+    Recount, SledBackendBuilder,
+};
+pub use store::SCHEMA_VERSION;
+
+use store::Store;
+
+/// A cache store in one sled database directory. Cheap to clone (clones share the database);
+/// the database closes, flushed and marked clean, when the last clone is dropped.
+#[derive(Clone)]
+pub struct SledBackend {
+    store: Arc<Store>,
+    info: Arc<OpenInfo>,
+    offload: bool,
+}
+
+impl std::fmt::Debug for SledBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledBackend")
+            .field("path", &self.store.path)
+            .field("spawn_blocking", &self.offload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of [`SledBackend::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verification {
+    /// Entries found by the scan.
+    pub entries: u64,
+    /// Logical bytes found by the scan.
+    pub bytes: u64,
+    /// The highest write sequence number of any entry.
+    pub max_seq: u64,
+    /// Index entries and separately stored values that no entry refers to, left by an
+    /// unclean shutdown. Harmless: walks of an index drop them when they meet them.
+    pub stale_index_entries: u64,
+    /// Everything that is out of step (at most 100); empty when the store is consistent.
+    pub problems: Vec<String>,
+}
+
+impl Verification {
+    /// Whether the store is consistent.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl SledBackend {
+    /// A builder for the cache in directory `dir` (created 0700 if missing). The directory
+    /// belongs to the backend: give each cache its own.
+    pub fn builder(dir: impl Into<PathBuf>) -> SledBackendBuilder {
+        SledBackendBuilder::new(dir.into())
+    }
+
+    /// Opens (or creates) the cache in `dir` with the default settings.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<SledBackend> {
+        Self::builder(dir).open()
+    }
+
+    pub(crate) fn from_store(store: Store, info: OpenInfo, offload: bool) -> Self {
+        Self {
+            store: Arc::new(store),
+            info: Arc::new(info),
+            offload,
+        }
+    }
+
+    /// The cache directory.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+
+    /// What happened while opening: time taken, whether the store was created, recounted
+    /// after an unclean shutdown, or recovered from a damaged directory.
+    pub fn open_info(&self) -> &OpenInfo {
+        &self.info
+    }
+
+    /// Checks every entry against every index and the counters with a full scan
+    /// (O(n log n); for `plexcache check` and tests, not for the hot path).
+    pub fn verify(&self) -> Result<Verification> {
+        self.store.guarded("verifying", |s| s.verify())
+    }
+
+    /// Recomputes the entry count and byte total with a full scan and stores them. Opening
+    /// does this by itself after an unclean shutdown.
+    pub fn recount(&self) -> Result<Recount> {
+        self.store.guarded("recounting", |s| s.recount())
+    }
+
+    /// Writes many entries at once (up to 1,024 per transaction), replacing existing ones,
+    /// all with the same times, without the size-limit check of
+    /// [`Cache`](plexcache_core::Cache): for bulk imports. Call
+    /// [`Cache::cull`](plexcache_core::Cache::cull) afterwards to enforce a limit. Returns the
+    /// usage after the last batch.
+    pub async fn put_many(
+        &self,
+        entries: Vec<(String, Bytes)>,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+    ) -> Result<Usage> {
+        self.call("writing entries", move |s| {
+            s.put_many(&entries, stored_at, expires_at)
+        })
+        .await
+    }
+
+    /// Runs `f` on the store inline, or on tokio's blocking pool when configured (and a
+    /// runtime is running).
+    async fn call<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        if self.offload {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let store = Arc::clone(&self.store);
+                return handle
+                    .spawn_blocking(move || store.guarded(what, f))
+                    .await
+                    .map_err(|e| {
+                        Error::backend("sled", format!("{what}: blocking task failed"), e)
+                    })?;
+            }
+        }
+        self.store.guarded(what, f)
+    }
+}
+
+#[async_trait]
+impl CacheBackend for SledBackend {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
+        if !self.offload {
+            return self.store.guarded("reading an entry", |s| s.get(key, now));
+        }
+        let key = key.to_owned();
+        self.call("reading an entry", move |s| s.get(&key, now))
+            .await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+        max_bytes: Option<u64>,
+    ) -> Result<PutOutcome> {
+        if !self.offload {
+            return self.store.guarded("writing an entry", |s| {
+                s.put(key, &value, stored_at, expires_at, max_bytes)
+            });
+        }
+        let key = key.to_owned();
+        self.call("writing an entry", move |s| {
+            s.put(&key, &value, stored_at, expires_at, max_bytes)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
+        let key = key.to_owned();
+        self.call("removing an entry", move |s| s.remove(&key))
+            .await
+    }
+
+    async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
+        let prefix = prefix.to_owned();
+        self.call("removing by prefix", move |s| s.remove_prefix(&prefix))
+            .await
+    }
+
+    async fn clear(&self) -> Result<Removed> {
+        self.call("clearing", |s| s.clear()).await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        self.store.guarded("reading usage", |s| Ok(s.usage()))
+    }
+
+    async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
+        self.call("purging expired entries", move |s| {
+            s.purge_expired(now, limit)
+        })
+        .await
+    }
+
+    async fn evict(
+        &self,
+        policy: EvictionPolicy,
+        target_bytes: u64,
+        protect: Option<&str>,
+    ) -> Result<Removed> {
+        let protect = protect.map(str::to_owned);
+        self.call("evicting", move |s| {
+            s.evict(policy, target_bytes, protect.as_deref())
+        })
+        .await
+    }
+
+    async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {
+        let prefix = prefix.to_owned();
+        self.call("listing keys", move |s| s.keys(&prefix, now, limit))
+            .await
+    }
+
+    async fn record_accesses(&self, accesses: &[Access]) -> Result<()> {
+        if accesses.is_empty() {
+            return Ok(());
+        }
+        let accesses = accesses.to_vec();
+        self.call("recording reads", move |s| s.record_accesses(&accesses))
+            .await
+    }
+
+    async fn load_stats(&self) -> Result<Counters> {
+        self.store.guarded("reading statistics", |s| s.load_stats())
+    }
+
+    async fn add_stats(&self, delta: &Counters) -> Result<()> {
+        let delta = *delta;
+        self.call("adding statistics", move |s| s.add_stats(&delta))
+            .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // sled runs the flush (write + fsync) on its own thread pool; awaiting it does not
+        // block the runtime.
+        self.store.guarded("flushing", |_| Ok(()))?;
+        self.store
+            .db()
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store.sled_err("flushing", e))
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.call("checking integrity", |s| s.verify().map(|v| v.problems))
+            .await
+    }
+
+    async fn disk_usage(&self) -> Result<Option<u64>> {
+        self.call("measuring disk usage", |s| s.disk_usage().map(Some))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_a_call_is_contained_and_poisons_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        let b = SledBackend::open(&path).unwrap();
+        let r: Result<()> = b.store.guarded("testing", |_| panic!("boom"));
+        match r {
+            Err(e @ Error::Corrupt { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("boom") && msg.contains(&path.display().to_string()),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // Every later call refuses, and no clean-shutdown marker is written on drop.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(b.usage()).unwrap_err().is_corrupt());
+        assert!(rt.block_on(b.flush()).unwrap_err().is_corrupt());
+        drop(b);
+        let b = SledBackend::open(&path).unwrap();
+        assert!(b.open_info().recount.is_some(), "the next open recounts");
+    }
+}

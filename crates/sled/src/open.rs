@@ -1,0 +1,304 @@
+//! Opening a cache directory: the builder, the directory lock, panic containment, and
+//! recovery from a damaged directory.
+
+use std::fs::{File, OpenOptions};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fs2::FileExt;
+use plexcache_core::{Error, Result};
+
+use crate::SledBackend;
+use crate::store::Store;
+
+/// The lock file plexcache keeps inside the cache directory (besides sled's own lock on its
+/// `db` file).
+pub const LOCK_FILE: &str = "plexcache-sled.lock";
+
+/// Default bound on sled's page cache: 64 MiB.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// Default interval of sled's background flush: 500 ms.
+pub const DEFAULT_FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Default threshold above which a value is stored in its own tree: 4 KiB.
+pub const DEFAULT_SEPARATE_VALUES_OVER: usize = 4 * 1024;
+
+pub(crate) const IN_USE_DETAIL: &str = "the cache is in use by another process (or by another \
+    SledBackend in this process): sled allows one process per cache directory. Close the other \
+    user, or use the SQLite or Redis backend to share one cache between processes";
+
+/// Builds a [`SledBackend`]; see [`SledBackend::builder`].
+#[derive(Debug, Clone)]
+pub struct SledBackendBuilder {
+    pub(crate) dir: PathBuf,
+    pub(crate) cache_capacity: u64,
+    pub(crate) flush_every: Option<Duration>,
+    pub(crate) recover_corrupt: bool,
+    pub(crate) spawn_blocking: bool,
+    pub(crate) separate_values_over: usize,
+    pub(crate) lock_wait: Duration,
+}
+
+/// What happened while opening a cache (see [`SledBackend::open_info`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenInfo {
+    /// Wall time of [`SledBackendBuilder::open`], including any recount.
+    pub open_time: Duration,
+    /// Whether the store was created by this open.
+    pub created: bool,
+    /// Set when the previous session did not shut down cleanly and the entry count and byte
+    /// total were recomputed by a scan: how long the scan took.
+    pub recount: Option<Recount>,
+    /// Set when the directory was damaged and [`SledBackendBuilder::recover_corrupt`] moved it
+    /// here before starting empty.
+    pub recovered_from: Option<PathBuf>,
+}
+
+/// The result of recomputing the counters after an unclean shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recount {
+    /// How long the scan took.
+    pub took: Duration,
+    /// Entries found.
+    pub entries: u64,
+    /// Logical bytes found.
+    pub bytes: u64,
+    /// Whether the stored counters differed from the scan (and were corrected).
+    pub corrected: bool,
+}
+
+impl SledBackendBuilder {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            flush_every: Some(DEFAULT_FLUSH_EVERY),
+            recover_corrupt: false,
+            spawn_blocking: false,
+            separate_values_over: DEFAULT_SEPARATE_VALUES_OVER,
+            lock_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// Upper bound, in bytes, on sled's in-memory page cache. Default 64 MiB (sled's own
+    /// default is 1 GiB).
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+
+    /// How often sled writes and fsyncs its log in the background. Writes acknowledged since
+    /// the last flush are lost if the process or machine dies, so this is the durability window
+    /// (call [`Cache::flush`](plexcache_core::Cache::flush) to close it). `None` turns the
+    /// background flush off: only explicit flushes and a clean close make writes durable.
+    /// Default 500 ms.
+    pub fn flush_every(mut self, every: Option<Duration>) -> Self {
+        self.flush_every = every;
+        self
+    }
+
+    /// When the directory is damaged (opening it fails with [`Error::Corrupt`]), move it
+    /// aside to `<dir>.corrupt-<unix millis>` and start an empty cache, with a warning log,
+    /// instead of failing. Default off.
+    pub fn recover_corrupt(mut self, recover: bool) -> Self {
+        self.recover_corrupt = recover;
+        self
+    }
+
+    /// Run each sled call on tokio's blocking thread pool (`spawn_blocking`) instead of
+    /// inline in the calling task. Default off: sled answers from memory in microseconds, and
+    /// the hop costs more than the call (see `docs/backends-sled.md`). Turn it on when the
+    /// cache is much larger than [`cache_capacity`](Self::cache_capacity), so reads often go
+    /// to disk. Outside a tokio runtime calls always run inline.
+    pub fn spawn_blocking(mut self, offload: bool) -> Self {
+        self.spawn_blocking = offload;
+        self
+    }
+
+    /// Values longer than this many bytes are stored in a tree of their own, so that
+    /// recording reads (LRU/LFU) and listing keys do not rewrite or load them. Default 4 KiB.
+    /// A tuning knob; reads of such values do one more lookup.
+    pub fn separate_values_over(mut self, bytes: usize) -> Self {
+        self.separate_values_over = bytes;
+        self
+    }
+
+    /// How long to wait for sled's own directory lock once plexcache's lock is held (a
+    /// database dropped a moment ago in this process may still be releasing it). Default
+    /// 2 s; then the open fails with [`Error::InUse`].
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Opens (or creates) the cache.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InUse`] when another process (or another `SledBackend` in this process)
+    ///   has the directory open;
+    /// - [`Error::Corrupt`], naming the path, when the directory is damaged or is not a sled
+    ///   cache (unless [`recover_corrupt`](Self::recover_corrupt) is on);
+    /// - [`Error::IncompatibleVersion`] when a newer plexcache wrote it;
+    /// - [`Error::Io`] when the directory cannot be created or read.
+    pub fn open(self) -> Result<SledBackend> {
+        let started = Instant::now();
+        let (store, recovered_from) = match self.open_once() {
+            Ok(store) => (store, None),
+            Err((e, lock)) if e.is_corrupt() && self.recover_corrupt => {
+                let aside = move_aside(&self.dir, lock)?;
+                tracing::warn!(
+                    path = %self.dir.display(),
+                    moved_to = %aside.display(),
+                    error = %e,
+                    "sled cache directory is damaged; moved it aside and starting an empty cache"
+                );
+                let store = self.open_once().map_err(|(e, _)| e)?;
+                (store, Some(aside))
+            }
+            Err((e, _)) => return Err(e),
+        };
+        let mut info = store.info.clone();
+        info.open_time = started.elapsed();
+        info.recovered_from = recovered_from;
+        tracing::debug!(path = %self.dir.display(), took = ?info.open_time, "opened sled cache");
+        Ok(SledBackend::from_store(store, info, self.spawn_blocking))
+    }
+
+    fn open_once(&self) -> std::result::Result<Store, (Error, Option<LockFile>)> {
+        prepare_dir(&self.dir).map_err(|e| (e, None))?;
+        let lock = LockFile::acquire(&self.dir).map_err(|e| (e, None))?;
+        Store::open(self, lock)
+    }
+}
+
+/// Creates the directory (0700 on unix) if needed; an existing non-directory is corrupt.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Corrupt {
+            path: dir.to_path_buf(),
+            detail: "exists and is not a directory, so it cannot hold a sled cache".into(),
+            source: None,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            plexcache_core::fs::create_private_dir(dir)
+        }
+        Err(e) => Err(Error::io(dir, "reading the cache directory", e)),
+    }
+}
+
+/// An exclusive advisory lock (`flock` on unix, `LockFileEx` on Windows) on
+/// `<dir>/plexcache-sled.lock`, held for the life of the backend. The OS releases it when the
+/// process dies, however it dies.
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    _file: File,
+}
+
+impl LockFile {
+    fn acquire(dir: &Path) -> Result<LockFile> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "opening the lock file", e))?;
+        match file.try_lock_exclusive() {
+            Ok(()) => Ok(LockFile { _file: file }),
+            Err(e) if is_contended(&e) => Err(in_use(dir)),
+            Err(e) => Err(Error::io(&path, "locking the cache directory", e)),
+        }
+    }
+}
+
+fn is_contended(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}
+
+pub(crate) fn in_use(dir: &Path) -> Error {
+    Error::InUse {
+        path: dir.to_path_buf(),
+        detail: IN_USE_DETAIL.into(),
+    }
+}
+
+/// Renames a damaged directory to `<dir>.corrupt-<unix millis>` (plus `-N` if taken). The
+/// lock is held across the rename where the OS allows it (unix), so that two processes
+/// recovering at once do not move each other's fresh directory.
+fn move_aside(dir: &Path, lock: Option<LockFile>) -> Result<PathBuf> {
+    #[cfg(not(unix))]
+    drop(lock);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    let mut n = 0u32;
+    let aside = loop {
+        let suffix = if n == 0 {
+            format!("{name}.corrupt-{millis}")
+        } else {
+            format!("{name}.corrupt-{millis}-{n}")
+        };
+        let candidate = dir.with_file_name(suffix);
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    std::fs::rename(dir, &aside).map_err(|e| {
+        Error::io(
+            dir,
+            format!("moving the damaged cache aside to {}", aside.display()),
+            e,
+        )
+    })?;
+    #[cfg(unix)]
+    drop(lock);
+    Ok(aside)
+}
+
+/// Runs `f`, turning a panic inside sled into [`Error::Corrupt`] for `path`.
+///
+/// sled 0.34 panics on some damaged files instead of returning an error. Catching the panic
+/// is sound here: the panic happens while sled is *reading* a store into fresh in-memory
+/// structures that are all dropped during unwinding (nothing half-built is kept or reused),
+/// sled's locks are `parking_lot` locks that unwinding releases without poisoning, and the
+/// caller only learns that the directory is unusable. It does not help when the program is
+/// built with `panic = "abort"`, and the default panic hook still prints the message.
+pub(crate) fn contain<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch(f).unwrap_or_else(|msg| Err(panic_error(path, what, &msg)))
+}
+
+/// Runs `f`, returning the panic message if it panicked.
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
+}
+
+/// The error for a sled panic while doing `what` on the cache at `path`.
+pub(crate) fn panic_error(path: &Path, what: &str, msg: &str) -> Error {
+    tracing::error!(path = %path.display(), panic = %msg, "sled panicked while {what}");
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!(
+            "sled panicked while {what} ({msg}); the cache directory is damaged (open it with \
+             recover_corrupt(true) to move it aside and start empty)"
+        ),
+        source: None,
+    }
+}

@@ -1,0 +1,285 @@
+//! Tests with real second OS processes: the test binary re-executes itself with
+//! `PLEXCACHE_SLED_CHILD` set, and the `child` test below plays the other process.
+//!
+//! - a second process opening a cache that is open gets `Error::InUse` (both directions);
+//! - the OS releases the lock when the owner is killed, and the next open recounts;
+//! - a process killed (SIGKILL) mid-write loses nothing that `flush()` acknowledged, and the
+//!   store it leaves behind is consistent after the recount on open: every entry is in every
+//!   index and the counters equal a direct count.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use plexcache_core::{Cache, CacheBackend, Error};
+use plexcache_sled::SledBackend;
+
+const ENV: &str = "PLEXCACHE_SLED_CHILD";
+
+/// A child process and the lines it prints (read on a thread, so waits can time out).
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(mode: &str, path: &Path) -> Proc {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(ENV, format!("{mode}|{}", path.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Waits (at most a minute) for a line containing `marker`; returns what follows it.
+    fn wait_for(&mut self, marker: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                // libtest prints "test child ... " without a newline before the child's output.
+                Ok(line) => {
+                    if let Some(at) = line.find(marker) {
+                        return line[at + marker.len()..].trim().to_owned();
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!("child did not print {marker}: {e}");
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn wait(&mut self) {
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The other process. Does nothing in a normal test run.
+#[test]
+fn child() {
+    let Ok(spec) = std::env::var(ENV) else { return };
+    let (mode, path) = spec.split_once('|').unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match mode {
+        "open" => match SledBackend::open(path) {
+            Ok(_) => println!("RESULT ok"),
+            Err(e @ Error::InUse { .. }) => println!("RESULT in-use {e}"),
+            Err(e) => println!("RESULT error {e}"),
+        },
+        "hold" => {
+            let b = SledBackend::open(path).expect("child open");
+            println!("READY");
+            std::io::stdout().flush().unwrap();
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+            drop(b);
+            println!("CLOSED");
+        }
+        "write" => rt.block_on(async {
+            // No background flush: only flush() makes writes durable.
+            let b = SledBackend::builder(path).flush_every(None).open().unwrap();
+            // No eviction: every flushed entry must survive the kill.
+            let cache = Cache::new(b);
+            for i in 0..2_000u32 {
+                cache
+                    .set(&format!("durable:{i}"), &vec![i; 20])
+                    .await
+                    .unwrap();
+            }
+            cache.flush().await.unwrap();
+            println!("FLUSHED 2000");
+            std::io::stdout().flush().unwrap();
+            // Keep writing (with evictions and removals) until killed.
+            let mut i = 0u32;
+            loop {
+                cache
+                    .set(
+                        &format!("churn:{}", i % 5_000),
+                        &vec![i; (i % 200) as usize],
+                    )
+                    .await
+                    .unwrap();
+                if i % 7 == 0 {
+                    cache
+                        .remove(&format!("churn:{}", (i / 3) % 5_000))
+                        .await
+                        .unwrap();
+                }
+                i += 1;
+            }
+        }),
+        "churn" => rt.block_on(async {
+            // Background flush on (the default 500 ms), TTLs, evictions: killed at a random time.
+            let b = SledBackend::builder(path)
+                .flush_every(Some(Duration::from_millis(20)))
+                .open()
+                .unwrap();
+            let cache = Cache::builder(b)
+                .size_limit(300_000)
+                .default_ttl(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            println!("STARTED");
+            std::io::stdout().flush().unwrap();
+            let mut i = 0u64;
+            loop {
+                let k = format!("k:{}", i.wrapping_mul(0x9e37_79b9) % 3_000);
+                cache
+                    .set(&k, &vec![i as u8; (i % 700) as usize])
+                    .await
+                    .unwrap();
+                if i % 11 == 0 {
+                    cache.remove_prefix(&format!("k:{}", i % 10)).await.unwrap();
+                }
+                i += 1;
+            }
+        }),
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+#[test]
+fn a_second_process_gets_in_use_while_the_first_has_it_open() {
+    let (_dir, path) = common::temp_cache();
+    let backend = SledBackend::open(&path).unwrap();
+    let mut child = Proc::spawn("open", &path);
+    let result = child.wait_for("RESULT");
+    child.wait();
+    assert!(result.starts_with("in-use"), "child got: {result}");
+    assert!(result.contains("in use by another process"), "{result}");
+    assert!(
+        result.contains("SQLite") && result.contains("Redis"),
+        "{result}"
+    );
+    drop(backend);
+    let mut child = Proc::spawn("open", &path);
+    let result = child.wait_for("RESULT");
+    child.wait();
+    assert_eq!(result, "ok", "after the first process closed it");
+}
+
+#[test]
+fn this_process_gets_in_use_while_a_child_holds_it_and_the_lock_dies_with_the_child() {
+    let (_dir, path) = common::temp_cache();
+    let mut child = Proc::spawn("hold", &path);
+    child.wait_for("READY");
+    match SledBackend::open(&path) {
+        Err(Error::InUse { .. }) => {}
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    // A clean close by the child: no recount needed afterwards.
+    child.child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    child.wait_for("CLOSED");
+    child.wait();
+    let b = SledBackend::open(&path).expect("open after the child closed");
+    assert!(b.open_info().recount.is_none());
+    drop(b);
+
+    // Killed while holding it: the OS releases the lock, and the next open recounts.
+    let mut child = Proc::spawn("hold", &path);
+    child.wait_for("READY");
+    child.kill();
+    let b = SledBackend::open(&path).expect("open after the child was killed");
+    let recount = b.open_info().recount.expect("unclean shutdown is detected");
+    assert!(!recount.corrected);
+}
+
+#[tokio::test]
+async fn a_killed_writer_loses_nothing_it_flushed_and_leaves_a_consistent_store() {
+    let (_dir, path) = common::temp_cache();
+    let mut child = Proc::spawn("write", &path);
+    assert_eq!(child.wait_for("FLUSHED"), "2000");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill();
+
+    let b = SledBackend::open(&path).expect("reopen after kill");
+    let recount = b
+        .open_info()
+        .recount
+        .expect("recounted after an unclean shutdown");
+    eprintln!("recount after kill: {recount:?}");
+    // Counters are stored at a clean close; the child never closed, so the recount corrects
+    // them. Afterwards they equal a direct count and every entry is in every index.
+    assert!(recount.corrected, "{recount:?}");
+    let v = b.verify().unwrap();
+    assert!(v.is_ok(), "{:?}", v.problems);
+    let usage = b.usage().await.unwrap();
+    assert_eq!((usage.entries, usage.bytes), (v.entries, v.bytes));
+    let cache = Cache::new(b);
+    for i in 0..2_000u32 {
+        let got: Option<Vec<u32>> = cache.get(&format!("durable:{i}")).await.unwrap();
+        assert_eq!(got, Some(vec![i; 20]), "flushed entry durable:{i}");
+    }
+}
+
+#[tokio::test]
+async fn random_kills_during_churn_leave_consistent_stores() {
+    let (_dir, path) = common::temp_cache();
+    for round in 0..6u64 {
+        let mut child = Proc::spawn("churn", &path);
+        child.wait_for("STARTED");
+        std::thread::sleep(Duration::from_millis(150 + (round * 97) % 400));
+        child.kill();
+        let b = SledBackend::open(&path).expect("reopen after kill");
+        let recount = b.open_info().recount.expect("recount");
+        let v = b.verify().unwrap();
+        eprintln!(
+            "round {round}: {recount:?}, {} stale index entries",
+            v.stale_index_entries
+        );
+        assert!(v.is_ok(), "round {round}: {:?}", v.problems);
+        let usage = b.usage().await.unwrap();
+        assert_eq!((usage.entries, usage.bytes), (v.entries, v.bytes));
+        assert!(
+            b.usage().await.unwrap().bytes <= 300_000,
+            "round {round}: size limit"
+        );
+        if round == 5 {
+            // Stale index entries a crash left are dropped by the walks that meet them, and
+            // by clear().
+            b.purge_expired(u64::MAX, usize::MAX).await.unwrap();
+            b.evict(plexcache_core::EvictionPolicy::LeastRecentlyStored, 0, None)
+                .await
+                .unwrap();
+            b.clear().await.unwrap();
+            let v = b.verify().unwrap();
+            assert!(v.is_ok(), "{:?}", v.problems);
+            assert_eq!((v.entries, v.stale_index_entries), (0, 0));
+        }
+    }
+}
