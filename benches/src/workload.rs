@@ -30,9 +30,15 @@ pub fn item(i: u64) -> BenchItem {
         3 => format!("Movie {i} (Director's Cut)"),
         _ => format!("Star Voyage {i}: Part II"),
     };
-    let mut file_paths = vec![format!("/data/media/movies/{title} ({})/{title}.mkv", 1950 + i % 75)];
+    let mut file_paths = vec![format!(
+        "/data/media/movies/{title} ({})/{title}.mkv",
+        1950 + i % 75
+    )];
     if i % 7 == 0 {
-        file_paths.push(format!("/data/media/movies/{title} ({})/{title} - 4K.mkv", 1950 + i % 75));
+        file_paths.push(format!(
+            "/data/media/movies/{title} ({})/{title} - 4K.mkv",
+            1950 + i % 75
+        ));
     }
     BenchItem {
         rating_key: (10_000 + i).to_string(),
