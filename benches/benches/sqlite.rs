@@ -1,6 +1,6 @@
 //! Benchmarks of `Cache<SqliteBackend>` on Plex-shaped workloads, with raw rusqlite baselines
 //! and the offload modes side by side. Figures and the diskcache comparison are in
-//! `docs/benchmarks-sqlite.md`.
+//! `docs/benchmarks.md (SQLite section)`.
 //!
 //! `cargo bench -p plexcache-benches --bench sqlite` (about 5 minutes; the 1,000,000-entry
 //! fixture is built once per run in a temporary directory).
