@@ -1,6 +1,6 @@
 //! Benchmarks of `Cache<SledBackend>` on Plex-shaped workloads, with raw sled `get`/`insert`
 //! baselines in the same run, and calls inline vs on tokio's blocking pool side by side.
-//! Figures are in `docs/benchmarks-sled.md`.
+//! Figures are in `docs/benchmarks.md` (sled section).
 //!
 //! `cargo bench -p plexcache-benches --bench sled` (about 6 minutes; the 10,000-, 100,000-
 //! and 1,000,000-entry fixtures are built once per run in a temporary directory).

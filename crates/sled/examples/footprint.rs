@@ -1,14 +1,15 @@
 //! Disk footprint of a sled cache under sustained churn against its size limit.
 //!
-//! Writes `CHURN_MB` (default 500) MB of Plex-shaped values (90% search results of 0-3
-//! items, 10% library lists of 100-300 items) over a key space much larger than what fits,
-//! through `Cache<SledBackend>` with a `LIMIT_MB` (default 50) MB size limit, and prints the
-//! directory size (allocated blocks, as `du` counts) as it goes, then after a flush, a
-//! close and a reopen.
+//! Writes `CHURN_MB` (default 500) MB of Plex-shaped values over a key space much larger than
+//! what fits, through `Cache<SledBackend>` with a `LIMIT_MB` (default 50) MB size limit, and
+//! prints the directory size (allocated blocks, as `du` counts) as it goes, then after a
+//! flush, a close, a reopen and a `clear()`. `WORKLOAD=mixed` (default): 90% search results
+//! of 0-3 items, 10% library lists of 100-300 items; `WORKLOAD=small`: search results only.
+//! (1 MB = 10^6 bytes.)
 //!
 //! ```text
 //! cargo run --release -p plexcache-sled --example footprint
-//! LIMIT_MB=50 CHURN_MB=500 cargo run --release -p plexcache-sled --example footprint
+//! WORKLOAD=small LIMIT_MB=50 CHURN_MB=500 cargo run --release -p plexcache-sled --example footprint
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -87,7 +88,12 @@ fn main() {
         .size_limit(limit)
         .build()
         .unwrap();
-    println!("size limit {:.0} MB, churn {:.0} MB", mb(limit), mb(churn));
+    println!(
+        "workload {}, size limit {:.0} MB, churn {:.0} MB",
+        if small_only { "small" } else { "mixed" },
+        mb(limit),
+        mb(churn)
+    );
     println!(
         "| written MB | logical MB | entries | on disk MB (du) | of which blobs/ MB | disk / limit |"
     );
@@ -166,5 +172,16 @@ fn main() {
         mb(peak),
         peak as f64 / limit as f64
     );
-    drop(b);
+    // And after clear(): does sled give the space back?
+    let cache = Cache::new(b);
+    rt.block_on(async {
+        cache.clear().await.unwrap();
+        cache.flush().await.unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (alloc, _) = du(&path);
+    println!("after clear() and 3 s: on disk {:.1} MB", mb(alloc));
+    drop(cache);
+    let (alloc, _) = du(&path);
+    println!("after clear() and close: on disk {:.1} MB", mb(alloc));
 }

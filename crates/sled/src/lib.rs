@@ -27,8 +27,16 @@
 //! 4 KiB go to a `values` tree). An expiry index and one index per eviction order (least
 //! recently stored, least recently used, least frequently used) hold big-endian rank tuples
 //! followed by the key, so purging expired entries and evicting are O(k log n) walks from the
-//! front of an index. A `meta` tree holds the entry count, byte total, write sequence and the
-//! persistent statistics. Every write updates all of them in **one sled transaction**.
+//! front of an index. A `meta` tree holds the layout version, the persistent statistics and,
+//! at close, the entry count, byte total and write sequence.
+//!
+//! Writes do **not** use sled transactions: in sled 0.34 a steady stream of small
+//! transactions deadlocks sled's I/O thread pool (reproduced; see `docs/backends.md` (sled section)) and
+//! costs 5x more. Instead one in-process writer lock serializes every mutation (sled allows one
+//! process per directory anyway) and each write uses plain sled operations in a crash-safe
+//! order: index entries before the record, the record removed before its index entries. A
+//! crash can leave stale index entries (dropped when a walk meets them), never an entry
+//! missing from an index.
 //!
 //! ## Durability
 //!
@@ -38,14 +46,13 @@
 //! [`Cache::flush`](plexcache_core::Cache::flush) (and dropping the backend) makes everything
 //! acknowledged before it durable.
 //!
-//! ## Crash safety of the counters
+//! ## Counters after a crash
 //!
-//! The counters are written in the same transactions as the data, and sled recovers a
-//! transaction entirely or not at all, so they stay right after a crash. As a second line of
-//! defence a clean-shutdown marker is cleared on open and set on close: after an unclean
-//! shutdown the next open recounts entries and bytes with one scan (about a second per
-//! million entries; see [`OpenInfo::recount`]), logs how long it took, and corrects the
-//! counters if they were wrong.
+//! The entry count, byte total and write sequence are kept in memory and stored with a
+//! clean-shutdown marker when the backend is closed; opening clears the marker. After an
+//! unclean shutdown the next open recounts them with one scan of the entries (1.4 s for a
+//! million entries; see [`OpenInfo::recount`]) and logs how long it took. A clean open scans
+//! nothing.
 //!
 //! ## One process at a time
 //!
@@ -57,7 +64,7 @@
 //!
 //! A damaged or truncated directory gives [`Error::Corrupt`](plexcache_core::Error::Corrupt)
 //! naming the path. sled 0.34 panics on some damaged files; those panics are contained (see
-//! `docs/backends-sled.md`). [`SledBackendBuilder::recover_corrupt`] moves a damaged directory
+//! `docs/backends.md` (sled section)). [`SledBackendBuilder::recover_corrupt`] moves a damaged directory
 //! aside and starts empty.
 //!
 //! [sled]: https://docs.rs/sled/0.34.7
@@ -167,7 +174,7 @@ impl SledBackend {
         self.store.guarded("recounting", |s| s.recount())
     }
 
-    /// Writes many entries at once (up to 1,024 per transaction), replacing existing ones,
+    /// Writes many entries at once (taking the writer lock once per 1,024), replacing existing ones,
     /// all with the same times, without the size-limit check of
     /// [`Cache`](plexcache_core::Cache): for bulk imports. Call
     /// [`Cache::cull`](plexcache_core::Cache::cull) afterwards to enforce a limit. Returns the

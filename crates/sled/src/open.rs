@@ -109,7 +109,7 @@ impl SledBackendBuilder {
 
     /// Run each sled call on tokio's blocking thread pool (`spawn_blocking`) instead of
     /// inline in the calling task. Default off: sled answers from memory in microseconds, and
-    /// the hop costs more than the call (see `docs/backends-sled.md`). Turn it on when the
+    /// the hop costs more than the call (see `docs/backends.md` (sled section)). Turn it on when the
     /// cache is much larger than [`cache_capacity`](Self::cache_capacity), so reads often go
     /// to disk. Outside a tokio runtime calls always run inline.
     pub fn spawn_blocking(mut self, offload: bool) -> Self {

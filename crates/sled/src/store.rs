@@ -20,7 +20,7 @@
 //! small transactions the pool fills with writers blocked on sled's segment-accountant mutex,
 //! while the thread holding that mutex waits for a file-truncation task queued behind them:
 //! the process hangs for good (reproduced in our benchmarks; stack traces in
-//! `docs/backends-sled.md`). Transactions also cost 5-10 times a plain insert.
+//! `docs/backends.md` (sled section)). Transactions also cost 5-10 times a plain insert.
 //!
 //! So every mutation holds one in-process writer lock (sled allows one process per directory,
 //! so that serializes every writer there is) and uses plain sled operations in an order that
