@@ -57,12 +57,12 @@
 //! ## One process at a time
 //!
 //! sled locks its directory. A second process, or a second open in the same process, gets
-//! [`Error::InUse`](plexcache_core::Error::InUse), which says so and points at the backends
+//! [`Error::InUse`], which says so and points at the backends
 //! that share a cache between processes (SQLite, Redis).
 //!
 //! ## Damaged directories
 //!
-//! A damaged or truncated directory gives [`Error::Corrupt`](plexcache_core::Error::Corrupt)
+//! A damaged or truncated directory gives [`Error::Corrupt`]
 //! naming the path. sled 0.34 panics on some damaged files; those panics are contained (see
 //! `docs/backends.md` (sled section)). [`SledBackendBuilder::recover_corrupt`] moves a damaged directory
 //! aside and starts empty.
