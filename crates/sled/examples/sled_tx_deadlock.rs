@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p plexcache-sled --example sled_tx_deadlock [seconds]
+//! PLAIN=1 cargo run --release -p plexcache-sled --example sled_tx_deadlock [seconds]
 //! ```
+//!
+//! `PLAIN=1` does the same writes as plain sled operations instead of transactions (what
+//! plexcache-sled does).
 //!
 //! Exits 0 if it ran for the whole time, 1 (after printing "DEADLOCK") if no transaction
 //! completed for 20 seconds; on this project's 2-vCPU machine it deadlocked after about
@@ -87,7 +91,16 @@ fn main() {
 }
 
 fn tx(t: &[sled::Tree], i: u64, value: &[u8]) {
-    {
+    if std::env::var_os("PLAIN").is_some() {
+        // The same writes as plain operations (what plexcache-sled does).
+        let key = (i % 20_000).to_be_bytes();
+        let old = i.saturating_sub(20_000).to_be_bytes();
+        t[0].insert(key, value).unwrap();
+        t[1].remove(old).unwrap();
+        t[1].insert(i.to_be_bytes(), &[][..]).unwrap();
+        t[2].insert(key, &i.to_be_bytes()[..]).unwrap();
+        t[3].insert(b"usage", &i.to_be_bytes()[..]).unwrap();
+    } else {
         let key = (i % 20_000).to_be_bytes();
         let old = i.saturating_sub(20_000).to_be_bytes();
         (&t[0], &t[1], &t[2], &t[3])
