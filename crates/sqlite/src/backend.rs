@@ -14,7 +14,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
-use crate::schema::{connect, create_dir, move_aside, open_writer, wal_path};
+use crate::schema::{connect, move_aside, open_writer, wal_path};
 use crate::store::{self, Ctx, Fetched, NAME, classify, is_busy};
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
@@ -142,8 +142,8 @@ impl SqliteBackend {
 
     pub(crate) fn open_with(cfg: SqliteBuilder) -> Result<Self> {
         let path = cfg.db_path();
-        if let Some(parent) = path.parent() {
-            create_dir(parent)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            plexcache_core::fs::create_private_dir(parent)?;
         }
         let ctx = Ctx {
             path: path.clone(),

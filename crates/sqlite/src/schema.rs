@@ -373,20 +373,3 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
     }
     Ok(target)
 }
-
-/// Creates the directory that holds the database (mode 0700 on unix for new directories).
-pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| Error::io(dir, "creating the cache directory", e))
-}
