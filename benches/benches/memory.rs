@@ -39,147 +39,126 @@ fn timed<F: FnMut()>(iters: u64, mut f: F) -> Duration {
     start.elapsed()
 }
 
+/// One criterion group: the same operation through `Cache<MemoryBackend>` and through moka.
+fn compare<F, Fut, M>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group: &str,
+    samples: usize,
+    mut plex_op: F,
+    mut moka_op: M,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+    M: FnMut(),
+{
+    let mut g = c.benchmark_group(group);
+    g.sample_size(samples);
+    g.bench_function("plexcache_memory", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    plex_op().await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("moka_sync", |b| {
+        b.iter_custom(|iters| timed(iters, &mut moka_op))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let rt = rt();
     // Small entry: a search result with 2 items (about 250 bytes encoded).
     let small = search_result(2);
     let small_key = search_key(2);
     let lib = library(1_000);
+    const LIB_KEY: &str = "library:Movies:all";
+    const MISSING: &str = "search:Movies:nope";
 
     let plex = cache();
     let moka = moka_cache();
     rt.block_on(async {
         plex.set(&small_key, &small).await.expect("set");
-        plex.set("library:Movies:all", &lib).await.expect("set");
+        plex.set(LIB_KEY, &lib).await.expect("set");
     });
     moka.insert(small_key.clone(), small.clone());
-    moka.insert("library:Movies:all".into(), lib.clone());
+    moka.insert(LIB_KEY.into(), lib.clone());
 
-    let mut g = c.benchmark_group("small_get");
-    g.bench_function("plexcache_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(
-                        plex.get::<Vec<BenchItem>>(black_box(&small_key))
-                            .await
-                            .expect("get"),
-                    );
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("moka_sync", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, || {
-                black_box(moka.get(black_box(&small_key)));
-            })
-        })
-    });
-    g.finish();
+    let (p, key, small_ref, lib_ref) = (&plex, small_key.as_str(), &small, &lib);
 
-    let mut g = c.benchmark_group("small_set");
-    g.bench_function("plexcache_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    plex.set(black_box(&small_key), black_box(&small))
-                        .await
-                        .expect("set");
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("moka_sync", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, || {
-                moka.insert(black_box(small_key.clone()), black_box(small.clone()));
-            })
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("get_miss");
-    g.bench_function("plexcache_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(
-                        plex.get::<Vec<BenchItem>>(black_box("search:Movies:nope"))
-                            .await
-                            .expect("get"),
-                    );
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("moka_sync", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, || {
-                black_box(moka.get(black_box("search:Movies:nope")));
-            })
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("library_1000_get");
-    g.sample_size(30);
-    g.bench_function("plexcache_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(
-                        plex.get::<Vec<BenchItem>>(black_box("library:Movies:all"))
-                            .await
-                            .expect("get"),
-                    );
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("moka_sync", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, || {
-                black_box(moka.get(black_box("library:Movies:all")));
-            })
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("library_1000_set");
-    g.sample_size(30);
-    g.bench_function("plexcache_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    plex.set(black_box("library:Movies:all"), black_box(&lib))
-                        .await
-                        .expect("set");
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("moka_sync", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, || {
-                moka.insert(
-                    black_box("library:Movies:all".to_string()),
-                    black_box(lib.clone()),
-                );
-            })
-        })
-    });
-    g.finish();
+    compare(
+        c,
+        &rt,
+        "small_get",
+        100,
+        move || async move {
+            black_box(p.get::<Vec<BenchItem>>(black_box(key)).await.expect("get"));
+        },
+        || {
+            black_box(moka.get(black_box(key)));
+        },
+    );
+    compare(
+        c,
+        &rt,
+        "small_set",
+        100,
+        || async move {
+            p.set(black_box(key), black_box(small_ref))
+                .await
+                .expect("set")
+        },
+        || moka.insert(black_box(key.to_owned()), black_box(small.clone())),
+    );
+    compare(
+        c,
+        &rt,
+        "get_miss",
+        100,
+        || async move {
+            black_box(
+                p.get::<Vec<BenchItem>>(black_box(MISSING))
+                    .await
+                    .expect("get"),
+            );
+        },
+        || {
+            black_box(moka.get(black_box(MISSING)));
+        },
+    );
+    compare(
+        c,
+        &rt,
+        "library_1000_get",
+        30,
+        || async move {
+            black_box(
+                p.get::<Vec<BenchItem>>(black_box(LIB_KEY))
+                    .await
+                    .expect("get"),
+            );
+        },
+        || {
+            black_box(moka.get(black_box(LIB_KEY)));
+        },
+    );
+    compare(
+        c,
+        &rt,
+        "library_1000_set",
+        30,
+        || async move {
+            p.set(black_box(LIB_KEY), black_box(lib_ref))
+                .await
+                .expect("set")
+        },
+        || moka.insert(black_box(LIB_KEY.to_owned()), black_box(lib.clone())),
+    );
 }
 
 criterion_group! {
