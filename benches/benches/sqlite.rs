@@ -11,21 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use plexcache_benches::workload::{BenchItem, ZipfKeys, library, search_key, search_result};
-use plexcache_core::{Bytes, Cache, CacheBackend, Clock, SystemClock, codec};
+use plexcache_benches::harness::{
+    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, runtime, zipf_mix,
+};
+use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
+use plexcache_core::{Cache, CacheBackend, Clock, SystemClock, codec};
 use plexcache_sqlite::{Offload, SqliteBackend};
 use tokio::runtime::Runtime;
-
-const LIBRARY_KEY: &str = "library:Movies:all";
-const BIG_LIMIT: u64 = 1 << 40;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn open(dir: &Path, offload: Offload) -> SqliteBackend {
     SqliteBackend::builder(dir).offload(offload).open().unwrap()
@@ -36,10 +28,6 @@ fn cache(dir: &Path, offload: Offload, limit: u64) -> Cache<SqliteBackend> {
         .size_limit(limit)
         .build()
         .unwrap()
-}
-
-fn encoded_search(i: u64) -> Bytes {
-    codec::encode(&search_result(i)).unwrap()
 }
 
 /// Bulk-loads `n` search-result entries (keys `search_key(i)`) in one transaction.
@@ -209,75 +197,24 @@ fn small_entries(c: &mut Criterion) {
 
 fn mixed(c: &mut Criterion) {
     let rt = runtime();
-    let mut g = c.benchmark_group("sqlite/mixed");
-    g.sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
-    const N: u64 = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), Offload::Auto, BIG_LIMIT);
-    let values: Vec<Vec<BenchItem>> = (0..N).map(search_result).collect();
-    rt.block_on(async {
-        for i in 0..N {
-            cache
-                .set(&search_key(i), &values[i as usize])
-                .await
-                .unwrap();
-        }
-    });
-    let mut keys = ZipfKeys::new(N, 0.99, 42);
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("zipf_90get_10set", |b| {
-        b.to_async(&rt).iter(|| {
-            let i = keys.next_index();
-            let set = keys.percent() < 10;
-            let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
-            async move {
-                if set {
-                    cache.set(&key, v).await.unwrap();
-                } else {
-                    let got: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
-                    black_box(got);
-                }
-            }
-        })
-    });
-    g.finish();
+    zipf_mix(c, "sqlite", &rt, &cache);
 }
 
 fn expire(c: &mut Criterion) {
     let rt = runtime();
-    let mut g = c.benchmark_group("sqlite/expire");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), Offload::Auto, BIG_LIMIT);
-    let batch: Vec<(String, Bytes)> = (0..10_000u64)
-        .map(|i| (search_key(i), encoded_search(i)))
-        .collect();
-    g.throughput(Throughput::Elements(10_000));
-    g.bench_function("expire_10000_expired", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                rt.block_on(async {
-                    let now = SystemClock.now_millis();
-                    cache
-                        .backend()
-                        .put_many(batch.clone(), now - 10, Some(now - 1))
-                        .await
-                        .unwrap();
-                    let start = Instant::now();
-                    let n = cache.expire().await.unwrap();
-                    total += start.elapsed();
-                    assert_eq!(n, 10_000);
-                });
-            }
-            total
-        })
+    expire_10000(c, "sqlite", &rt, &cache, |batch, stored_at, expires_at| {
+        let backend = cache.backend();
+        async move {
+            backend
+                .put_many(batch, stored_at, Some(expires_at))
+                .await
+                .unwrap();
+        }
     });
-    g.finish();
 }
 
 /// Opening existing caches (plus one get) and sets under eviction pressure, on fixtures of
