@@ -442,6 +442,23 @@ impl<B: CacheBackend> Cache<B> {
         self.put_encoded(key, bytes, ttl.into()).await
     }
 
+    /// Writes a borrowed form of a value (`&[T]` for a `Vec<T>`, `Option<&T>` for an
+    /// `Option<T>`) without cloning it first; it reads back as the owned type. Same rules as
+    /// [`Cache::set_with_ttl`].
+    pub async fn set_borrowed<V: codec::BorrowedValue + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: impl Into<Ttl>,
+    ) -> Result<()> {
+        self.check_key(key)?;
+        let bytes = codec::encode_borrowed(value).map_err(|source| Error::Encode {
+            key: short_key(key),
+            source,
+        })?;
+        self.put_encoded(key, bytes, ttl.into()).await
+    }
+
     fn expires_at(&self, now: Millis, ttl: Ttl) -> Option<Millis> {
         let ttl = match ttl {
             Ttl::Default => self.inner.config.default_ttl?,

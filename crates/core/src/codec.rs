@@ -188,13 +188,48 @@ pub enum DecodeError {
 
 /// Encodes `value` into an envelope.
 pub fn encode<T: CacheValue>(value: &T) -> Result<Bytes, postcard::Error> {
+    encode_tagged(value, T::SCHEMA)
+}
+
+/// A borrowed form of a [`CacheValue`] that serializes byte for byte like the owned value, so
+/// it can be stored without first cloning it into the owned type: `[T]` for `Vec<T>`, and
+/// `Option<&T>` for `Option<T>`. Sealed: only forms whose postcard encoding is provably the
+/// owned one's are implemented.
+pub trait BorrowedValue: Serialize + sealed::Sealed {
+    /// The owned type whose schema tag the envelope carries (and that reads it back).
+    type Owned: CacheValue;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for [T] {}
+    impl<T> Sealed for Option<&T> {}
+}
+
+impl<T: CacheValue> BorrowedValue for [T] {
+    type Owned = Vec<T>;
+}
+
+impl<T: CacheValue> BorrowedValue for Option<&T> {
+    type Owned = Option<T>;
+}
+
+/// Encodes a borrowed form into the envelope of its owned type (see [`BorrowedValue`]).
+pub fn encode_borrowed<V: BorrowedValue + ?Sized>(value: &V) -> Result<Bytes, postcard::Error> {
+    encode_tagged(value, V::Owned::SCHEMA)
+}
+
+fn encode_tagged<S: Serialize + ?Sized>(
+    value: &S,
+    schema: SchemaTag,
+) -> Result<Bytes, postcard::Error> {
     let mut buf = Vec::with_capacity(HEADER_LEN + 64);
     buf.extend_from_slice(&MAGIC);
     buf.push(FORMAT_VERSION);
-    buf.extend_from_slice(&T::SCHEMA.0.to_le_bytes());
+    buf.extend_from_slice(&schema.0.to_le_bytes());
     buf.extend_from_slice(&[0u8; 8]);
     let mut buf = postcard::to_extend(value, buf)?;
-    let sum = xxh3_64_with_seed(&buf[HEADER_LEN..], T::SCHEMA.0);
+    let sum = xxh3_64_with_seed(&buf[HEADER_LEN..], schema.0);
     buf[11..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
     Ok(Bytes::from(buf))
 }
@@ -350,6 +385,36 @@ mod tests {
         buf.extend_from_slice(&xxh3_64_with_seed(&payload, u32::SCHEMA.0).to_le_bytes());
         buf.extend_from_slice(&payload);
         assert!(matches!(decode::<u32>(&buf), Err(DecodeError::Payload(_))));
+    }
+
+    #[test]
+    fn borrowed_forms_encode_like_their_owned_values() {
+        let items = vec![
+            V1 {
+                a: "x".into(),
+                b: 1,
+            },
+            V1 {
+                a: "ÿ".into(),
+                b: 2,
+            },
+        ];
+        assert_eq!(
+            encode_borrowed(&items[..]).unwrap(),
+            encode(&items).unwrap()
+        );
+        let one = Some(V1 {
+            a: "y".into(),
+            b: 3,
+        });
+        assert_eq!(
+            encode_borrowed(&one.as_ref()).unwrap(),
+            encode(&one).unwrap()
+        );
+        assert_eq!(
+            encode_borrowed(&None::<&V1>).unwrap(),
+            encode(&None::<V1>).unwrap()
+        );
     }
 
     #[test]

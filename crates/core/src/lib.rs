@@ -52,7 +52,7 @@ pub use cache::{
     DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{CacheValue, DecodeError, SchemaTag};
+pub use codec::{BorrowedValue, CacheValue, DecodeError, SchemaTag};
 pub use error::{BoxError, Error, Result};
 pub use stats::Stats;
 

@@ -186,11 +186,7 @@ impl<B: CacheBackend> PlexCache<B> {
     /// Stores every item of a library.
     pub async fn set_library_items(&self, library: &str, items: &[PlexItem]) -> Result<()> {
         self.cache
-            .set_with_ttl(
-                &keys::library_key(library),
-                &items.to_vec(),
-                self.library_ttl,
-            )
+            .set_borrowed(&keys::library_key(library), items, self.library_ttl)
             .await
     }
 
@@ -218,11 +214,7 @@ impl<B: CacheBackend> PlexCache<B> {
     /// Stores the results of a title search.
     pub async fn set_search(&self, library: &str, title: &str, items: &[PlexItem]) -> Result<()> {
         self.cache
-            .set_with_ttl(
-                &keys::search_key(library, title),
-                &items.to_vec(),
-                self.search_ttl,
-            )
+            .set_borrowed(&keys::search_key(library, title), items, self.search_ttl)
             .await
     }
 
@@ -258,11 +250,7 @@ impl<B: CacheBackend> PlexCache<B> {
         item: Option<&PlexItem>,
     ) -> Result<()> {
         self.cache
-            .set_with_ttl(
-                &keys::match_key(library, path),
-                &item.cloned(),
-                self.match_ttl,
-            )
+            .set_borrowed(&keys::match_key(library, path), &item, self.match_ttl)
             .await
     }
 
