@@ -78,7 +78,7 @@ impl SledBackendBuilder {
             recover_corrupt: false,
             spawn_blocking: false,
             separate_values_over: DEFAULT_SEPARATE_VALUES_OVER,
-            lock_wait: Duration::from_secs(2),
+            lock_wait: Duration::from_secs(5),
         }
     }
 
@@ -127,7 +127,7 @@ impl SledBackendBuilder {
 
     /// How long to wait for sled's own directory lock once plexcache's lock is held (a
     /// database dropped a moment ago in this process may still be releasing it). Default
-    /// 2 s; then the open fails with [`Error::InUse`].
+    /// 5 s; then the open fails with [`Error::InUse`].
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
         self

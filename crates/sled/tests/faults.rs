@@ -224,7 +224,7 @@ fn a_file_where_the_directory_should_be() {
 fn a_foreign_sled_database_is_not_taken_over() {
     let (_dir, path) = common::temp_cache();
     {
-        let db = sled::open(&path).unwrap();
+        let db = common::raw_sled_open(&path);
         db.insert(b"someone else's", b"data").unwrap();
         db.flush().unwrap();
     }
@@ -239,7 +239,7 @@ fn a_newer_layout_is_incompatible_and_never_moved_aside() {
     let (_dir, path) = common::temp_cache();
     drop(SledBackend::open(&path).unwrap());
     {
-        let db = sled::open(&path).unwrap();
+        let db = common::raw_sled_open(&path);
         let meta = db.open_tree("meta").unwrap();
         meta.insert(b"version", &99u64.to_be_bytes()[..]).unwrap();
         db.flush().unwrap();
@@ -263,7 +263,7 @@ fn a_malformed_record_is_an_error_naming_the_path_not_a_panic() {
     let (_dir, path) = common::temp_cache();
     real_cache(&path, 10);
     {
-        let db = sled::open(&path).unwrap();
+        let db = common::raw_sled_open(&path);
         let entries = db.open_tree("entries").unwrap();
         entries.insert(b"library:Movies:3", &b"junk"[..]).unwrap();
         db.flush().unwrap();
@@ -294,7 +294,7 @@ fn stale_index_entries_are_dropped_by_the_walks_that_meet_them() {
     {
         // What a crash between the steps of a write can leave: index entries for a key with
         // no record, and a value no record owns.
-        let db = sled::open(&path).unwrap();
+        let db = common::raw_sled_open(&path);
         let mut ik = Vec::new();
         ik.extend_from_slice(&1u64.to_be_bytes());
         ik.extend_from_slice(&999u64.to_be_bytes());

@@ -60,7 +60,7 @@ fn a_foreign_sled_user_holding_the_directory_is_in_use_after_lock_wait() {
     let (_dir, path) = common::temp_cache();
     // Create the cache, then hold sled's own lock without plexcache's lock file.
     drop(SledBackend::open(&path).expect("create"));
-    let raw = sled::open(&path).expect("raw sled open");
+    let raw = common::raw_sled_open(&path);
     let started = Instant::now();
     assert_in_use(
         SledBackend::builder(&path)

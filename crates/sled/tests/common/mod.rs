@@ -63,3 +63,23 @@ pub fn temp_cache() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("cache");
     (dir, path)
 }
+
+/// Opens `path` with plain sled, for tests that plant damage. A backend dropped a moment ago
+/// still holds sled's directory lock until its background threads finish, so a lock error is
+/// retried for up to 10 s (the same wait the backend applies to itself, made longer for busy
+/// CI machines).
+pub fn raw_sled_open(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("raw sled open of {}: {e}", path.display()),
+        }
+    }
+}
