@@ -298,6 +298,27 @@ pub trait CacheBackend: Send + Sync + 'static {
     /// (`expires_at <= now`). Does not record the access.
     async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>>;
 
+    /// Like [`get`](CacheBackend::get), for a caller that already holds a copy of the value:
+    /// returns [`Revalidated::Same`] when the live value is `len` bytes long and starts with
+    /// `head` (an envelope's header, which carries the payload's checksum), without reading
+    /// the rest of it; otherwise [`Revalidated::Changed`] with the whole entry. `None` exactly
+    /// when `get` would return `None`. Does not record the access.
+    ///
+    /// The default reads the whole entry and compares; stores that can read the head of a large
+    /// value on its own (SQLite's blob I/O) override it.
+    async fn get_if_changed(
+        &self,
+        key: &str,
+        now: Millis,
+        head: &[u8],
+        len: u64,
+    ) -> Result<Option<Revalidated>> {
+        Ok(self
+            .get(key, now)
+            .await?
+            .map(|entry| Revalidated::compare(entry, head, len)))
+    }
+
     /// Inserts or replaces the entry for `key`. A replaced entry's access data is reset
     /// (`accessed_at = stored_at`, `access_count = 0`).
     ///
@@ -367,6 +388,26 @@ pub trait CacheBackend: Send + Sync + 'static {
     }
 }
 
+/// What [`CacheBackend::get_if_changed`] found for a live entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revalidated {
+    /// The value has the length and head the caller holds; its metadata.
+    Same(EntryMeta),
+    /// The value differs: the whole entry.
+    Changed(Entry),
+}
+
+impl Revalidated {
+    /// `Same` when `entry`'s value is `len` bytes long and starts with `head`, else `Changed`.
+    pub fn compare(entry: Entry, head: &[u8], len: u64) -> Self {
+        if entry.value.len() as u64 == len && entry.value.starts_with(head) {
+            Revalidated::Same(entry.meta)
+        } else {
+            Revalidated::Changed(entry)
+        }
+    }
+}
+
 macro_rules! forward_backend {
     ($ty:ty) => {
         #[async_trait]
@@ -376,6 +417,15 @@ macro_rules! forward_backend {
             }
             async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
                 (**self).get(key, now).await
+            }
+            async fn get_if_changed(
+                &self,
+                key: &str,
+                now: Millis,
+                head: &[u8],
+                len: u64,
+            ) -> Result<Option<Revalidated>> {
+                (**self).get_if_changed(key, now, head, len).await
             }
             async fn put(
                 &self,

@@ -12,11 +12,12 @@ use tokio::sync::watch;
 
 use crate::backend::{
     Access, CacheBackend, Counters, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    entry_size,
+    Revalidated, Usage, entry_size,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, CacheValue};
 use crate::error::{BoxError, Error, Result, short_key};
+use crate::shared::SharedMemo;
 use crate::stats::{SessionCounters, Stats, bump};
 
 /// The default size limit: 100 MiB of logical bytes (key + value).
@@ -72,7 +73,13 @@ pub struct CacheConfig {
     pub stats_flush_interval: Duration,
     /// The longest accepted key, in bytes.
     pub max_key_len: usize,
+    /// Budget of the in-process memo behind [`Cache::get_shared`], in encoded bytes
+    /// (0 turns it off).
+    pub shared_memo_bytes: u64,
 }
+
+/// Default budget of the [`Cache::get_shared`] memo: 64 MiB of encoded values.
+pub const DEFAULT_SHARED_MEMO_BYTES: u64 = 64 << 20;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -84,6 +91,7 @@ impl Default for CacheConfig {
             stats_enabled: true,
             stats_flush_interval: Duration::from_secs(1),
             max_key_len: DEFAULT_MAX_KEY_LEN,
+            shared_memo_bytes: DEFAULT_SHARED_MEMO_BYTES,
         }
     }
 }
@@ -171,6 +179,14 @@ impl<B: CacheBackend> CacheBuilder<B> {
         self
     }
 
+    /// Budget of the in-process memo of decoded values behind [`Cache::get_shared`], charged
+    /// with each value's encoded length. Default 64 MiB; 0 turns the memo off (then
+    /// `get_shared` decodes on every call, like `get`).
+    pub fn shared_memo_bytes(mut self, bytes: u64) -> Self {
+        self.config.shared_memo_bytes = bytes;
+        self
+    }
+
     /// The time source. Default: the system clock. Use a [`ManualClock`](crate::ManualClock)
     /// to test TTL logic.
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -193,8 +209,10 @@ impl<B: CacheBackend> CacheBuilder<B> {
             return Err(Error::Config("max_key_len must be greater than 0".into()));
         }
         let now = self.clock.now_millis();
+        let memo = SharedMemo::new(self.config.shared_memo_bytes);
         Ok(Cache {
             inner: Arc::new(Inner {
+                memo,
                 backend: self.backend,
                 config: self.config,
                 clock: self.clock,
@@ -222,6 +240,8 @@ struct Inner<B> {
     accesses: Mutex<HashMap<String, (Millis, u64)>>,
     /// Single-flight: one fetch per key at a time.
     inflight: Mutex<HashMap<String, watch::Receiver<FlightResult>>>,
+    /// Decoded values for `get_shared`.
+    memo: SharedMemo,
 }
 
 /// A typed cache with TTL, a hard size limit, eviction and statistics over any
@@ -344,21 +364,124 @@ impl<B: CacheBackend> Cache<B> {
         };
         match codec::decode::<T>(&entry.value) {
             Ok(value) => {
-                if counted {
-                    self.count(|c| &c.hits, 1);
-                }
-                if self.inner.config.eviction_policy.tracks_access() {
-                    self.note_access(key, now).await?;
-                }
+                self.hit(key, now, counted).await?;
                 Ok(Some(value))
             }
             Err(e) => {
-                tracing::debug!(key = %short_key(key), error = %e, "stored value does not decode; removing it");
-                if counted {
-                    self.count(|c| &c.misses, 1);
-                }
-                self.count(|c| &c.decode_failures, 1);
-                self.inner.backend.remove(key).await?;
+                self.undecodable(key, &e, counted).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Counts a hit and notes the access for LRU/LFU.
+    async fn hit(&self, key: &str, now: Millis, counted: bool) -> Result<()> {
+        if counted {
+            self.count(|c| &c.hits, 1);
+        }
+        if self.inner.config.eviction_policy.tracks_access() {
+            self.note_access(key, now).await?;
+        }
+        Ok(())
+    }
+
+    /// A stored value that does not decode as the asked type: counted as a miss and a decode
+    /// failure, and removed.
+    async fn undecodable(&self, key: &str, e: &codec::DecodeError, counted: bool) -> Result<()> {
+        tracing::debug!(key = %short_key(key), error = %e, "stored value does not decode; removing it");
+        if counted {
+            self.count(|c| &c.misses, 1);
+        }
+        self.count(|c| &c.decode_failures, 1);
+        self.inner.memo.remove(key);
+        self.inner.backend.remove(key).await?;
+        Ok(())
+    }
+
+    /// Values held by the [`Cache::get_shared`] memo and the bytes charged for them.
+    pub fn shared_memo_usage(&self) -> Usage {
+        let (entries, bytes) = self.inner.memo.usage();
+        Usage {
+            entries: entries as u64,
+            bytes,
+        }
+    }
+
+    /// Like [`Cache::get`], but the value is shared: repeated reads of an unchanged entry
+    /// return the same `Arc<T>` without decoding it again. Made for large values that are read
+    /// far more often than written, such as a library's item list (10,000 items decode in
+    /// milliseconds; a repeated `get_shared` costs one lookup of the entry's header).
+    ///
+    /// Every call still asks the backend: a memoized value is returned only if the stored
+    /// value has the same length and envelope header (schema tag and payload checksum) as the
+    /// bytes it was decoded from, so values rewritten by another process, removed, evicted or
+    /// expired are never served stale. Hits, misses and accesses count exactly as for `get`.
+    /// The memo's memory is bounded by [`CacheBuilder::shared_memo_bytes`].
+    ///
+    /// ```
+    /// # use plexcache_core::model::ModelBackend as MemoryBackend;
+    /// use plexcache_core::Cache;
+    /// use std::sync::Arc;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(MemoryBackend::default());
+    /// cache.set("titles", &vec!["Amélie".to_string(), "Alien".to_string()]).await?;
+    /// let a: Arc<Vec<String>> = cache.get_shared("titles").await?.unwrap();
+    /// let b: Arc<Vec<String>> = cache.get_shared("titles").await?.unwrap();
+    /// assert!(Arc::ptr_eq(&a, &b)); // decoded once
+    /// cache.set("titles", &vec!["Heat".to_string()]).await?;
+    /// let c: Arc<Vec<String>> = cache.get_shared("titles").await?.unwrap();
+    /// assert_eq!(*c, vec!["Heat".to_string()]);
+    /// # Ok::<(), plexcache_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn get_shared<T: CacheValue>(&self, key: &str) -> Result<Option<Arc<T>>> {
+        self.check_key(key)?;
+        let now = self.now();
+        let held = self.inner.memo.lookup::<T>(key);
+        let found = match &held {
+            Some(h) => {
+                self.inner
+                    .backend
+                    .get_if_changed(key, now, &h.head, h.len)
+                    .await?
+            }
+            None => self
+                .inner
+                .backend
+                .get(key, now)
+                .await?
+                .map(Revalidated::Changed),
+        };
+        let entry = match (found, held) {
+            (None, _) => {
+                self.inner.memo.remove(key);
+                self.count(|c| &c.misses, 1);
+                return Ok(None);
+            }
+            (Some(Revalidated::Same(_)), Some(held)) => {
+                self.hit(key, now, true).await?;
+                return Ok(Some(held.value));
+            }
+            (Some(Revalidated::Changed(entry)), _) => entry,
+            // `Same` answers a head we sent; without one the backend was asked with `get`.
+            (Some(Revalidated::Same(_)), None) => {
+                return Err(Error::backend(
+                    self.inner.backend.name(),
+                    format!("get_if_changed answered Same for {}", short_key(key)),
+                    std::io::Error::other("unexpected revalidation answer"),
+                ));
+            }
+        };
+        match codec::decode::<T>(&entry.value) {
+            Ok(value) => {
+                let value = Arc::new(value);
+                self.inner.memo.insert(key, &entry.value, &value);
+                self.hit(key, now, true).await?;
+                Ok(Some(value))
+            }
+            Err(e) => {
+                self.undecodable(key, &e, true).await?;
                 Ok(None)
             }
         }
@@ -482,6 +605,7 @@ impl<B: CacheBackend> Cache<B> {
         let now = self.now();
         let expires_at = self.expires_at(now, ttl);
         self.before_write(now).await?;
+        self.inner.memo.remove(key);
         let max_bytes = (cfg.eviction_policy == EvictionPolicy::None).then_some(cfg.size_limit);
         match self
             .inner
@@ -567,6 +691,7 @@ impl<B: CacheBackend> Cache<B> {
     pub async fn remove(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let now = self.now();
+        self.inner.memo.remove(key);
         let removed = self.inner.backend.remove(key).await?;
         let live = match removed {
             Some(meta) if meta.is_expired(now) => {
@@ -585,6 +710,7 @@ impl<B: CacheBackend> Cache<B> {
 
     /// Removes every entry whose key starts with `prefix`. Returns how many were removed.
     pub async fn remove_prefix(&self, prefix: &str) -> Result<u64> {
+        self.inner.memo.remove_prefix(prefix);
         let removed = self.inner.backend.remove_prefix(prefix).await?;
         self.count(|c| &c.removes, removed.entries);
         self.maybe_flush_stats(self.now()).await?;
@@ -630,6 +756,7 @@ impl<B: CacheBackend> Cache<B> {
     /// Removes every entry. Persistent statistics are kept. Returns how many were removed.
     pub async fn clear(&self) -> Result<u64> {
         self.inner.accesses.lock().clear();
+        self.inner.memo.clear();
         let removed = self.inner.backend.clear().await?;
         Ok(removed.entries)
     }

@@ -39,17 +39,18 @@ pub mod codec;
 mod error;
 pub mod fs;
 pub mod model;
+mod shared;
 mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use backend::{
     Access, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    Usage,
+    Revalidated, Usage,
 };
 pub use cache::{
     Cache, CacheBuilder, CacheConfig, CheckReport, DEFAULT_CULL_LIMIT, DEFAULT_MAX_KEY_LEN,
-    DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
+    DEFAULT_SHARED_MEMO_BYTES, DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{BorrowedValue, CacheValue, DecodeError, SchemaTag};

@@ -35,7 +35,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Access, CacheBackend, Counters, EvictionPolicy, PutOutcome, Usage};
+use crate::backend::{
+    Access, CacheBackend, Counters, EvictionPolicy, PutOutcome, Revalidated, Usage,
+};
 use crate::{Cache, CacheBuilder, Error, ManualClock, Ttl, codec};
 
 /// Makes stores for the suite.
@@ -141,6 +143,7 @@ pub async fn run_all<F: BackendFactory>(f: &F) {
     single_flight_shares_an_error(f).await;
     keys_with_any_characters(f).await;
     large_value(f).await;
+    revalidation_and_shared_values(f).await;
     concurrent_writers_keep_exact_usage(f).await;
     clear_keeps_persistent_stats(f).await;
     reopen_keeps_entries_ttl_and_stats(f).await;
@@ -1192,6 +1195,147 @@ pub async fn large_value<F: BackendFactory>(f: &F) {
     );
 }
 
+fn encoded<T: crate::CacheValue>(value: &T) -> Bytes {
+    match codec::encode(value) {
+        Ok(b) => b,
+        Err(e) => panic!("encode: {e}"),
+    }
+}
+
+/// `get_if_changed` answers `Same` only for the same length and head, for small values and
+/// for a 1 MiB one (stores may read a large value's head on its own), and `None` exactly when
+/// `get` would; `Cache::get_shared` reuses a decoded value only while the stored one is
+/// unchanged, and never serves a value rewritten behind its back, removed or expired.
+pub async fn revalidation_and_shared_values<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(builder(f.create().await, &clock).build(), "build");
+    let name = cache.backend().name();
+    let b = cache.backend();
+    let now = crate::Clock::now_millis(&clock);
+    for len in [40usize, 1 << 20] {
+        let v1 = encoded(&(0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        // Same length, one payload byte different: a different checksum in the header.
+        let v2 = encoded(&(0..len).map(|i| ((i + 1) % 251) as u8).collect::<Vec<u8>>());
+        assert_eq!(v1.len(), v2.len());
+        let head = &v1[..codec::HEADER_LEN];
+        let n = v1.len() as u64;
+        ok(
+            b.put("r", v1.clone(), now, Some(now + 1000), None).await,
+            "put",
+        );
+        match ok(b.get_if_changed("r", now, head, n).await, "revalidate") {
+            Some(Revalidated::Same(meta)) => {
+                assert_eq!(meta.size, 1 + n, "{name}/{len}: Same carries the metadata");
+                assert_eq!(meta.expires_at, Some(now + 1000), "{name}/{len}: expiry");
+            }
+            other => panic!("{name}/{len}: unchanged value must be Same, got {other:?}"),
+        }
+        for (what, h, l) in [
+            ("another length", head, n + 1),
+            ("another head", &v2[..codec::HEADER_LEN], n),
+        ] {
+            match ok(b.get_if_changed("r", now, h, l).await, "revalidate") {
+                Some(Revalidated::Changed(e)) => {
+                    assert!(e.value == v1, "{name}/{len}: {what} gives the whole value")
+                }
+                other => panic!("{name}/{len}: {what} must be Changed, got {other:?}"),
+            }
+        }
+        ok(
+            b.put("r", v2.clone(), now, Some(now + 1000), None).await,
+            "rewrite",
+        );
+        match ok(b.get_if_changed("r", now, head, n).await, "revalidate") {
+            Some(Revalidated::Changed(e)) => {
+                assert!(e.value == v2, "{name}/{len}: the rewritten value")
+            }
+            other => panic!("{name}/{len}: a rewrite must be Changed, got {other:?}"),
+        }
+        let head2 = &v2[..codec::HEADER_LEN];
+        assert!(
+            ok(
+                b.get_if_changed("r", now + 1000, head2, n).await,
+                "revalidate"
+            )
+            .is_none(),
+            "{name}/{len}: expired at expires_at"
+        );
+        assert!(
+            ok(
+                b.get_if_changed("absent", now, head2, n).await,
+                "revalidate"
+            )
+            .is_none(),
+            "{name}/{len}: absent"
+        );
+        ok(b.remove("r").await, "remove");
+        assert!(
+            ok(b.get_if_changed("r", now, head2, n).await, "revalidate").is_none(),
+            "{name}/{len}: removed"
+        );
+    }
+
+    // Through the cache.
+    let titles = |n: usize| -> Vec<String> { (0..n).map(|i| format!("Title {i} ✓")).collect() };
+    ok(cache.set("s", &titles(3)).await, "set");
+    let a = ok(cache.get_shared::<Vec<String>>("s").await, "get_shared")
+        .unwrap_or_else(|| panic!("{name}: get_shared after set"));
+    let again = ok(cache.get_shared::<Vec<String>>("s").await, "get_shared")
+        .unwrap_or_else(|| panic!("{name}: second get_shared"));
+    assert!(
+        Arc::ptr_eq(&a, &again),
+        "{name}: unchanged value decoded once"
+    );
+    assert_eq!(*a, titles(3));
+    // `get` of the same entry still decodes its own copy.
+    assert_eq!(
+        ok(cache.get::<Vec<String>>("s").await, "get"),
+        Some(titles(3))
+    );
+    // Rewritten behind the cache's back (as another process would): never the old value.
+    let rewritten = encoded(&titles(4));
+    ok(b.put("s", rewritten, now, None, None).await, "put behind");
+    let fresh = ok(cache.get_shared::<Vec<String>>("s").await, "get_shared")
+        .unwrap_or_else(|| panic!("{name}: get_shared after a rewrite"));
+    assert_eq!(*fresh, titles(4), "{name}: rewritten value");
+    // Removed behind its back: a miss.
+    ok(b.remove("s").await, "remove behind");
+    assert!(
+        ok(cache.get_shared::<Vec<String>>("s").await, "get_shared").is_none(),
+        "{name}: removed value"
+    );
+    // Expired: a miss.
+    ok(
+        cache
+            .set_with_ttl("t", &titles(2), Duration::from_secs(10))
+            .await,
+        "set ttl",
+    );
+    assert!(ok(cache.get_shared::<Vec<String>>("t").await, "get_shared").is_some());
+    clock.advance(Duration::from_secs(10));
+    assert!(
+        ok(cache.get_shared::<Vec<String>>("t").await, "get_shared").is_none(),
+        "{name}: expired value"
+    );
+    // Another type under the same key is a decode failure, as with `get`.
+    ok(cache.set("u", &titles(1)).await, "set");
+    assert!(ok(cache.get_shared::<Vec<String>>("u").await, "get_shared").is_some());
+    assert!(
+        ok(cache.get_shared::<Vec<u64>>("u").await, "get_shared").is_none(),
+        "{name}: wrong type is a miss"
+    );
+    let stats = ok(cache.stats().await, "stats");
+    assert_eq!(
+        (
+            stats.session.hits,
+            stats.session.misses,
+            stats.session.decode_failures
+        ),
+        (6, 3, 1),
+        "{name}: get_shared counts hits and misses like get"
+    );
+}
+
 /// Many tasks writing and removing at once leave exact usage counters.
 pub async fn concurrent_writers_keep_exact_usage<F: BackendFactory>(f: &F) {
     let clock = clock();
@@ -1372,6 +1516,7 @@ macro_rules! conformance_tests {
             oversize_values_are_refused, policy_none_refuses_when_full, record_accesses_rules,
             exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
             single_flight_shares_an_error, keys_with_any_characters, large_value,
+            revalidation_and_shared_values,
             concurrent_writers_keep_exact_usage, clear_keeps_persistent_stats,
             reopen_keeps_entries_ttl_and_stats);
     };
