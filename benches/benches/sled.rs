@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use plexcache_benches::harness::{
-    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, runtime, zipf_mix,
+    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, library_get_shared, runtime, zipf_mix,
 };
 use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
 use plexcache_core::{Bytes, Cache, CacheBackend, Clock, SystemClock, codec};
@@ -89,6 +89,7 @@ fn library_lists(c: &mut Criterion) {
                 black_box(v)
             })
         });
+        library_get_shared(&mut g, &rt, &cache, n);
     }
     g.finish();
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use plexcache_benches::harness::{
-    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, runtime, zipf_mix,
+    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, library_get_shared, runtime, zipf_mix,
 };
 use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
 use plexcache_core::{Cache, CacheBackend, Clock, SystemClock, codec};
@@ -69,6 +69,7 @@ fn library_lists(c: &mut Criterion) {
                 black_box(v)
             })
         });
+        library_get_shared(&mut g, &rt, &cache, n);
         // Where a get's time goes: the stored bytes alone, and decoding alone.
         g.bench_function(format!("backend_get_bytes_{n}"), |b| {
             let now = SystemClock.now_millis();
@@ -79,6 +80,23 @@ fn library_lists(c: &mut Criterion) {
         let encoded = codec::encode(&lib).unwrap();
         g.bench_function(format!("decode_only_{n}"), |b| {
             b.iter(|| black_box(codec::decode::<Vec<BenchItem>>(&encoded).unwrap()))
+        });
+        // Where a set's time goes: encoding alone, and the stored bytes alone.
+        g.bench_function(format!("encode_only_{n}"), |b| {
+            b.iter(|| black_box(codec::encode(&lib).unwrap()))
+        });
+        g.bench_function(format!("backend_put_bytes_{n}"), |b| {
+            let now = SystemClock.now_millis();
+            let backend = cache.backend();
+            let encoded = &encoded;
+            b.to_async(&rt).iter(|| async move {
+                black_box(
+                    backend
+                        .put(LIBRARY_KEY, encoded.clone(), now, None, None)
+                        .await
+                        .unwrap(),
+                )
+            })
         });
     }
     g.finish();

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use plexcache_core::{Bytes, Cache, CacheBackend, Clock, Millis, SystemClock, codec};
 use tokio::runtime::Runtime;
 
@@ -32,6 +33,27 @@ pub fn encoded_search(i: u64) -> Bytes {
     // Encoding a `Vec<BenchItem>` cannot fail: postcard only fails on unsupported types.
     #[allow(clippy::expect_used)]
     codec::encode(&search_result(i)).expect("encode a search result")
+}
+
+/// `<group>/get_shared_<n>`: the library list read through [`Cache::get_shared`] (revalidated
+/// against the store on every call, decoded once).
+pub fn library_get_shared<B: CacheBackend>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    cache: &Cache<B>,
+    n: u64,
+) {
+    g.bench_function(format!("get_shared_{n}"), |b| {
+        b.to_async(rt).iter(|| async {
+            #[allow(clippy::expect_used)]
+            let v: std::sync::Arc<Vec<BenchItem>> = cache
+                .get_shared(LIBRARY_KEY)
+                .await
+                .expect("get_shared")
+                .expect("the library list is stored");
+            black_box(v)
+        })
+    });
 }
 
 /// `<prefix>/mixed`: 90% get / 10% set over 10,000 search-result keys with Zipf(0.99).

@@ -55,6 +55,11 @@ async fn exercise<B: CacheBackend>(backend: B) {
         cache.library_items("TV: Kids").await.unwrap(),
         Some(shows())
     );
+    // The shared form: equal to the stored list, decoded once while it is unchanged.
+    let shared = cache.library_items_shared("Movies").await.unwrap().unwrap();
+    assert_eq!(&shared[..], &movies[..]);
+    let again = cache.library_items_shared("Movies").await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&shared, &again));
 
     // Search results and path matches, with ':' and '%' in every component.
     let hits: Vec<PlexItem> = movies
@@ -123,6 +128,7 @@ async fn exercise<B: CacheBackend>(backend: B) {
     assert_eq!(removed, 1 + 2 + indexed + 1);
     assert_eq!(cache.library_items("Movies").await.unwrap(), None);
     assert_eq!(cache.search("Movies", "nothing").await.unwrap(), None);
+    assert_eq!(cache.library_items_shared("Movies").await.unwrap(), None);
     assert_eq!(
         cache
             .match_path("Movies", &multi.file_paths[0])
@@ -151,8 +157,16 @@ async fn exercise<B: CacheBackend>(backend: B) {
     // The one-hour default TTL.
     clock.advance(Duration::from_secs(3599));
     assert!(cache.library_items("Movies 4K").await.unwrap().is_some());
+    assert!(
+        cache
+            .library_items_shared("Movies 4K")
+            .await
+            .unwrap()
+            .is_some()
+    );
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.library_items("Movies 4K").await.unwrap(), None);
+    assert_eq!(cache.library_items_shared("Movies 4K").await.unwrap(), None);
 
     // Cache-aside with single-flight: 20 concurrent callers, one fetch.
     let calls = Arc::new(AtomicUsize::new(0));

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexcache_core::{
@@ -181,6 +182,15 @@ impl<B: CacheBackend> PlexCache<B> {
     /// Every item of a library, if cached and fresh.
     pub async fn library_items(&self, library: &str) -> Result<Option<Vec<PlexItem>>> {
         self.cache.get(&keys::library_key(library)).await
+    }
+
+    /// Every item of a library, shared: repeated calls while the stored list is unchanged
+    /// return the same `Arc` without decoding the list again (see
+    /// [`Cache::get_shared`](plexcache_core::Cache::get_shared)); each call still checks the
+    /// store, so a list rewritten by another process or invalidated is never served stale.
+    /// Prefer it to [`PlexCache::library_items`] for large libraries read often.
+    pub async fn library_items_shared(&self, library: &str) -> Result<Option<Arc<Vec<PlexItem>>>> {
+        self.cache.get_shared(&keys::library_key(library)).await
     }
 
     /// Stores every item of a library.

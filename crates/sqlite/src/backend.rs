@@ -8,14 +8,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use plexcache_core::{
     Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
-    PutOutcome, Removed, Result, Usage, async_trait,
+    PutOutcome, Removed, Result, Revalidated, Usage, async_trait,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
 use crate::schema::{connect, move_aside, open_writer, wal_path};
-use crate::store::{self, Ctx, Fetched, NAME, classify, is_busy};
+use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
 /// the connections.
@@ -461,6 +461,30 @@ impl CacheBackend for SqliteBackend {
         Ok(match got {
             Some(Fetched::Entry(e)) => Some(e),
             _ => None,
+        })
+    }
+
+    async fn get_if_changed(
+        &self,
+        key: &str,
+        now: Millis,
+        head: &[u8],
+        len: u64,
+    ) -> Result<Option<Revalidated>> {
+        let limit = self.inner.cfg.inline_read_limit;
+        let checked = {
+            let head = head.to_vec();
+            let key = key.to_owned();
+            self.quick_read("get_if_changed", move |conn| {
+                store::get_if_changed(conn, &key, now, &head, len, limit)
+            })
+            .await?
+        };
+        Ok(match checked {
+            Checked::Gone => None,
+            Checked::Same(meta) => Some(Revalidated::Same(meta)),
+            Checked::Changed(entry) => Some(Revalidated::Changed(entry)),
+            Checked::ChangedLarge => self.get(key, now).await?.map(Revalidated::Changed),
         })
     }
 

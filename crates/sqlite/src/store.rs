@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use plexcache_core::{
     Access, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis, PutOutcome, Removed,
-    Result, Usage,
+    Result, Revalidated, Usage,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -192,6 +192,93 @@ pub(crate) fn get(
         })
     })
     .optional()
+}
+
+/// What [`get_if_changed`] found without leaving the calling thread.
+pub(crate) enum Checked {
+    /// No live entry.
+    Gone,
+    /// The value has the caller's length and head.
+    Same(EntryMeta),
+    /// A value small enough to read inline, and different.
+    Changed(Entry),
+    /// A large value that differs: read it with `get` (which may leave the runtime).
+    ChangedLarge,
+}
+
+const HEAD_SQL: &str = "SELECT rowid, stored_at, expires_at, accessed_at, access_count, size,
+                CASE WHEN size <= ?3 THEN value END
+         FROM entries WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+
+type HeadRow = (i64, EntryMeta, Option<Bytes>);
+
+fn head_row(
+    conn: &Connection,
+    key: &str,
+    now: Millis,
+    inline_limit: u64,
+) -> rusqlite::Result<Option<HeadRow>> {
+    let mut stmt = conn.prepare_cached(HEAD_SQL)?;
+    stmt.query_row(params![key, to_sql(now), to_sql(inline_limit)], |row| {
+        let rowid: i64 = row.get(0)?;
+        let meta = meta_at(row, 1)?;
+        let value = match row.get_ref(6)? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => Some(Bytes::copy_from_slice(b)),
+            _ => None,
+        };
+        Ok((rowid, meta, value))
+    })
+    .optional()
+}
+
+/// `get_if_changed`: a value up to `inline_limit` bytes is read and compared in one statement;
+/// a larger one is compared by its length (from `size`) and by its first `head.len()` bytes,
+/// read with blob I/O without touching the rest of its overflow pages, both in one read
+/// transaction so that they see the same row.
+pub(crate) fn get_if_changed(
+    conn: &Connection,
+    key: &str,
+    now: Millis,
+    head: &[u8],
+    len: u64,
+    inline_limit: u64,
+) -> rusqlite::Result<Checked> {
+    let small = |value: Bytes, meta: EntryMeta| match Revalidated::compare(
+        Entry { value, meta },
+        head,
+        len,
+    ) {
+        Revalidated::Same(meta) => Checked::Same(meta),
+        Revalidated::Changed(entry) => Checked::Changed(entry),
+    };
+    match head_row(conn, key, now, inline_limit)? {
+        None => return Ok(Checked::Gone),
+        Some((_, meta, Some(value))) => return Ok(small(value, meta)),
+        Some((_, meta, None)) if meta.size.saturating_sub(key.len() as u64) != len => {
+            return Ok(Checked::ChangedLarge);
+        }
+        Some(_) => {}
+    }
+    let tx = conn.unchecked_transaction()?;
+    let checked = match head_row(&tx, key, now, inline_limit)? {
+        None => Checked::Gone,
+        Some((_, meta, Some(value))) => small(value, meta),
+        Some((rowid, meta, None)) => {
+            let stored_len = meta.size.saturating_sub(key.len() as u64);
+            let mut buf = vec![0u8; head.len()];
+            if stored_len == len && buf.len() as u64 <= len {
+                let blob = tx.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
+                blob.read_at_exact(&mut buf, 0)?;
+            }
+            if stored_len == len && buf == head {
+                Checked::Same(meta)
+            } else {
+                Checked::ChangedLarge
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(checked)
 }
 
 /// Entry count and bytes from the counters row.
