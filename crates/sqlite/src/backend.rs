@@ -41,6 +41,8 @@ struct Inner {
     next_checkpoint: AtomicU32,
     /// A deferred checkpoint or vacuum is queued on the blocking pool.
     maintenance_queued: AtomicBool,
+    /// The LRU/LFU indexes are known to exist (they are built on first need).
+    access_indexes: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -189,6 +191,7 @@ impl SqliteBackend {
                 wal_pages,
                 next_checkpoint,
                 maintenance_queued: AtomicBool::new(false),
+                access_indexes: AtomicBool::new(false),
             }),
         })
     }
@@ -342,6 +345,19 @@ impl SqliteBackend {
         let out = out?;
         restore?;
         Ok(out)
+    }
+
+    /// Whether this backend has not yet seen the LRU/LFU indexes exist (then the next call
+    /// that needs them builds them if missing, in its write transaction).
+    fn access_indexes_unknown(&self) -> bool {
+        !self.inner.access_indexes.load(Ordering::Acquire)
+    }
+
+    /// Records that a committed transaction made sure the indexes exist.
+    fn access_indexes_built(&self, built: bool) {
+        if built {
+            self.inner.access_indexes.store(true, Ordering::Release);
+        }
     }
 
     /// Queues a checkpoint (and a vacuum check) on the blocking pool, once at a time.
@@ -555,10 +571,18 @@ impl CacheBackend for SqliteBackend {
             return Ok(Removed::default());
         }
         let protect = protect.map(str::to_owned);
-        self.removing_txn("evict", true, move |tx| {
-            store::evict(tx, policy, target_bytes, protect.as_deref())
-        })
-        .await
+        let build = policy != EvictionPolicy::LeastRecentlyStored && self.access_indexes_unknown();
+        // Building the indexes scans the table: never inline on the runtime.
+        let removed = self
+            .removing_txn("evict", !build, move |tx| {
+                if build {
+                    store::ensure_access_indexes(tx)?;
+                }
+                store::evict(tx, policy, target_bytes, protect.as_deref())
+            })
+            .await?;
+        self.access_indexes_built(build);
+        Ok(removed)
     }
 
     async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {
@@ -574,12 +598,18 @@ impl CacheBackend for SqliteBackend {
         if accesses.is_empty() {
             return Ok(());
         }
-        let small = accesses.len() <= 32;
+        let build = self.access_indexes_unknown();
+        let small = accesses.len() <= 32 && !build;
         let accesses = accesses.to_vec();
         self.write_txn("record_accesses", small, no_removal, move |tx| {
+            if build {
+                store::ensure_access_indexes(tx)?;
+            }
             store::record_accesses(tx, &accesses)
         })
-        .await
+        .await?;
+        self.access_indexes_built(build);
+        Ok(())
     }
 
     async fn load_stats(&self) -> Result<Counters> {

@@ -44,8 +44,6 @@ CREATE TABLE entries (
 );
 CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX entries_lrs ON entries (stored_at, seq);
-CREATE INDEX entries_lru ON entries (accessed_at, seq);
-CREATE INDEX entries_lfu ON entries (access_count, accessed_at, seq);
 CREATE TABLE counters (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     entries INTEGER NOT NULL,
@@ -57,6 +55,16 @@ CREATE TABLE stats (
     name  TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// The indexes of the least-recently-used and least-frequently-used orders. Not part of
+/// [`CREATE_SCHEMA`]: they are built by the first recorded read or LRU/LFU eviction
+/// (`store::ensure_access_indexes`), so that a cache with the default policy (least recently
+/// stored) does not maintain two b-trees it never reads on every write. Databases created
+/// before this change have them from the start, which is also correct.
+pub(crate) const ACCESS_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS entries_lru ON entries (accessed_at, seq);
+CREATE INDEX IF NOT EXISTS entries_lfu ON entries (access_count, accessed_at, seq);
 ";
 
 /// How long one SQLite call waits in its busy handler; the retry loop around it waits up to

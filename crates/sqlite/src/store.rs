@@ -547,6 +547,27 @@ pub(crate) fn keys(
 }
 
 /// `record_accesses` inside a write transaction.
+/// Builds the LRU/LFU indexes unless they exist (see [`crate::schema::ACCESS_INDEXES`]).
+/// One scan of the table the first time; a lookup in the schema afterwards.
+pub(crate) fn ensure_access_indexes(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let existing: i64 = tx.query_row(
+        "SELECT count(*) FROM sqlite_master
+         WHERE type = 'index' AND name IN ('entries_lru', 'entries_lfu')",
+        [],
+        |r| r.get(0),
+    )?;
+    if existing == 2 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    tx.execute_batch(crate::schema::ACCESS_INDEXES)?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "built the least-recently/frequently-used eviction indexes (first recorded read or LRU/LFU eviction)"
+    );
+    Ok(())
+}
+
 pub(crate) fn record_accesses(tx: &Transaction<'_>, accesses: &[Access]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(ACCESS_SQL)?;
     for a in accesses {
@@ -639,6 +660,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = crate::SqliteBackend::open(dir.path()).unwrap();
         let conn = Connection::open(backend.path()).unwrap();
+        // The LRU/LFU indexes exist once an access order is used (ensure_access_indexes).
+        conn.execute_batch(crate::schema::ACCESS_INDEXES).unwrap();
         let delete_by_key = format!("DELETE FROM entries WHERE key = ?1 RETURNING {META}");
         let statements = [
             GET_SQL,

@@ -326,3 +326,75 @@ fn file_size_under_churn() {
         );
     });
 }
+
+/// The LRU/LFU indexes of the file, read with a plain connection.
+fn access_indexes(dir: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(dir.join("plexcache.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index'
+             AND name IN ('entries_lru', 'entries_lfu') ORDER BY name",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn access_indexes_are_built_only_when_an_access_order_is_used() {
+    // Least recently stored (the default): writes never maintain the LRU/LFU indexes.
+    let lrs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cache = Cache::new(SqliteBackend::open(lrs.path()).unwrap());
+        for i in 0..50u32 {
+            cache.set(&format!("k{i}"), &i).await.unwrap();
+            let _: Option<u32> = cache.get(&format!("k{i}")).await.unwrap();
+        }
+        cache.flush().await.unwrap();
+    });
+    assert!(access_indexes(lrs.path()).is_empty());
+
+    // Least recently used: the first recorded read builds them over the existing rows, and
+    // eviction then follows the access order.
+    let lru = tempfile::tempdir().unwrap();
+    let clock = plexcache_core::ManualClock::starting_now();
+    rt().block_on(async {
+        let cache = Cache::builder(SqliteBackend::open(lru.path()).unwrap())
+            .clock(clock.clone())
+            .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
+            // Ten entries of 2 + 20 bytes fit; "k10" (3 + 20) forces exactly one eviction.
+            .size_limit(10 * 22 + 1)
+            .build()
+            .unwrap();
+        for i in 0..10u32 {
+            cache.set(&format!("k{i}"), &i).await.unwrap();
+        }
+        assert!(access_indexes(lru.path()).is_empty());
+        clock.advance(Duration::from_secs(1));
+        let _: Option<u32> = cache.get("k0").await.unwrap();
+        // The read is recorded before the next write, which then evicts the least recently
+        // used entry (k1), not the least recently stored one (k0).
+        cache.set("k10", &10u32).await.unwrap();
+        assert_eq!(
+            access_indexes(lru.path()),
+            vec!["entries_lfu".to_string(), "entries_lru".to_string()]
+        );
+        assert!(cache.contains("k0").await.unwrap());
+        assert!(!cache.contains("k1").await.unwrap());
+    });
+    // A plain eviction by LFU on a fresh database builds them too.
+    let lfu = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let b = SqliteBackend::open(lfu.path()).unwrap();
+        b.put("a", Bytes::from_static(b"1"), 1, None, None)
+            .await
+            .unwrap();
+        b.evict(EvictionPolicy::LeastFrequentlyUsed, 0, None)
+            .await
+            .unwrap();
+        assert_eq!(b.usage().await.unwrap().entries, 0);
+    });
+    assert_eq!(access_indexes(lfu.path()).len(), 2);
+}
