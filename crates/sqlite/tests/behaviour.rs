@@ -398,3 +398,35 @@ fn access_indexes_are_built_only_when_an_access_order_is_used() {
     });
     assert_eq!(access_indexes(lfu.path()).len(), 2);
 }
+
+#[test]
+fn get_shared_sees_writes_of_another_connection() {
+    // Two backends on one file are two connections, as two processes would be. Lists of
+    // equal length whose contents differ, small (compared inline) and large (compared by the
+    // header read with blob I/O).
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let a = Cache::new(SqliteBackend::open(dir.path()).unwrap());
+        let b = Cache::new(SqliteBackend::open(dir.path()).unwrap());
+        for n in [10usize, 20_000] {
+            let key = format!("library:Movies {n}:all");
+            let first: Vec<String> = (0..n).map(|i| format!("/media/{i:08}.mkv")).collect();
+            let second: Vec<String> = (0..n).map(|i| format!("/media/{:08}.mkv", i + 1)).collect();
+            a.set(&key, &first).await.unwrap();
+            let seen = a.get_shared::<Vec<String>>(&key).await.unwrap().unwrap();
+            assert_eq!(*seen, first);
+            let again = a.get_shared::<Vec<String>>(&key).await.unwrap().unwrap();
+            assert!(std::sync::Arc::ptr_eq(&seen, &again), "{n}: reused");
+
+            b.set(&key, &second).await.unwrap();
+            let fresh = a.get_shared::<Vec<String>>(&key).await.unwrap().unwrap();
+            assert_eq!(*fresh, second, "{n}: the other connection's write");
+
+            b.remove(&key).await.unwrap();
+            assert!(
+                a.get_shared::<Vec<String>>(&key).await.unwrap().is_none(),
+                "{n}"
+            );
+        }
+    });
+}
