@@ -34,7 +34,7 @@ pub fn item(i: u64) -> BenchItem {
         "/data/media/movies/{title} ({})/{title}.mkv",
         1950 + i % 75
     )];
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         file_paths.push(format!(
             "/data/media/movies/{title} ({})/{title} - 4K.mkv",
             1950 + i % 75

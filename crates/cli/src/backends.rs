@@ -22,7 +22,8 @@ pub fn cache_dir(g: &Global) -> Result<PathBuf, BoxError> {
     }
 }
 
-/// Opens `kind` in `dir`: SQLite as `dir/plexcache.db`, sled in `dir/sled/`.
+/// Opens `kind` in `dir`: SQLite as `dir/plexcache.db`, sled in `dir/sled/`. Redis needs a
+/// URL: see [`open_redis`].
 pub async fn open_backend(
     kind: BackendKind,
     dir: &std::path::Path,
@@ -41,16 +42,29 @@ pub async fn open_backend(
             Arc::new(backend)
         }
         BackendKind::Memory => Arc::new(plexcache_memory::MemoryBackend::new()),
+        BackendKind::Redis => return Err("the redis backend needs a URL (--redis-url)".into()),
     })
+}
+
+/// Connects to the Redis server at `url`, with every key under `prefix`.
+pub async fn open_redis(url: &str, prefix: &str) -> Result<DynBackend, BoxError> {
+    Ok(Arc::new(
+        plexcache_redis::RedisBackend::builder(url)
+            .key_prefix(prefix)
+            .connect()
+            .await?,
+    ))
 }
 
 /// Opens the cache the global options describe.
 pub async fn open(g: &Global) -> Result<PlexCache<DynBackend>, BoxError> {
-    let dir = match g.backend {
-        BackendKind::Memory => PathBuf::new(),
-        _ => cache_dir(g)?,
+    let backend = match (g.backend, g.redis_url.as_deref()) {
+        (BackendKind::Redis, Some(url)) => open_redis(url, &g.redis_prefix).await?,
+        // main() refuses `--backend redis` without a URL before any command runs.
+        (BackendKind::Redis, None) => return Err("--backend redis needs --redis-url".into()),
+        (BackendKind::Memory, _) => open_backend(g.backend, &PathBuf::new()).await?,
+        (kind, _) => open_backend(kind, &cache_dir(g)?).await?,
     };
-    let backend = open_backend(g.backend, &dir).await?;
     let ttl = g.ttl();
     Ok(PlexCache::builder(backend)
         .size_limit(g.size_limit)

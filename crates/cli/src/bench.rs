@@ -1,5 +1,5 @@
 //! `plexcache bench`: the standard workload on a synthetic Plex library, against every embedded
-//! backend, in one run, printed with ratios to the fastest.
+//! backend (and Redis, given `--redis-url`), in one run, printed with ratios to the fastest.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 
 use crate::backends::{DynBackend, open_backend};
-use crate::{BackendKind, EXIT_OK, Global, output};
+use crate::{BackendKind, EXIT_OK, EXIT_USAGE, Global, output};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// Items in the synthetic library list.
     #[arg(long, default_value_t = 1000)]
     pub items: usize,
-    /// Backends to compare.
+    /// Backends to compare (`--redis-url` adds `redis`).
     #[arg(
         long,
         value_enum,
@@ -88,14 +88,39 @@ where
     Ok((n, start.elapsed().as_secs_f64()))
 }
 
+/// A fresh store of `kind`: in `dir`, or for Redis under a key prefix of this run's own (the
+/// returned handle deletes it after the run).
+async fn fresh_backend(
+    kind: BackendKind,
+    dir: &std::path::Path,
+    redis_url: Option<&str>,
+    n: u32,
+) -> Result<(DynBackend, Option<plexcache_redis::RedisBackend>), BoxError> {
+    match (kind, redis_url) {
+        (BackendKind::Redis, Some(url)) => {
+            let millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let prefix = format!("plexcache-bench:{}:{millis}:{n}:", std::process::id());
+            let redis = plexcache_redis::RedisBackend::builder(url)
+                .key_prefix(prefix)
+                .connect()
+                .await?;
+            Ok((std::sync::Arc::new(redis.clone()), Some(redis)))
+        }
+        _ => Ok((open_backend(kind, dir).await?, None)),
+    }
+}
+
 async fn bench_backend(
     kind: BackendKind,
     args: &BenchArgs,
     library: &[PlexItem],
+    redis_url: Option<&str>,
 ) -> Result<Vec<(&'static str, u64, f64)>, BoxError> {
     let budget = Duration::from_secs_f64(args.seconds);
     let dir = tempfile::tempdir()?;
-    let backend = open_backend(kind, dir.path()).await?;
+    let (backend, redis) = fresh_backend(kind, dir.path(), redis_url, 1).await?;
     let cache: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 34).build()?;
     let lib_key = keys::library_key("Movies");
     let library = library.to_vec();
@@ -182,10 +207,13 @@ async fn bench_backend(
     .await?;
     out.push((WORKLOADS[5], r.0, r.1));
     drop(cache);
+    if let Some(redis) = redis {
+        redis.destroy().await?;
+    }
 
     // Eviction pressure: a 1 MiB limit, every set evicts.
     let dir2 = tempfile::tempdir()?;
-    let backend = open_backend(kind, dir2.path()).await?;
+    let (backend, redis) = fresh_backend(kind, dir2.path(), redis_url, 2).await?;
     let tight: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 20).build()?;
     for i in 0..5_000 {
         tight.set(&small_key(i), &small(i | 1, &library)).await?;
@@ -201,6 +229,10 @@ async fn bench_backend(
     .await?;
     out.push((WORKLOADS[6], r.0, r.1));
     tight.flush().await?;
+    drop(tight);
+    if let Some(redis) = redis {
+        redis.destroy().await?;
+    }
     Ok(out)
 }
 
@@ -210,13 +242,24 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
     let library = expected_items(&Spec::new(args.items));
     let mut rows: Vec<Row> = Vec::new();
     let mut backends = args.backends.clone();
+    if g.redis_url.is_some() && !backends.contains(&BackendKind::Redis) {
+        backends.push(BackendKind::Redis);
+    }
+    if backends.contains(&BackendKind::Redis) && g.redis_url.is_none() {
+        eprintln!(
+            "error: benchmarking redis needs the server's URL: --redis-url URL (or PLEXCACHE_REDIS_URL)"
+        );
+        return Ok(EXIT_USAGE);
+    }
     backends.dedup();
     for kind in &backends {
         let name = backend_name(*kind);
         if !g.json {
             eprintln!("benchmarking {name} ...");
         }
-        for (workload, ops, seconds) in bench_backend(*kind, &args, &library).await? {
+        for (workload, ops, seconds) in
+            bench_backend(*kind, &args, &library, g.redis_url.as_deref()).await?
+        {
             rows.push(Row {
                 workload,
                 backend: name,
@@ -286,6 +329,7 @@ fn backend_name(kind: BackendKind) -> &'static str {
         BackendKind::Sqlite => "sqlite",
         BackendKind::Sled => "sled",
         BackendKind::Memory => "memory",
+        BackendKind::Redis => "redis",
     }
 }
 

@@ -45,6 +45,26 @@ pub struct Global {
         default_value = "sqlite"
     )]
     pub backend: BackendKind,
+    /// Redis server URL for `--backend redis` (`redis://[:password@]host[:port][/db]`,
+    /// `rediss://` for TLS); with `bench`, adds Redis to the compared backends.
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXCACHE_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key the cache writes (caches with different prefixes share a
+    /// server without seeing each other).
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXCACHE_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "plexcache:"
+    )]
+    pub redis_prefix: String,
     /// Cache directory [default: <platform data dir>/plexcache/cache].
     #[arg(long, global = true, env = "PLEXCACHE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -78,6 +98,8 @@ pub enum BackendKind {
     Sled,
     /// In-process memory: empty at every start (useful with `bench`).
     Memory,
+    /// A Redis server (`--redis-url`): one cache shared by many processes and hosts.
+    Redis,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +156,12 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose);
+    if cli.global.backend == BackendKind::Redis && cli.global.redis_url.is_none() {
+        eprintln!(
+            "error: --backend redis needs the server's URL: --redis-url URL (or PLEXCACHE_REDIS_URL)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

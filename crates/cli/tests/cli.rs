@@ -19,7 +19,8 @@ fn plexcache(dir: &Path, backend: &str) -> Command {
         .arg("--cache-dir")
         .arg(dir);
     cmd.env_remove("PLEXCACHE_BACKEND")
-        .env_remove("PLEXCACHE_CACHE_DIR");
+        .env_remove("PLEXCACHE_CACHE_DIR")
+        .env_remove("PLEXCACHE_REDIS_URL");
     cmd
 }
 

@@ -347,11 +347,11 @@ impl CacheBackend for MemoryBackend {
         for (_, _, i, key) in candidates {
             let mut shard = self.shards[i].write();
             // Re-check under the write lock: the entry may have been rewritten meanwhile.
-            if shard.map.get(&key).is_some_and(|s| s.meta.is_expired(now)) {
-                if let Some((_, slot)) = shard.remove(&key) {
-                    self.account_removed(slot.meta.size);
-                    removed.add_one(slot.meta.size);
-                }
+            if shard.map.get(&key).is_some_and(|s| s.meta.is_expired(now))
+                && let Some((_, slot)) = shard.remove(&key)
+            {
+                self.account_removed(slot.meta.size);
+                removed.add_one(slot.meta.size);
             }
         }
         Ok(removed)

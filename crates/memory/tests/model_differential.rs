@@ -49,7 +49,7 @@ enum Op {
 
 fn key(k: u8) -> String {
     // Shared prefixes ("k1", "k12", ...) and some non-ASCII.
-    if k % 5 == 0 {
+    if k.is_multiple_of(5) {
         format!("ü{}", k / 5)
     } else {
         format!("k{k}")

@@ -107,7 +107,7 @@ fn main() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let library = !small_only && x % 10 == 0;
+            let library = !small_only && x.is_multiple_of(10);
             let (key, value): (String, Vec<Item>) = if library {
                 let n = 100 + (x >> 8) % 200;
                 (

@@ -198,16 +198,14 @@ impl SledBackend {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
-        if self.offload {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let store = Arc::clone(&self.store);
-                return handle
-                    .spawn_blocking(move || store.guarded(what, f))
-                    .await
-                    .map_err(|e| {
-                        Error::backend("sled", format!("{what}: blocking task failed"), e)
-                    })?;
-            }
+        if self.offload
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let store = Arc::clone(&self.store);
+            return handle
+                .spawn_blocking(move || store.guarded(what, f))
+                .await
+                .map_err(|e| Error::backend("sled", format!("{what}: blocking task failed"), e))?;
         }
         self.store.guarded(what, f)
     }

@@ -134,7 +134,7 @@ fn child() {
                     )
                     .await
                     .unwrap();
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     cache
                         .remove(&format!("churn:{}", (i / 3) % 5_000))
                         .await
@@ -163,7 +163,7 @@ fn child() {
                     .set(&k, &vec![i as u8; (i % 700) as usize])
                     .await
                     .unwrap();
-                if i % 11 == 0 {
+                if i.is_multiple_of(11) {
                     cache.remove_prefix(&format!("k:{}", i % 10)).await.unwrap();
                 }
                 i += 1;

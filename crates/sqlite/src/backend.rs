@@ -97,10 +97,8 @@ impl Inner {
         if self.checkpoint_due() {
             self.checkpoint(conn);
         }
-        if removed {
-            if let Err(e) = store::maybe_vacuum(conn, &self.ctx) {
-                tracing::debug!(error = %e, "incremental vacuum failed; will retry later");
-            }
+        if removed && let Err(e) = store::maybe_vacuum(conn, &self.ctx) {
+            tracing::debug!(error = %e, "incremental vacuum failed; will retry later");
         }
     }
 
@@ -221,10 +219,8 @@ impl SqliteBackend {
         offload: bool,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        if offload {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                return handle.spawn_blocking(job).await.map_err(join_error)?;
-            }
+        if offload && let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return handle.spawn_blocking(job).await.map_err(join_error)?;
         }
         job()
     }
@@ -256,10 +252,8 @@ impl SqliteBackend {
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         let inline = self.inner.cfg.offload != Offload::Always || !Self::has_runtime();
-        if inline {
-            if let Some(out) = self.read_on_idle_writer(what, &mut f) {
-                return out;
-            }
+        if inline && let Some(out) = self.read_on_idle_writer(what, &mut f) {
+            return out;
         }
         self.read(what, inline, f).await
     }
@@ -306,22 +300,24 @@ impl SqliteBackend {
         removing: fn(&T) -> bool,
         mut f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        if small && self.inner.cfg.offload == Offload::Auto && Self::has_runtime() {
-            if let Ok(mut conn) = self.inner.writer.try_lock() {
-                match self.try_write_now(&mut conn, &mut f) {
-                    Ok(out) => {
-                        let due = self.inner.checkpoint_due();
-                        let removed =
-                            removing(&out) && store::vacuum_wanted(&conn).ok().flatten().is_some();
-                        drop(conn);
-                        if due || removed {
-                            self.queue_maintenance(removed);
-                        }
-                        return Ok(out);
+        if small
+            && self.inner.cfg.offload == Offload::Auto
+            && Self::has_runtime()
+            && let Ok(mut conn) = self.inner.writer.try_lock()
+        {
+            match self.try_write_now(&mut conn, &mut f) {
+                Ok(out) => {
+                    let due = self.inner.checkpoint_due();
+                    let removed =
+                        removing(&out) && store::vacuum_wanted(&conn).ok().flatten().is_some();
+                    drop(conn);
+                    if due || removed {
+                        self.queue_maintenance(removed);
                     }
-                    Err(e) if is_busy(&e) => {} // another process writes: wait off the runtime
-                    Err(e) => return Err(classify(&self.inner.ctx.path, what, e)),
+                    return Ok(out);
                 }
+                Err(e) if is_busy(&e) => {} // another process writes: wait off the runtime
+                Err(e) => return Err(classify(&self.inner.ctx.path, what, e)),
             }
         }
         self.write(removing, move |ctx, conn| ctx.write(conn, what, f))

@@ -55,8 +55,8 @@ fn differential_against_the_model() {
             match x % 11 {
                 0..=2 => {
                     let v = Bytes::from(vec![b'v'; ((x >> 30) % 300) as usize]);
-                    let exp = ((x >> 40) % 3 == 0).then_some(now + (x >> 50) % 20);
-                    let max = ((x >> 45) % 4 == 0).then_some(2_000);
+                    let exp = (x >> 40).is_multiple_of(3).then_some(now + (x >> 50) % 20);
+                    let max = (x >> 45).is_multiple_of(4).then_some(2_000);
                     let a = sqlite.put(&k, v.clone(), now, exp, max).await.unwrap();
                     let b = model.put(&k, v, now, exp, max).await.unwrap();
                     assert_eq!(a, b, "put, {ctx}");
@@ -89,7 +89,11 @@ fn differential_against_the_model() {
                 }
                 7 => {
                     // Ties in expires_at may be purged in any order, so purge all or nothing.
-                    let limit = if (x >> 20) % 4 == 0 { 0 } else { usize::MAX };
+                    let limit = if (x >> 20).is_multiple_of(4) {
+                        0
+                    } else {
+                        usize::MAX
+                    };
                     let a = sqlite.purge_expired(now, limit).await.unwrap();
                     let b = model.purge_expired(now, limit).await.unwrap();
                     assert_eq!(a.entries, b.entries, "purge count, {ctx}");
@@ -101,7 +105,7 @@ fn differential_against_the_model() {
                         _ => EvictionPolicy::LeastFrequentlyUsed,
                     };
                     let target = (x >> 22) % 3_000;
-                    let protect = ((x >> 33) % 2 == 0).then_some(k.as_str());
+                    let protect = (x >> 33).is_multiple_of(2).then_some(k.as_str());
                     assert_eq!(
                         sqlite.evict(policy, target, protect).await.unwrap(),
                         model.evict(policy, target, protect).await.unwrap(),
@@ -298,7 +302,7 @@ fn file_size_under_churn() {
             x ^= x >> 7;
             x ^= x << 17;
             // Plex-like mix: mostly small search results, some library lists of 10-300 KiB.
-            let len = if x % 10 == 0 { 10_000 + (x >> 20) % 300_000 } else { (x >> 20) % 2_000 };
+            let len = if x.is_multiple_of(10) { 10_000 + (x >> 20) % 300_000 } else { (x >> 20) % 2_000 };
             let value = vec![(i % 251) as u8; len as usize];
             cache.set(&format!("k{}", (x >> 40) % 2_000), &value).await.unwrap();
             written += len;

@@ -85,7 +85,7 @@ async fn run_worker(dir: std::path::PathBuf, id: u64) -> (Counters, u64, Vec<Str
                     0..=54 => cache.get::<String>(&key).await.map(|_| ()),
                     55..=84 => {
                         let value = "v".repeat(((x >> 32) % 6000) as usize);
-                        let ttl = if (x >> 40) % 10 == 0 {
+                        let ttl = if (x >> 40).is_multiple_of(10) {
                             Ttl::After(Duration::from_millis(50))
                         } else {
                             Ttl::Default

@@ -1,0 +1,198 @@
+//! End-to-end: the `plexcache` binary over `--backend redis`, against a redis-server this test
+//! starts on a free loopback port. Skipped with a notice when redis-server is not installed,
+//! unless `PLEXCACHE_REQUIRE_REDIS=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one inline command and returns the raw reply.
+fn send(port: u16, command: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn start_server() -> Option<Server> {
+    let installed = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        if std::env::var("PLEXCACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("PLEXCACHE_REQUIRE_REDIS=1 but redis-server is not installed");
+        }
+        eprintln!("skipping: redis-server not installed");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !send(port, "PING").is_some_and(|r| r.contains("PONG")) {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server)
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plex/tests/fixtures")
+        .join(rel)
+}
+
+fn plexcache(url: Option<&str>) -> Command {
+    let mut cmd = Command::cargo_bin("plexcache").unwrap();
+    cmd.args(["--backend", "redis"]);
+    if let Some(url) = url {
+        cmd.args(["--redis-url", url]);
+    }
+    cmd.env_remove("PLEXCACHE_BACKEND")
+        .env_remove("PLEXCACHE_CACHE_DIR")
+        .env_remove("PLEXCACHE_REDIS_URL")
+        .env_remove("PLEXCACHE_REDIS_PREFIX");
+    cmd
+}
+
+fn json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.arg("--json").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn redis_without_a_url_is_a_usage_error() {
+    let out = plexcache(None).arg("stats").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--redis-url"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error_without_the_password() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let out = plexcache(Some(&url)).arg("stats").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn import_get_keys_stats_clear_through_redis() {
+    let Some(server) = start_server() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let summary = json(
+        plexcache(Some(&url))
+            .args(["import", "--library", "Movies: 4K"])
+            .arg(fixture("full/movies_all_341.plex-api-spec.json")),
+    );
+    assert_eq!(summary["items"], 341);
+    let items = json(plexcache(Some(&url)).args(["get", "library", "Movies: 4K"]));
+    assert_eq!(items.as_array().unwrap().len(), 341);
+    let keys = json(plexcache(Some(&url)).args(["keys", "--prefix", "library:"]));
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    // Another prefix is another cache on the same server.
+    let other = json(plexcache(Some(&url)).args([
+        "--redis-prefix",
+        "other:",
+        "keys",
+        "--prefix",
+        "library:",
+    ]));
+    assert_eq!(other.as_array().unwrap().len(), 0);
+    let stats = json(plexcache(Some(&url)).arg("stats"));
+    assert_eq!(stats["usage"]["entries"], 1 + 347);
+    assert!(
+        stats["persistent"]["hits"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let check = json(plexcache(Some(&url)).arg("check"));
+    assert_eq!(check["undecodable"], 0, "{check}");
+    json(plexcache(Some(&url)).arg("clear"));
+    plexcache(Some(&url))
+        .args(["get", "library", "Movies: 4K"])
+        .assert()
+        .code(3);
+}
+
+#[test]
+fn bench_adds_redis_and_leaves_nothing_behind() {
+    let Some(server) = start_server() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let mut cmd = Command::cargo_bin("plexcache").unwrap();
+    cmd.env_remove("PLEXCACHE_BACKEND")
+        .env_remove("PLEXCACHE_REDIS_URL")
+        .args([
+            "bench",
+            "--backends",
+            "memory",
+            "--items",
+            "50",
+            "--keys",
+            "200",
+        ])
+        .args(["--seconds", "0.02", "--redis-url", &url]);
+    let rows = json(&mut cmd);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 7 * 2);
+    assert_eq!(rows.iter().filter(|r| r["backend"] == "redis").count(), 7);
+    assert!(rows.iter().all(|r| r["ops"].as_u64().unwrap() > 0));
+    let dbsize = send(server.port, "DBSIZE").unwrap();
+    assert_eq!(dbsize.trim(), ":0", "bench cleaned up after itself");
+}

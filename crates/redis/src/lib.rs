@@ -1,0 +1,910 @@
+//! # plexcache-redis
+//!
+//! A [`CacheBackend`] on a Redis server (5.0 or newer; Valkey works too): one cache shared by
+//! many processes and hosts.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use plexcache_core::Cache;
+//! use plexcache_redis::RedisBackend;
+//!
+//! # async fn demo() -> plexcache_core::Result<()> {
+//! let backend = RedisBackend::builder("redis://:secret@cache.lan:6379/0")
+//!     .key_prefix("plexcache:")
+//!     .command_timeout(Duration::from_secs(2))
+//!     .connect()
+//!     .await?;
+//! let cache = Cache::builder(backend)
+//!     .default_ttl(Duration::from_secs(3600))
+//!     .build()?;
+//! cache.set("library:Movies:all", &vec!["Alien".to_string()]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The URL carries the password, TLS (`rediss://`, rustls with the platform's root
+//! certificates) and the database number. Every key the backend writes starts with the key
+//! prefix, so several caches can share one server: `clear` and `remove_prefix` only touch
+//! their own keys.
+//!
+//! ## Layout (under the prefix `P`)
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq` |
+//! | `P v:<key>` | string | the value |
+//! | `P z:lrs` | sorted set | score `stored_at`, member 20-digit `seq` + key |
+//! | `P z:lru` | sorted set | score `accessed_at`, member 20-digit `seq` + key |
+//! | `P z:lfu` | sorted set | score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
+//! | `P z:exp` | sorted set | score `expires_at` (entries that expire), member 20-digit `seq` + key |
+//! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
+//! | `P counters` | hash | `entries`, `bytes`, `seq` (the write sequence) |
+//! | `P stats` | hash | the persistent statistics counters |
+//!
+//! Sorted sets order equal scores by member bytes, and the members start with zero-padded
+//! numbers, so each index walks in exactly the order of
+//! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence.
+//!
+//! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
+//! entry, its index members and the counters change together, atomically, whichever process
+//! runs it; `usage()` reads two counters.
+//!
+//! ## Expiry and accounting
+//!
+//! Entries with `expires_at <= now` are absent for reads at once. `purge_expired` removes them
+//! and fixes the counters. The value keys also get a server-side expiry
+//! ([`expiry_grace`](RedisBackendBuilder::expiry_grace), 1 hour by default, after
+//! `expires_at`) as a safety net that frees the memory of values nobody purges. The small
+//! metadata record is never expired by the server, so the counters stay exact: a purge still
+//! finds the size of an entry whose value the server already dropped.
+//!
+//! ## When the server goes away
+//!
+//! Every call fails with an [`Error::Backend`] naming the server (the URL without its
+//! password) within the [command timeout](RedisBackendBuilder::command_timeout); the
+//! connection is re-established in the background and calls succeed again once the server is
+//! back. A write that timed out may or may not have been applied, but never half-applied.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexcache_core::{
+    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
+    PutOutcome, Removed, Result, Revalidated, Usage, async_trait,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+
+mod scripts;
+mod url;
+
+pub use url::redact as redact_url;
+
+use scripts::Scripts;
+
+/// The backend's name in messages.
+const NAME: &str = "redis";
+/// Entries one script call removes, purges or evicts at most (a script blocks the server
+/// while it runs; bigger jobs are split into calls of this size).
+const BATCH: u64 = 1_000;
+/// Access records per `record_accesses` script call.
+const RECORD_BATCH: usize = 500;
+/// Counts Lua handles exactly (2^53).
+const LUA_MAX: u64 = 1 << 53;
+
+/// Configures and connects a [`RedisBackend`].
+#[derive(Clone)]
+pub struct RedisBackendBuilder {
+    url: String,
+    key_prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Option<Duration>,
+    expiry_grace: Duration,
+}
+
+impl fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackendBuilder")
+            .field("url", &url::redact(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("expiry_grace", &self.expiry_grace)
+            .finish()
+    }
+}
+
+impl RedisBackendBuilder {
+    /// The prefix of every key the backend writes (default `plexcache:`). Caches with
+    /// different prefixes on one server do not see each other.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long one call may take, reconnecting included, before it fails (default 5 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take (default: the command timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long after `expires_at` the server itself drops an expired value that was never
+    /// purged (default 1 hour). Accounting never depends on it (see the crate documentation).
+    pub fn expiry_grace(mut self, grace: Duration) -> Self {
+        self.expiry_grace = grace;
+        self
+    }
+
+    /// Connects to the server (failing within the connect timeout if it does not answer).
+    pub async fn connect(self) -> Result<RedisBackend> {
+        let server = url::redact(&self.url);
+        if self.url.starts_with("rediss://") || self.url.starts_with("valkeys://") {
+            // rustls needs a process-wide crypto provider; another part of the program may
+            // have installed one already, which is just as good.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            Error::backend(
+                NAME,
+                format!("invalid Redis URL {server}"),
+                redact_error(&e, &self.url),
+            )
+        })?;
+        let connect_timeout = self.connect_timeout.unwrap_or(self.command_timeout);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(self.command_timeout))
+            // Fail fast while the server is away (every call tries to reconnect again, and the
+            // command timeout bounds the wait); reconnect at once when it is back.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = tokio::time::timeout(
+            connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| {
+            Error::backend(
+                NAME,
+                format!("connecting to {server}: no answer within {connect_timeout:?}"),
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            )
+        })?
+        .map_err(|e| {
+            Error::backend(
+                NAME,
+                format!("connecting to {server}"),
+                redact_error(&e, &self.url),
+            )
+        })?;
+        tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                conn: manager,
+                server,
+                url: self.url,
+                prefix: self.key_prefix,
+                timeout: self.command_timeout,
+                grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
+                scripts: Scripts::new(),
+            }),
+        })
+    }
+}
+
+/// A Redis error as a boxed source, with the URL's password removed from its text.
+fn redact_error(e: &RedisError, url: &str) -> std::io::Error {
+    let text = e.to_string();
+    let text = if url.is_empty() {
+        text
+    } else {
+        text.replace(url, &url::redact(url))
+    };
+    std::io::Error::other(text)
+}
+
+/// A cache store on a Redis server (see the [crate documentation](crate)). Cheap to clone:
+/// clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    /// The URL without credentials, for messages.
+    server: String,
+    /// The URL as given (only to scrub it from error texts).
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    grace_ms: u64,
+    scripts: Scripts,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.inner.server)
+            .field("key_prefix", &self.inner.prefix)
+            .field("command_timeout", &self.inner.timeout)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// A builder for a backend on the server at `url` (`redis://[:password@]host[:port][/db]`,
+    /// `rediss://` for TLS, `redis+unix:///path?db=N&pass=...` for a Unix socket).
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            url: url.into(),
+            key_prefix: "plexcache:".to_owned(),
+            command_timeout: Duration::from_secs(5),
+            connect_timeout: None,
+            expiry_grace: Duration::from_secs(3600),
+        }
+    }
+
+    /// Connects with the default settings.
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// The server's URL without credentials.
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Deletes everything this cache keeps on the server: its entries, and also its counters
+    /// and persistent statistics (which [`clear`](CacheBackend::clear) keeps). Other
+    /// prefixes are untouched.
+    pub async fn destroy(&self) -> Result<()> {
+        self.remove_range("destroying the cache", "").await?;
+        let keys = [
+            format!("{}counters", self.inner.prefix),
+            format!("{}stats", self.inner.prefix),
+        ];
+        let _: i64 = self
+            .call(
+                || "destroying the cache".to_owned(),
+                |mut conn| {
+                    let keys = &keys;
+                    async move { redis::cmd("DEL").arg(keys).query_async(&mut conn).await }
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn err(&self, what: &str, source: impl Into<plexcache_core::BoxError>) -> Error {
+        Error::backend(
+            NAME,
+            format!(
+                "{what} on {} (key prefix {:?})",
+                self.inner.server, self.inner.prefix
+            ),
+            source,
+        )
+    }
+
+    /// Runs `op` with a connection, within the command timeout. A command that could not even
+    /// be sent (the connection was refused, as while the manager reconnects) is tried once
+    /// more; nothing else is retried, since a script may have run.
+    async fn call<T, F, Fut>(&self, what: impl Fn() -> String, op: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            match op(self.inner.conn.clone()).await {
+                Err(e) if e.is_connection_refusal() => {
+                    tracing::debug!(server = %self.inner.server, "redis connection refused; retrying once");
+                    op(self.inner.conn.clone()).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::debug!(server = %self.inner.server, error = %e, "redis call failed");
+                Err(self.err(&what(), redact_error(&e, &self.inner.url)))
+            }
+            Err(_) => Err(self.err(
+                &format!("{}: no answer within {:?}", what(), self.inner.timeout),
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            )),
+        }
+    }
+
+    async fn script(
+        &self,
+        what: impl Fn() -> String,
+        script: &redis::Script,
+        args: &[&[u8]],
+    ) -> Result<Value> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.inner.prefix.as_bytes());
+        for a in args {
+            invocation.arg(*a);
+        }
+        self.call(what, |mut conn| {
+            let invocation = &invocation;
+            async move { invocation.invoke_async::<Value>(&mut conn).await }
+        })
+        .await
+    }
+
+    fn bad_reply(&self, what: &str, v: &Value) -> Error {
+        self.err(
+            what,
+            std::io::Error::other(format!("unexpected reply from the server: {v:?}")),
+        )
+    }
+}
+
+fn short(key: &str) -> String {
+    const MAX: usize = 100;
+    if key.len() <= MAX {
+        return format!("{key:?}");
+    }
+    let mut end = MAX;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &key[..end], key.len())
+}
+
+fn num(n: u64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    as_i64(v).map(|i| u64::try_from(i).unwrap_or(0))
+}
+
+fn as_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+fn array(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// Parses `stored_at,expires_at,accessed_at,access_count,size,seq`.
+fn parse_meta(raw: &[u8]) -> Option<EntryMeta> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut parts = text.split(',');
+    let stored_at = parts.next()?.parse().ok()?;
+    let expires_at = match parts.next()? {
+        "" => None,
+        s => Some(s.parse().ok()?),
+    };
+    let accessed_at = parts.next()?.parse().ok()?;
+    let access_count = parts.next()?.parse().ok()?;
+    let size = parts.next()?.parse().ok()?;
+    let _seq: u64 = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(EntryMeta {
+        stored_at,
+        expires_at,
+        accessed_at,
+        access_count,
+        size,
+    })
+}
+
+/// Three integers `{entries, bytes, n}` from a batch script.
+fn triple(v: &Value) -> Option<(u64, u64, u64)> {
+    match v {
+        Value::Array(a) if a.len() == 3 => Some((as_u64(&a[0])?, as_u64(&a[1])?, as_u64(&a[2])?)),
+        _ => None,
+    }
+}
+
+/// The lexicographic range of the keys starting with `prefix` (keys are UTF-8, which never
+/// holds the byte 0xFF, so `prefix + 0xFF` bounds them).
+fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (b"-".to_vec(), b"+".to_vec());
+    }
+    let mut min = Vec::with_capacity(prefix.len() + 1);
+    min.push(b'[');
+    min.extend_from_slice(prefix.as_bytes());
+    let mut max = Vec::with_capacity(prefix.len() + 2);
+    max.push(b'(');
+    max.extend_from_slice(prefix.as_bytes());
+    max.push(0xff);
+    (min, max)
+}
+
+impl RedisBackend {
+    fn meta_of(&self, what: &str, raw: &[u8]) -> Result<EntryMeta> {
+        parse_meta(raw).ok_or_else(|| {
+            self.err(
+                what,
+                std::io::Error::other(format!(
+                    "malformed entry metadata {:?}",
+                    String::from_utf8_lossy(raw)
+                )),
+            )
+        })
+    }
+
+    /// Runs a batch script until it reports fewer members than a batch (or `limit` entries
+    /// were removed).
+    async fn remove_range(&self, what: &str, prefix: &str) -> Result<Removed> {
+        let (min, max) = lex_range(prefix);
+        let mut removed = Removed::default();
+        loop {
+            let v = self
+                .script(
+                    || what.to_owned(),
+                    &self.inner.scripts.remove_range,
+                    &[&min, &max, &num(BATCH)],
+                )
+                .await?;
+            let (n, bytes, examined) = triple(&v).ok_or_else(|| self.bad_reply(what, &v))?;
+            removed.add(Removed { entries: n, bytes });
+            if examined < BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CacheBackend for RedisBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
+        let what = || format!("reading key {}", short(key));
+        let v = self
+            .script(what, &self.inner.scripts.get, &[key.as_bytes(), &num(now)])
+            .await?;
+        if v == Value::Nil {
+            return Ok(None);
+        }
+        let bad = self.bad_reply(&what(), &v);
+        let mut parts = array(v).ok_or(bad)?.into_iter();
+        let (Some(raw), Some(value)) = (
+            parts.next().and_then(as_bytes),
+            parts.next().and_then(as_bytes),
+        ) else {
+            return Err(self.err(&what(), std::io::Error::other("short reply")));
+        };
+        let meta = self.meta_of(&what(), &raw)?;
+        Ok(Some(Entry {
+            value: Bytes::from(value),
+            meta,
+        }))
+    }
+
+    async fn get_if_changed(
+        &self,
+        key: &str,
+        now: Millis,
+        head: &[u8],
+        len: u64,
+    ) -> Result<Option<Revalidated>> {
+        let what = || format!("revalidating key {}", short(key));
+        let v = self
+            .script(
+                what,
+                &self.inner.scripts.get_if_changed,
+                &[key.as_bytes(), &num(now), head, &num(len)],
+            )
+            .await?;
+        if v == Value::Nil {
+            return Ok(None);
+        }
+        let bad = self.bad_reply(&what(), &v);
+        let mut parts = array(v).ok_or(bad)?.into_iter();
+        let raw = parts.next().and_then(as_bytes);
+        let same = parts.next().as_ref().and_then(as_i64);
+        let value = parts.next().and_then(as_bytes);
+        let (Some(raw), Some(same)) = (raw, same) else {
+            return Err(self.err(&what(), std::io::Error::other("short reply")));
+        };
+        let meta = self.meta_of(&what(), &raw)?;
+        match (same, value) {
+            (1, _) => Ok(Some(Revalidated::Same(meta))),
+            (_, Some(value)) => Ok(Some(Revalidated::Changed(Entry {
+                value: Bytes::from(value),
+                meta,
+            }))),
+            _ => Err(self.err(&what(), std::io::Error::other("reply without the value"))),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+        max_bytes: Option<u64>,
+    ) -> Result<PutOutcome> {
+        let what = || format!("writing key {}", short(key));
+        let ea = expires_at.map(num).unwrap_or_default();
+        let max = max_bytes.map(num).unwrap_or_default();
+        let v = self
+            .script(
+                what,
+                &self.inner.scripts.put,
+                &[
+                    key.as_bytes(),
+                    &value,
+                    &num(stored_at),
+                    &ea,
+                    &max,
+                    &num(self.inner.grace_ms.min(LUA_MAX)),
+                ],
+            )
+            .await?;
+        let parsed = match &v {
+            Value::Array(a) if a.len() == 4 => (|| {
+                Some((
+                    as_i64(&a[0])?,
+                    as_i64(&a[1])?,
+                    as_u64(&a[2])?,
+                    as_u64(&a[3])?,
+                ))
+            })(),
+            _ => None,
+        };
+        let Some((stored, previous, entries, bytes)) = parsed else {
+            return Err(self.bad_reply(&what(), &v));
+        };
+        let usage = Usage { entries, bytes };
+        Ok(if stored == 1 {
+            PutOutcome::Stored {
+                previous_size: u64::try_from(previous).ok(),
+                usage,
+            }
+        } else {
+            PutOutcome::Refused { usage }
+        })
+    }
+
+    async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
+        let what = || format!("removing key {}", short(key));
+        let v = self
+            .script(what, &self.inner.scripts.remove, &[key.as_bytes()])
+            .await?;
+        if v == Value::Nil {
+            return Ok(None);
+        }
+        let bad = self.bad_reply(&what(), &v);
+        let raw = as_bytes(v).ok_or(bad)?;
+        self.meta_of(&what(), &raw).map(Some)
+    }
+
+    async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
+        self.remove_range(
+            &format!("removing keys with prefix {}", short(prefix)),
+            prefix,
+        )
+        .await
+    }
+
+    async fn clear(&self) -> Result<Removed> {
+        self.remove_range("clearing the cache", "").await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        let key = format!("{}counters", self.inner.prefix);
+        let (entries, bytes): (Option<u64>, Option<u64>) = self
+            .call(
+                || "reading usage".to_owned(),
+                |mut conn| {
+                    let key = &key;
+                    async move {
+                        redis::cmd("HMGET")
+                            .arg(key)
+                            .arg("entries")
+                            .arg("bytes")
+                            .query_async(&mut conn)
+                            .await
+                    }
+                },
+            )
+            .await?;
+        Ok(Usage {
+            entries: entries.unwrap_or(0),
+            bytes: bytes.unwrap_or(0),
+        })
+    }
+
+    async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
+        let what = "purging expired entries";
+        let mut removed = Removed::default();
+        let mut left = u64::try_from(limit).unwrap_or(u64::MAX);
+        while left > 0 {
+            let batch = left.min(BATCH);
+            let v = self
+                .script(
+                    || what.to_owned(),
+                    &self.inner.scripts.purge,
+                    &[&num(now), &num(batch)],
+                )
+                .await?;
+            let (n, bytes, examined) = triple(&v).ok_or_else(|| self.bad_reply(what, &v))?;
+            removed.add(Removed { entries: n, bytes });
+            left = left.saturating_sub(n);
+            if examined < batch {
+                break;
+            }
+        }
+        if removed.entries > 0 {
+            tracing::debug!(
+                entries = removed.entries,
+                bytes = removed.bytes,
+                "purged expired entries"
+            );
+        }
+        Ok(removed)
+    }
+
+    async fn evict(
+        &self,
+        policy: EvictionPolicy,
+        target_bytes: u64,
+        protect: Option<&str>,
+    ) -> Result<Removed> {
+        let index: &[u8] = match policy {
+            EvictionPolicy::None => return Ok(Removed::default()),
+            EvictionPolicy::LeastRecentlyStored => b"lrs",
+            EvictionPolicy::LeastRecentlyUsed => b"lru",
+            EvictionPolicy::LeastFrequentlyUsed => b"lfu",
+        };
+        let what = format!("evicting ({policy}) down to {target_bytes} bytes");
+        let (guarded, protected): (&[u8], &[u8]) = match protect {
+            Some(k) => (b"1", k.as_bytes()),
+            None => (b"0", b""),
+        };
+        let mut removed = Removed::default();
+        loop {
+            let v = self
+                .script(
+                    || what.clone(),
+                    &self.inner.scripts.evict,
+                    &[
+                        index,
+                        &num(target_bytes.min(i64::MAX as u64)),
+                        guarded,
+                        protected,
+                        &num(BATCH),
+                    ],
+                )
+                .await?;
+            let (n, bytes, done) = triple(&v).ok_or_else(|| self.bad_reply(&what, &v))?;
+            removed.add(Removed { entries: n, bytes });
+            if done == 1 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {
+        let what = || format!("listing keys with prefix {}", short(prefix));
+        let (mut min, max) = lex_range(prefix);
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        let mut out: Vec<String> = Vec::new();
+        while (out.len() as u64) < limit {
+            let want = (limit - out.len() as u64).min(LUA_MAX);
+            let v = self
+                .script(
+                    what,
+                    &self.inner.scripts.keys,
+                    &[&min, &max, &num(now), &num(want), &num(BATCH)],
+                )
+                .await?;
+            let bad = self.bad_reply(&what(), &v);
+            let mut parts = array(v).ok_or(bad)?.into_iter();
+            let examined = parts.next().as_ref().and_then(as_u64);
+            let last = parts.next().and_then(as_bytes);
+            let (Some(examined), Some(last)) = (examined, last) else {
+                return Err(self.err(&what(), std::io::Error::other("short reply")));
+            };
+            let before = out.len();
+            for k in parts {
+                let k = as_bytes(k)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| self.err(&what(), std::io::Error::other("non-UTF-8 key")))?;
+                out.push(k);
+            }
+            if examined < BATCH || ((out.len() - before) as u64) >= want {
+                break;
+            }
+            min = Vec::with_capacity(last.len() + 1);
+            min.push(b'(');
+            min.extend_from_slice(&last);
+        }
+        Ok(out)
+    }
+
+    async fn record_accesses(&self, accesses: &[Access]) -> Result<()> {
+        for chunk in accesses.chunks(RECORD_BATCH) {
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(chunk.len() * 3);
+            for a in chunk {
+                args.push(a.key.as_bytes().to_vec());
+                args.push(num(a.at));
+                args.push(num(a.count.min(LUA_MAX)));
+            }
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            self.script(
+                || format!("recording {} accesses", chunk.len()),
+                &self.inner.scripts.record,
+                &refs,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_stats(&self) -> Result<Counters> {
+        let key = format!("{}stats", self.inner.prefix);
+        let fields: std::collections::HashMap<String, i64> = self
+            .call(
+                || "reading statistics".to_owned(),
+                |mut conn| {
+                    let key = &key;
+                    async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await }
+                },
+            )
+            .await?;
+        let mut counters = Counters::default();
+        for (name, value) in fields {
+            counters.set_field(&name, u64::try_from(value).unwrap_or(0));
+        }
+        Ok(counters)
+    }
+
+    async fn add_stats(&self, delta: &Counters) -> Result<()> {
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        for (name, value) in delta.fields() {
+            if value > 0 {
+                args.push(name.as_bytes().to_vec());
+                args.push(num(value.min(i64::MAX as u64)));
+            }
+        }
+        if args.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.script(
+            || "adding statistics".to_owned(),
+            &self.inner.scripts.add_stats,
+            &refs,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Acknowledged writes are in the server; its persistence settings decide the rest.
+        Ok(())
+    }
+
+    async fn disk_usage(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        let what = "checking integrity";
+        let v = self
+            .script(
+                || what.to_owned(),
+                &self.inner.scripts.integrity,
+                &[&num(self.inner.grace_ms.min(LUA_MAX))],
+            )
+            .await?;
+        let nums: Option<Vec<u64>> = match &v {
+            Value::Array(a) if a.len() == 11 => a.iter().map(as_u64).collect(),
+            _ => None,
+        };
+        let Some(n) = nums else {
+            return Err(self.bad_reply(what, &v));
+        };
+        let (entries, bytes, count, sum, with_exp) = (n[0], n[1], n[2], n[3], n[4]);
+        let mut problems = Vec::new();
+        if entries != count {
+            problems.push(format!(
+                "entry counter is {entries} but {count} entries are stored"
+            ));
+        }
+        if bytes != sum {
+            problems.push(format!(
+                "byte counter is {bytes} but the stored entries hold {sum} bytes"
+            ));
+        }
+        for (name, card, want) in [
+            ("z:lrs", n[5], count),
+            ("z:lru", n[6], count),
+            ("z:lfu", n[7], count),
+            ("z:exp", n[8], with_exp),
+            ("z:keys", n[9], count),
+        ] {
+            if card != want {
+                problems.push(format!(
+                    "index {}{name} has {card} members, expected {want}",
+                    self.inner.prefix
+                ));
+            }
+        }
+        if n[10] > 0 {
+            problems.push(format!(
+                "{} entries have lost their value before their expiry (removed by hand, by the server's maxmemory eviction, or a caller's clock runs ahead of the server's); remove them",
+                n[10]
+            ));
+        }
+        Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip() {
+        let m = parse_meta(b"10,,12,3,40,7").unwrap_or_else(|| panic!("parse"));
+        assert_eq!(
+            m,
+            EntryMeta {
+                stored_at: 10,
+                expires_at: None,
+                accessed_at: 12,
+                access_count: 3,
+                size: 40
+            }
+        );
+        assert_eq!(
+            parse_meta(b"10,20,12,3,40,7").map(|m| m.expires_at),
+            Some(Some(20))
+        );
+        assert!(parse_meta(b"10,20,12,3,40").is_none());
+        assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());
+        assert!(parse_meta(b"a,20,12,3,40,7").is_none());
+    }
+
+    #[test]
+    fn lex_ranges() {
+        assert_eq!(lex_range(""), (b"-".to_vec(), b"+".to_vec()));
+        assert_eq!(
+            lex_range("ab"),
+            (b"[ab".to_vec(), vec![b'(', b'a', b'b', 0xff])
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! Behaviour that needs a real server: the server going away and coming back, prefixes
+//! isolating caches, several connections sharing one cache, server-side expiry not breaking
+//! the counters. Skipped with a notice when redis-server is not installed, unless
+//! `PLEXCACHE_REQUIRE_REDIS=1`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{RedisServer, ServerOptions, connect, free_port, redis_available, unique_prefix};
+use plexcache_core::{Bytes, Cache, CacheBackend, Error, EvictionPolicy, Usage};
+use plexcache_redis::RedisBackend;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Usage counted directly: every live-or-expired key and its stored size.
+async fn direct_usage(b: &RedisBackend) -> Usage {
+    let keys = b.keys("", 0, usize::MAX).await.unwrap();
+    let mut usage = Usage::default();
+    for k in keys {
+        let e = b.get(&k, 0).await.unwrap().expect("listed key is readable");
+        usage.entries += 1;
+        usage.bytes += e.meta.size;
+    }
+    usage
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_back() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let password = "s3cret-pw".to_string();
+    let opts = ServerOptions {
+        durable: true,
+        password: Some(password.clone()),
+    };
+    let mut server = RedisServer::spawn(dir.path(), port, &opts);
+    let backend = RedisBackend::builder(server.url())
+        .key_prefix("away:")
+        .command_timeout(Duration::from_millis(700))
+        .connect()
+        .await
+        .unwrap();
+    let debug = format!("{backend:?}");
+    assert!(
+        !debug.contains(&password),
+        "Debug hides the password: {debug}"
+    );
+    assert!(debug.contains(&format!("127.0.0.1:{port}")), "{debug}");
+    let now = now_ms();
+    for i in 0..20 {
+        backend
+            .put(
+                &format!("k{i}"),
+                Bytes::from(vec![7u8; 100]),
+                now,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let before = backend.usage().await.unwrap();
+    assert_eq!(before.entries, 20);
+
+    server.kill();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let err = backend.get("k1", now).await.expect_err("server is down");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "errors come within the timeout"
+        );
+        let msg = format!("{err}");
+        let chain = format!("{err:?}");
+        eprintln!("server down: {msg}: {chain}");
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    backend: "redis",
+                    ..
+                }
+            ),
+            "{chain}"
+        );
+        assert!(
+            msg.contains(&format!("127.0.0.1:{port}")),
+            "names the server: {msg}"
+        );
+        assert!(
+            !msg.contains(&password) && !chain.contains(&password),
+            "attempt {attempt}: never the password: {chain}"
+        );
+    }
+    let err = backend
+        .put("new", Bytes::from_static(b"v"), now, None, None)
+        .await
+        .expect_err("writes fail too");
+    assert!(!format!("{err:?}").contains(&password));
+    assert!(backend.usage().await.is_err());
+
+    // The same data directory and port: the append-only file brings the data back.
+    let _server = RedisServer::spawn(dir.path(), port, &opts);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let entry = loop {
+        match backend.get("k1", now).await {
+            Ok(e) => break e,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no recovery within 15 s: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(entry.expect("k1 survived").value.len(), 100);
+    assert_eq!(backend.usage().await.unwrap(), before);
+    backend
+        .put("after", Bytes::from_static(b"v"), now, None, None)
+        .await
+        .unwrap();
+    assert_eq!(backend.usage().await.unwrap().entries, 21);
+    assert!(backend.integrity_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_no_server_is_a_clear_error() {
+    let port = free_port();
+    let started = Instant::now();
+    let err = RedisBackend::builder(format!("redis://:hunter2@127.0.0.1:{port}/0"))
+        .command_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect_err("nothing listens there");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let chain = format!("{err} {err:?}");
+    eprintln!("no server: {chain}");
+    assert!(chain.contains(&format!("127.0.0.1:{port}")), "{chain}");
+    assert!(!chain.contains("hunter2"), "{chain}");
+    let err = RedisBackend::connect("http://not-redis")
+        .await
+        .expect_err("bad url");
+    assert!(format!("{err}").contains("invalid Redis URL"), "{err}");
+    for bad in [
+        "redis://:pw-in-bad-url@127.0.0.1:notaport",
+        "redis://user:pw-in-bad-url@127.0.0.1:1/notadb",
+        "redis+unix:///nonexistent.sock?pass=pw-in-bad-url",
+    ] {
+        let err = RedisBackend::builder(bad)
+            .command_timeout(Duration::from_millis(500))
+            .connect()
+            .await
+            .expect_err("bad url");
+        let chain = format!("{err} {err:?}");
+        eprintln!("{chain}");
+        assert!(!chain.contains("pw-in-bad-url"), "{chain}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_isolate_caches_on_one_server() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = connect(&server.url(), "app-a:").await;
+    let b = connect(&server.url(), "app-b:").await;
+    let now = now_ms();
+    for (backend, tag) in [(&a, "a"), (&b, "b")] {
+        for i in 0..5 {
+            backend
+                .put(
+                    &format!("k{i}"),
+                    Bytes::from(tag.as_bytes().to_vec()),
+                    now,
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        backend
+            .add_stats(&plexcache_core::Counters {
+                sets: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        a.get("k1", now).await.unwrap().unwrap().value,
+        Bytes::from_static(b"a")
+    );
+    assert_eq!(
+        b.get("k1", now).await.unwrap().unwrap().value,
+        Bytes::from_static(b"b")
+    );
+    assert_eq!(a.keys("", now, 100).await.unwrap().len(), 5);
+    assert_eq!(a.clear().await.unwrap().entries, 5);
+    assert_eq!(a.usage().await.unwrap(), Usage::default());
+    assert_eq!(b.usage().await.unwrap().entries, 5);
+    assert_eq!(b.keys("", now, 100).await.unwrap().len(), 5);
+    assert_eq!(
+        b.get("k3", now).await.unwrap().unwrap().value,
+        Bytes::from_static(b"b")
+    );
+    // Stats are per prefix and survive clear.
+    assert_eq!(a.load_stats().await.unwrap().sets, 5);
+    assert_eq!(b.load_stats().await.unwrap().sets, 5);
+    // Nothing outside the prefixes was written, and a's clear left only its counters.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    all.sort();
+    assert!(
+        all.iter()
+            .all(|k| k.starts_with("app-a:") || k.starts_with("app-b:")),
+        "{all:?}"
+    );
+    let a_keys: Vec<&String> = all.iter().filter(|k| k.starts_with("app-a:")).collect();
+    assert_eq!(a_keys, ["app-a:counters", "app-a:stats"], "{all:?}");
+    // destroy removes the counters and statistics too, and only its own.
+    b.destroy().await.unwrap();
+    let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    all.sort();
+    assert_eq!(all, ["app-a:counters", "app-a:stats"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_connections_on_one_prefix_keep_exact_usage() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = unique_prefix("shared:");
+    // Two backends, two connections: as two processes would share the cache.
+    let p1 = connect(&server.url(), &prefix).await;
+    let p2 = connect(&server.url(), &prefix).await;
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let backend = if t % 2 == 0 { p1.clone() } else { p2.clone() };
+        let cache = Cache::builder(backend)
+            .size_limit(40_000)
+            .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
+            .build()
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = format!("k{}", x % 80);
+                match x % 6 {
+                    0 => {
+                        cache.remove(&key).await.unwrap();
+                    }
+                    1 => {
+                        cache.remove_prefix(&format!("k{}", x % 9)).await.unwrap();
+                    }
+                    2 => {
+                        let _ = cache.get::<String>(&key).await.unwrap();
+                    }
+                    _ => cache
+                        .set(&key, &"v".repeat((x % 900) as usize))
+                        .await
+                        .unwrap(),
+                }
+            }
+            cache.flush().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let usage = p1.usage().await.unwrap();
+    assert_eq!(
+        usage,
+        direct_usage(&p2).await,
+        "counters equal a direct count"
+    );
+    assert_eq!(p2.usage().await.unwrap(), usage);
+    assert!(usage.bytes <= 40_000 + 1_000, "{usage:?}");
+    assert_eq!(p1.integrity_check().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = unique_prefix("grace:");
+    let backend = RedisBackend::builder(server.url())
+        .key_prefix(prefix.clone())
+        .expiry_grace(Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let now = now_ms();
+    backend
+        .put(
+            "short",
+            Bytes::from(vec![1u8; 50]),
+            now,
+            Some(now + 150),
+            None,
+        )
+        .await
+        .unwrap();
+    backend
+        .put(
+            "long",
+            Bytes::from(vec![1u8; 50]),
+            now,
+            Some(now + 3_600_000),
+            None,
+        )
+        .await
+        .unwrap();
+    backend
+        .put("never", Bytes::from(vec![1u8; 50]), now, None, None)
+        .await
+        .unwrap();
+    // Let the server drop the short-lived value on its own.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = now_ms();
+    assert!(backend.get("short", later).await.unwrap().is_none());
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}v:short"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(exists, 0, "the server dropped the value itself");
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new(),
+        "a value dropped by the server after its grace is expected"
+    );
+    assert_eq!(
+        backend.usage().await.unwrap(),
+        Usage {
+            entries: 3,
+            bytes: 55 + 54 + 55
+        }
+    );
+    // The index still finds it, with its size: purging fixes the counters exactly.
+    let purged = backend.purge_expired(later, 100).await.unwrap();
+    assert_eq!((purged.entries, purged.bytes), (1, 55));
+    assert_eq!(
+        backend.usage().await.unwrap(),
+        Usage {
+            entries: 2,
+            bytes: 54 + 55
+        }
+    );
+    assert!(backend.integrity_check().await.unwrap().is_empty());
+    // A value lost before its time (deleted by hand) is reported.
+    let _: u64 = redis::cmd("DEL")
+        .arg(format!("{prefix}v:never"))
+        .query(&mut conn)
+        .unwrap();
+    let problems = backend.integrity_check().await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(backend.get("never", later).await.unwrap().is_none());
+    assert_eq!(
+        backend.remove("never").await.unwrap().map(|m| m.size),
+        Some(55)
+    );
+    assert!(backend.integrity_check().await.unwrap().is_empty());
+    // An expiry in the past (a caller's clock far behind the server's): the value stays until
+    // purged, so a reader on that clock still sees it.
+    backend
+        .put("past", Bytes::from_static(b"v"), 1_000, Some(2_000), None)
+        .await
+        .unwrap();
+    assert!(backend.get("past", 1_500).await.unwrap().is_some());
+    assert_eq!(backend.purge_expired(2_000, 10).await.unwrap().entries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_are_split_and_complete() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server.url(), &unique_prefix("batch:")).await;
+    let now = now_ms();
+    for i in 0..2_500u64 {
+        backend
+            .put(
+                &format!("p:{i:05}"),
+                Bytes::from_static(b"v"),
+                now + i,
+                Some(now + 10 + (i % 7)),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        backend.keys("p:", now, usize::MAX).await.unwrap().len(),
+        2_500
+    );
+    assert_eq!(backend.keys("p:", now, 1_500).await.unwrap().len(), 1_500);
+    let r = backend
+        .evict(EvictionPolicy::LeastRecentlyStored, 500 * 8, None)
+        .await
+        .unwrap();
+    assert_eq!(r.entries, 2_000);
+    // The newest 500 stay.
+    assert!(backend.get("p:02499", now).await.unwrap().is_some());
+    assert!(backend.get("p:01999", now).await.unwrap().is_none());
+    assert_eq!(
+        backend.purge_expired(now + 100, 300).await.unwrap().entries,
+        300
+    );
+    assert_eq!(
+        backend
+            .purge_expired(now + 100, usize::MAX)
+            .await
+            .unwrap()
+            .entries,
+        200
+    );
+    for i in 0..2_100u64 {
+        backend
+            .put(&format!("q:{i}"), Bytes::from_static(b"v"), now, None, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(backend.remove_prefix("q:").await.unwrap().entries, 2_100);
+    assert_eq!(backend.usage().await.unwrap(), Usage::default());
+}
