@@ -253,3 +253,14 @@ for_backend!(sled, {
     let backend = plexcache_sled::SledBackend::open(dir.path().join("sled")).unwrap();
     (dir, backend)
 });
+for_backend!(redis, {
+    // A redis-server of the test's own; skipped with a notice where none is installed
+    // (a failure under PLEXCACHE_REQUIRE_REDIS=1).
+    let Some(server) = plexcache_redis::test_server::RedisServer::start() else {
+        return;
+    };
+    let backend = plexcache_redis::RedisBackend::connect(server.url())
+        .await
+        .unwrap();
+    (server, backend)
+});

@@ -4,77 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use plexcache_redis::test_server::{RedisServer, free_port, send};
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends one inline command and returns the raw reply.
-fn send(port: u16, command: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-fn start_server() -> Option<Server> {
-    let installed = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        if std::env::var("PLEXCACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
-            panic!("PLEXCACHE_REQUIRE_REDIS=1 but redis-server is not installed");
-        }
-        eprintln!("skipping: redis-server not installed");
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !send(port, "PING").is_some_and(|r| r.contains("PONG")) {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(server)
+fn start_server() -> Option<RedisServer> {
+    RedisServer::start()
 }
 
 fn fixture(rel: &str) -> PathBuf {
@@ -116,11 +52,7 @@ fn redis_without_a_url_is_a_usage_error() {
 
 #[test]
 fn an_unreachable_server_is_a_clear_error_without_the_password() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
     let out = plexcache(Some(&url)).arg("stats").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
