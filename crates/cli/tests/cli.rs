@@ -180,9 +180,9 @@ fn bench_compares_every_embedded_backend() {
         "0.02",
     ]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 7 * 3);
+    assert_eq!(rows.len(), 8 * 3);
     for backend in ["memory", "sqlite", "sled"] {
-        assert_eq!(rows.iter().filter(|r| r["backend"] == backend).count(), 7);
+        assert_eq!(rows.iter().filter(|r| r["backend"] == backend).count(), 8);
     }
     for r in rows {
         assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
