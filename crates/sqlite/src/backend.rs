@@ -1,21 +1,23 @@
 //! [`SqliteBackend`]: the connection pool and the async [`CacheBackend`] implementation.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use plexcache_core::{
     Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
     PutOutcome, Removed, Result, Revalidated, Usage, async_trait,
 };
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
 use crate::schema::{connect, move_aside, open_writer, wal_path};
 use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
+use crate::tier::Tier;
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
 /// the connections.
@@ -43,6 +45,30 @@ struct Inner {
     maintenance_queued: AtomicBool,
     /// The LRU/LFU indexes are known to exist (they are built on first need).
     access_indexes: AtomicBool,
+    /// Exclusive mode: the memory tier (`None` in the shared mode or when turned off). Changed
+    /// only by a holder of the writer connection, so it never disagrees with the database.
+    tier: Option<Mutex<Tier>>,
+    /// Exclusive mode: when the open batch transaction began (`None`: no batch is open).
+    batch_started: Mutex<Option<Instant>>,
+    /// Exclusive mode: why acknowledged writes were lost (a failed batch commit), reported by
+    /// the next `flush`.
+    lost_batch: Mutex<Option<String>>,
+    /// Exclusive mode: the thread that commits batches when they are due.
+    committer: OnceLock<std::thread::Thread>,
+    /// The process lock (`<database>.lock`), held for the backend's life. Declared last, so
+    /// that it is released after the connections are closed.
+    _lock: Option<File>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.cfg.exclusive
+            && let Ok(mut conn) = self.writer.try_lock()
+            && let Err(e) = self.commit_batch(&mut conn)
+        {
+            tracing::error!(error = %e, "the last batch of writes could not be committed at close");
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -102,6 +128,86 @@ impl Inner {
         }
     }
 
+    /// Exclusive mode: runs `f` as one savepoint inside the batch transaction (beginning one
+    /// if none is open), so the operation is atomic and its effects are visible to every later
+    /// operation at once; the batch is committed later (see [`Inner::commit_batch`]).
+    fn batch_op<T>(
+        &self,
+        conn: &mut Connection,
+        what: &str,
+        f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        if conn.is_autocommit() {
+            let stale = self.batch_started.lock().take().is_some();
+            if stale {
+                self.batch_lost("SQLite rolled the batch transaction back after an error");
+            }
+            self.ctx
+                .retry(what, || conn.execute_batch("BEGIN IMMEDIATE"))?;
+            *self.batch_started.lock() = Some(Instant::now());
+            if let Some(t) = self.committer.get() {
+                t.unpark();
+            }
+        }
+        let out = (|| {
+            let sp = conn.savepoint()?;
+            let out = f(&sp)?;
+            sp.commit()?;
+            Ok(out)
+        })()
+        .map_err(|e| classify(&self.ctx.path, what, e));
+        if out.is_err() && conn.is_autocommit() && self.batch_started.lock().take().is_some() {
+            // Some errors (disk full, I/O) make SQLite roll back the whole transaction.
+            self.batch_lost("SQLite rolled the batch transaction back after an error");
+        }
+        out
+    }
+
+    /// Exclusive mode: whether the open batch is older than the commit interval.
+    fn batch_due(&self) -> Option<Duration> {
+        let started = (*self.batch_started.lock())?;
+        Some(self.cfg.commit_interval.saturating_sub(started.elapsed()))
+    }
+
+    /// Exclusive mode: commits the open batch, if any, then checkpoints or vacuums when due.
+    fn commit_batch(&self, conn: &mut Connection) -> Result<()> {
+        let started = self.batch_started.lock().take();
+        if started.is_none() {
+            return Ok(());
+        }
+        if conn.is_autocommit() {
+            self.batch_lost("SQLite rolled the batch transaction back after an error");
+            return Ok(());
+        }
+        match self.ctx.retry("commit", || conn.execute_batch("COMMIT")) {
+            Ok(()) => {
+                self.maintenance(conn, true);
+                Ok(())
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.batch_lost(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Exclusive mode: acknowledged writes of the batch are gone; the tier, which may hold
+    /// them, is dropped, and the next `flush` reports it.
+    fn batch_lost(&self, why: &str) {
+        tracing::error!(
+            path = %self.ctx.path.display(),
+            reason = why,
+            "writes acknowledged since the last commit were lost"
+        );
+        if let Some(t) = &self.tier {
+            t.lock().clear();
+        }
+        *self.lost_batch.lock() = Some(why.to_owned());
+    }
+
     fn give_back(&self, conn: Connection) {
         self.idle.lock().push(conn);
     }
@@ -121,6 +227,37 @@ impl Inner {
 
 fn no_removal<T>(_: &T) -> bool {
     false
+}
+
+/// Whether a removal removed something (then a vacuum may be due).
+fn removed_some(r: &Removed) -> bool {
+    r.entries > 0
+}
+
+/// A tier update for operations that change nothing the tier holds.
+fn tier_unchanged<T>(_: &mut Tier, _: &T) {}
+
+/// Exclusive mode: commits each batch when it reaches the commit interval. Holds the backend
+/// only while it looks or commits, and ends when the backend is gone.
+fn commit_loop(weak: &Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let wait = match inner.batch_due() {
+            Some(left) if left.is_zero() => {
+                let mut conn = inner.writer.blocking_lock();
+                if let Err(e) = inner.commit_batch(&mut conn) {
+                    tracing::error!(error = %e, "a batch of writes could not be committed");
+                }
+                continue;
+            }
+            Some(left) => left,
+            None => inner.cfg.commit_interval,
+        };
+        drop(inner);
+        std::thread::park_timeout(wait);
+    }
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
@@ -149,6 +286,7 @@ impl SqliteBackend {
             path: path.clone(),
             busy_timeout: cfg.busy_timeout,
         };
+        let lock = crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?;
         let writer = match open_writer(&cfg, &ctx) {
             Ok(conn) => conn,
             Err(e @ Error::Corrupt { .. }) if cfg.recover_corrupt => {
@@ -178,7 +316,10 @@ impl SqliteBackend {
             .map_err(|e| classify(&path, "install the WAL hook", e))?;
         let permits = Arc::new(Semaphore::new(cfg.max_readers));
         let next_checkpoint = AtomicU32::new(cfg.checkpoint_pages);
-        Ok(Self {
+        let tier = (cfg.exclusive && cfg.memory_tier_bytes > 0)
+            .then(|| Mutex::new(Tier::new(cfg.memory_tier_bytes, cfg.memory_tier_bytes)));
+        let exclusive = cfg.exclusive;
+        let backend = Self {
             inner: Arc::new(Inner {
                 ctx,
                 cfg,
@@ -190,8 +331,23 @@ impl SqliteBackend {
                 next_checkpoint,
                 maintenance_queued: AtomicBool::new(false),
                 access_indexes: AtomicBool::new(false),
+                tier,
+                batch_started: Mutex::new(None),
+                lost_batch: Mutex::new(None),
+                committer: OnceLock::new(),
+                _lock: lock,
             }),
-        })
+        };
+        if exclusive {
+            let weak = Arc::downgrade(&backend.inner);
+            let thread = std::thread::Builder::new()
+                .name("plexcache-sqlite-commit".into())
+                .spawn(move || commit_loop(&weak))
+                .map_err(|e| Error::io(&path, "starting the commit thread", e))?;
+            // Set once, here, before any operation can run: `set` cannot fail.
+            let _ = backend.inner.committer.set(thread.thread().clone());
+        }
+        Ok(backend)
     }
 
     /// The database file.
@@ -230,8 +386,13 @@ impl SqliteBackend {
         &self,
         what: &'static str,
         inline: bool,
-        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.inner.cfg.exclusive {
+            return self
+                .on_writer(inline, move |inner, conn| inner.ctx.retry(what, || f(conn)))
+                .await;
+        }
         let permit = Arc::clone(&self.inner.permits)
             .acquire_owned()
             .await
@@ -252,7 +413,10 @@ impl SqliteBackend {
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         let inline = self.inner.cfg.offload != Offload::Always || !Self::has_runtime();
-        if inline && let Some(out) = self.read_on_idle_writer(what, &mut f) {
+        if inline
+            && !self.inner.cfg.exclusive
+            && let Some(out) = self.read_on_idle_writer(what, &mut f)
+        {
             return out;
         }
         self.read(what, inline, f).await
@@ -271,8 +435,25 @@ impl SqliteBackend {
         Some(self.inner.ctx.retry(what, || f(&conn)))
     }
 
+    /// Exclusive mode: runs `f` with the writer connection (the only connection), awaiting it
+    /// asynchronously; inline when `inline`, else on the blocking pool.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        inline: bool,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if inline || !Self::has_runtime() {
+            let mut conn = self.inner.writer.lock().await;
+            return f(&self.inner, &mut conn);
+        }
+        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        Self::run(true, move || f(&inner, &mut guard)).await
+    }
+
     /// A write on the writer connection (queued on an async mutex), on the blocking pool
-    /// unless the offload mode is `Never`; checkpoint and vacuum run after it when due.
+    /// unless the offload mode is `Never`; checkpoint and vacuum run after it when due. In
+    /// exclusive mode the open batch is committed first: `f` runs outside a transaction.
     async fn write<T: Send + 'static>(
         &self,
         removing: fn(&T) -> bool,
@@ -282,6 +463,9 @@ impl SqliteBackend {
         let inner = Arc::clone(&self.inner);
         let offload = inner.cfg.offload != Offload::Never;
         Self::run(offload, move || {
+            if inner.cfg.exclusive {
+                inner.commit_batch(&mut guard)?;
+            }
             let out = f(&inner.ctx, &mut guard)?;
             inner.maintenance(&guard, removing(&out));
             Ok(out)
@@ -293,13 +477,39 @@ impl SqliteBackend {
     /// the inline limit) first runs inline if the writer connection is free and the database
     /// write lock can be taken without waiting; otherwise (or if another process holds the
     /// lock) it goes to the blocking pool, where it waits and retries.
+    ///
+    /// In exclusive mode the transaction is a savepoint in the open batch (see
+    /// [`Inner::batch_op`]), and `tier` applies the operation's effect to the memory tier
+    /// while the writer connection is still held.
     async fn write_txn<T: Send + 'static>(
         &self,
         what: &'static str,
         small: bool,
         removing: fn(&T) -> bool,
-        mut f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        tier: impl FnOnce(&mut Tier, &T) + Send + 'static,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.inner.cfg.exclusive {
+            let inline = match self.inner.cfg.offload {
+                Offload::Never => true,
+                Offload::Auto => small,
+                Offload::Always => false,
+            };
+            return self
+                .on_writer(inline, move |inner, conn| {
+                    let out = inner.batch_op(conn, what, &mut f)?;
+                    if let Some(t) = &inner.tier {
+                        tier(&mut t.lock(), &out);
+                    }
+                    if inner.batch_due().is_some_and(|left| left.is_zero())
+                        && let Some(t) = inner.committer.get()
+                    {
+                        t.unpark();
+                    }
+                    Ok(out)
+                })
+                .await;
+        }
         if small
             && self.inner.cfg.offload == Offload::Auto
             && Self::has_runtime()
@@ -328,7 +538,7 @@ impl SqliteBackend {
     fn try_write_now<T>(
         &self,
         conn: &mut Connection,
-        f: &mut impl FnMut(&Transaction<'_>) -> rusqlite::Result<T>,
+        f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
         conn.busy_timeout(Duration::ZERO)?;
         let out = (|| -> rusqlite::Result<T> {
@@ -379,15 +589,48 @@ impl SqliteBackend {
         }
     }
 
-    /// A write transaction that removes entries (vacuum afterwards when much is free).
-    async fn removing_txn(
-        &self,
-        what: &'static str,
-        small: bool,
-        f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<Removed> + Send + 'static,
-    ) -> Result<Removed> {
-        self.write_txn(what, small, |r: &Removed| r.entries > 0, f)
-            .await
+    /// Exclusive mode: a hit in the memory tier, else a read on the writer connection whose
+    /// result is added to the tier (while the connection is held, so no write can come
+    /// between the read and the insertion).
+    async fn exclusive_get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
+        if let Some(t) = &self.inner.tier
+            && let Some(entry) = t.lock().get(key, now)
+        {
+            return Ok(Some(entry));
+        }
+        let read = move |inner: &Inner, conn: &Connection, key: &str, limit: u64| {
+            let got = inner
+                .ctx
+                .retry("get", || store::get(conn, key, now, limit))?;
+            if let (Some(Fetched::Entry(e)), Some(t)) = (&got, &inner.tier) {
+                t.lock().insert(key, e.clone());
+            }
+            Ok(got)
+        };
+        let offload = self.inner.cfg.offload;
+        if offload != Offload::Always || !Self::has_runtime() {
+            let limit = match offload {
+                Offload::Auto if Self::has_runtime() => self.inner.cfg.inline_read_limit,
+                _ => u64::MAX,
+            };
+            let got = {
+                let conn = self.inner.writer.lock().await;
+                read(&self.inner, &conn, key, limit)?
+            };
+            match got {
+                None => return Ok(None),
+                Some(Fetched::Entry(e)) => return Ok(Some(e)),
+                Some(Fetched::TooLargeForInline) => {}
+            }
+        }
+        let key = key.to_owned();
+        let got = self
+            .on_writer(false, move |inner, conn| read(inner, conn, &key, u64::MAX))
+            .await?;
+        Ok(match got {
+            Some(Fetched::Entry(e)) => Some(e),
+            _ => None,
+        })
     }
 
     /// Writes many entries in one transaction, without a size-limit check: a bulk load (for
@@ -400,8 +643,9 @@ impl SqliteBackend {
         stored_at: Millis,
         expires_at: Option<Millis>,
     ) -> Result<Usage> {
+        let inner = Arc::clone(&self.inner);
         self.write(no_removal, move |ctx, conn| {
-            ctx.write(conn, "put_many", |tx| {
+            let usage = ctx.write(conn, "put_many", |tx| {
                 let mut usage = Usage::default();
                 for (key, value) in &entries {
                     if let PutOutcome::Stored { usage: u, .. } =
@@ -411,7 +655,14 @@ impl SqliteBackend {
                     }
                 }
                 Ok(usage)
-            })
+            })?;
+            if let Some(t) = &inner.tier {
+                let mut t = t.lock();
+                for (key, _) in &entries {
+                    t.remove(key);
+                }
+            }
+            Ok(usage)
         })
         .await
     }
@@ -439,6 +690,9 @@ impl CacheBackend for SqliteBackend {
     }
 
     async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
+        if self.inner.cfg.exclusive {
+            return self.exclusive_get(key, now).await;
+        }
         let offload = self.inner.cfg.offload;
         if offload != Offload::Always || !Self::has_runtime() {
             let limit = match offload {
@@ -483,6 +737,11 @@ impl CacheBackend for SqliteBackend {
         head: &[u8],
         len: u64,
     ) -> Result<Option<Revalidated>> {
+        if let Some(t) = &self.inner.tier
+            && let Some(entry) = t.lock().get(key, now)
+        {
+            return Ok(Some(Revalidated::compare(entry, head, len)));
+        }
         let limit = self.inner.cfg.inline_read_limit;
         let checked = {
             let head = head.to_vec();
@@ -509,31 +768,49 @@ impl CacheBackend for SqliteBackend {
         max_bytes: Option<u64>,
     ) -> Result<PutOutcome> {
         let small = value.len() as u64 <= self.inner.cfg.inline_read_limit;
-        let key = key.to_owned();
-        self.write_txn("put", small, no_removal, move |tx| {
+        let key: Arc<str> = Arc::from(key);
+        let tier_key = Arc::clone(&key);
+        let tier_value = value.clone();
+        let tier = move |t: &mut Tier, out: &PutOutcome| {
+            if matches!(out, PutOutcome::Stored { .. }) {
+                let meta = EntryMeta::new(&tier_key, tier_value.len(), stored_at, expires_at);
+                let entry = Entry {
+                    value: tier_value,
+                    meta,
+                };
+                t.insert(&tier_key, entry);
+            }
+        };
+        self.write_txn("put", small, no_removal, tier, move |tx| {
             store::put(tx, &key, &value, stored_at, expires_at, max_bytes)
         })
         .await
     }
 
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
-        let key = key.to_owned();
-        self.write_txn("remove", true, Option::is_some, move |tx| {
+        let key: Arc<str> = Arc::from(key);
+        let tier_key = Arc::clone(&key);
+        let tier = move |t: &mut Tier, _: &Option<EntryMeta>| t.remove(&tier_key);
+        self.write_txn("remove", true, Option::is_some, tier, move |tx| {
             store::remove(tx, &key)
         })
         .await
     }
 
     async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
-        let prefix = prefix.to_owned();
-        self.removing_txn("remove_prefix", false, move |tx| {
+        let prefix: Arc<str> = Arc::from(prefix);
+        let tier_prefix = Arc::clone(&prefix);
+        let tier = move |t: &mut Tier, _: &Removed| t.remove_prefix(&tier_prefix);
+        self.write_txn("remove_prefix", false, removed_some, tier, move |tx| {
             store::remove_prefix(tx, &prefix)
         })
         .await
     }
 
     async fn clear(&self) -> Result<Removed> {
-        self.removing_txn("clear", false, store::clear).await
+        let tier = |t: &mut Tier, _: &Removed| t.clear();
+        self.write_txn("clear", false, removed_some, tier, store::clear)
+            .await
     }
 
     async fn usage(&self) -> Result<Usage> {
@@ -551,9 +828,14 @@ impl CacheBackend for SqliteBackend {
         if !any {
             return Ok(Removed::default());
         }
-        self.removing_txn("purge_expired", limit <= 100, move |tx| {
-            store::purge_expired(tx, now, limit)
-        })
+        let tier = move |t: &mut Tier, _: &Removed| t.purge(now);
+        self.write_txn(
+            "purge_expired",
+            limit <= 100,
+            removed_some,
+            tier,
+            move |tx| store::purge_expired(tx, now, limit),
+        )
         .await
     }
 
@@ -569,8 +851,14 @@ impl CacheBackend for SqliteBackend {
         let protect = protect.map(str::to_owned);
         let build = policy != EvictionPolicy::LeastRecentlyStored && self.access_indexes_unknown();
         // Building the indexes scans the table: never inline on the runtime.
-        let removed = self
-            .removing_txn("evict", !build, move |tx| {
+        let tier = |t: &mut Tier, (_, keys): &(Removed, Vec<String>)| {
+            for key in keys {
+                t.remove(key);
+            }
+        };
+        let removing = |(r, _): &(Removed, Vec<String>)| r.entries > 0;
+        let (removed, _) = self
+            .write_txn("evict", !build, removing, tier, move |tx| {
                 if build {
                     store::ensure_access_indexes(tx)?;
                 }
@@ -596,8 +884,10 @@ impl CacheBackend for SqliteBackend {
         }
         let build = self.access_indexes_unknown();
         let small = accesses.len() <= 32 && !build;
-        let accesses = accesses.to_vec();
-        self.write_txn("record_accesses", small, no_removal, move |tx| {
+        let accesses: Arc<[Access]> = Arc::from(accesses);
+        let tier_accesses = Arc::clone(&accesses);
+        let tier = move |t: &mut Tier, _: &()| t.record(&tier_accesses);
+        self.write_txn("record_accesses", small, no_removal, tier, move |tx| {
             if build {
                 store::ensure_access_indexes(tx)?;
             }
@@ -617,7 +907,7 @@ impl CacheBackend for SqliteBackend {
             return Ok(());
         }
         let delta = *delta;
-        self.write_txn("add_stats", true, no_removal, move |tx| {
+        self.write_txn("add_stats", true, no_removal, tier_unchanged, move |tx| {
             store::add_stats(tx, &delta)
         })
         .await
@@ -625,7 +915,18 @@ impl CacheBackend for SqliteBackend {
 
     async fn flush(&self) -> Result<()> {
         self.write(no_removal, |ctx, conn| store::flush(conn, ctx))
-            .await
+            .await?;
+        match self.inner.lost_batch.lock().take() {
+            None => Ok(()),
+            Some(why) => Err(Error::backend(
+                NAME,
+                format!(
+                    "{}: writes acknowledged before a failed commit were lost",
+                    self.inner.ctx.path.display()
+                ),
+                std::io::Error::other(why),
+            )),
+        }
     }
 
     async fn disk_usage(&self) -> Result<Option<u64>> {

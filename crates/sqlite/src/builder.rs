@@ -43,6 +43,10 @@ pub struct SqliteBuilder {
     pub(crate) mmap_size: u64,
     pub(crate) wal_size_limit: u64,
     pub(crate) checkpoint_pages: u32,
+    pub(crate) exclusive: bool,
+    pub(crate) commit_interval: Duration,
+    pub(crate) memory_tier_bytes: u64,
+    pub(crate) lock_wait: Duration,
 }
 
 /// Default reader connections.
@@ -53,6 +57,10 @@ pub(crate) const DEFAULT_PAGE_CACHE: u64 = 4 * 1024 * 1024;
 pub(crate) const DEFAULT_CHECKPOINT_PAGES: u32 = 1000;
 /// Default inline read limit.
 pub(crate) const DEFAULT_INLINE_READ_LIMIT: u64 = 64 * 1024;
+/// Default commit interval of the exclusive mode.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// Default memory tier of the exclusive mode.
+pub const DEFAULT_MEMORY_TIER_BYTES: u64 = 32 * 1024 * 1024;
 
 impl SqliteBuilder {
     pub(crate) fn new(location: impl Into<PathBuf>) -> Self {
@@ -67,6 +75,10 @@ impl SqliteBuilder {
             mmap_size: 0,
             wal_size_limit: 32 * 1024 * 1024,
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
+            exclusive: false,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            memory_tier_bytes: DEFAULT_MEMORY_TIER_BYTES,
+            lock_wait: Duration::from_secs(5),
         }
     }
 
@@ -134,6 +146,52 @@ impl SqliteBuilder {
     /// many pages long (SQLite's `wal_autocheckpoint`; default 1000 pages = 4 MiB).
     pub fn checkpoint_pages(mut self, pages: u32) -> Self {
         self.checkpoint_pages = pages.max(1);
+        self
+    }
+
+    /// Exclusive, write-back mode (default off): this process owns the cache.
+    ///
+    /// * Another process (or another backend in this one) opening the same file gets
+    ///   [`Error::InUse`](plexcache_core::Error::InUse) after [`SqliteBuilder::lock_wait`],
+    ///   whichever mode it asks for; this one waits the same way for others to close it.
+    /// * Writes are grouped: each operation is still atomic (a savepoint), but the enclosing
+    ///   transaction is committed at most [`SqliteBuilder::commit_interval`] after its first
+    ///   write (by the next operation or by a background thread), and by
+    ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped. A
+    ///   crash of the process or the machine loses at most that window of acknowledged writes;
+    ///   the size limit, counters and everything else hold as in the shared mode.
+    /// * A memory tier of [`SqliteBuilder::memory_tier_bytes`] holds recently written and read
+    ///   entries, so a hit costs a hash lookup instead of a SQLite read.
+    ///
+    /// Pick it for a single process that owns its cache (a tool, a server) and wants the
+    /// fastest writes; keep the default for caches several processes share. See
+    /// `docs/decisions.md` ("The exclusive, write-back SQLite mode").
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// In exclusive mode, the longest time an acknowledged write waits to be committed
+    /// (default [`DEFAULT_COMMIT_INTERVAL`], 100 ms; at least 1 ms). Longer batches fewer
+    /// commits; it is also the window a crash can lose.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// In exclusive mode, the bytes of entries held in memory (default
+    /// [`DEFAULT_MEMORY_TIER_BYTES`], 32 MiB; 0 turns the tier off). Values over a quarter of
+    /// it are never held.
+    pub fn memory_tier_bytes(mut self, bytes: u64) -> Self {
+        self.memory_tier_bytes = bytes;
+        self
+    }
+
+    /// How long opening waits for another backend holding the cache in a conflicting mode
+    /// (exclusive against anything) before it fails with
+    /// [`Error::InUse`](plexcache_core::Error::InUse) (default 5 s).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 

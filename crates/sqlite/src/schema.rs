@@ -85,6 +85,11 @@ pub(crate) fn connect(
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_handler_timeout(cfg))?;
     conn.set_prepared_statement_cache_capacity(32);
+    if cfg.exclusive && !reader {
+        // Before the first access, so that the WAL index lives in this connection's memory
+        // (no shared-memory file and no file locks per transaction).
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
+    }
     let cache_kib = (cfg.page_cache_bytes / 1024).max(64);
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{cache_kib};

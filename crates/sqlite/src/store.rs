@@ -11,9 +11,7 @@ use plexcache_core::{
     Result, Revalidated, Usage,
 };
 use rusqlite::types::ValueRef;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::prefix::successor;
 use crate::schema::wal_path;
@@ -107,7 +105,7 @@ impl Ctx {
         &self,
         conn: &mut Connection,
         what: &str,
-        mut f: impl FnMut(&Transaction<'_>) -> rusqlite::Result<T>,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
         self.retry(what, || {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -259,15 +257,21 @@ pub(crate) fn get_if_changed(
         }
         Some(_) => {}
     }
-    let tx = conn.unchecked_transaction()?;
-    let checked = match head_row(&tx, key, now, inline_limit)? {
+    // One read transaction for both reads, unless one is open already (the exclusive mode's
+    // batch), which gives the same guarantee.
+    let tx = if conn.is_autocommit() {
+        Some(conn.unchecked_transaction()?)
+    } else {
+        None
+    };
+    let checked = match head_row(conn, key, now, inline_limit)? {
         None => Checked::Gone,
         Some((_, meta, Some(value))) => small(value, meta),
         Some((rowid, meta, None)) => {
             let stored_len = meta.size.saturating_sub(key.len() as u64);
             let mut buf = vec![0u8; head.len()];
             if stored_len == len && buf.len() as u64 <= len {
-                let blob = tx.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
+                let blob = conn.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
                 blob.read_at_exact(&mut buf, 0)?;
             }
             if stored_len == len && buf == head {
@@ -277,7 +281,9 @@ pub(crate) fn get_if_changed(
             }
         }
     };
-    tx.commit()?;
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
     Ok(checked)
 }
 
@@ -298,7 +304,7 @@ struct Counts {
     seq: i64,
 }
 
-fn counts(tx: &Transaction<'_>) -> rusqlite::Result<Counts> {
+fn counts(tx: &Connection) -> rusqlite::Result<Counts> {
     let mut stmt = tx.prepare_cached("SELECT entries, bytes, seq FROM counters WHERE id = 1")?;
     stmt.query_row([], |r| {
         Ok(Counts {
@@ -309,14 +315,14 @@ fn counts(tx: &Transaction<'_>) -> rusqlite::Result<Counts> {
     })
 }
 
-fn set_counts(tx: &Transaction<'_>, c: &Counts) -> rusqlite::Result<()> {
+fn set_counts(tx: &Connection, c: &Counts) -> rusqlite::Result<()> {
     let mut stmt =
         tx.prepare_cached("UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1")?;
     stmt.execute(params![c.entries, c.bytes, c.seq])?;
     Ok(())
 }
 
-fn sub_counts(tx: &Transaction<'_>, removed: &Removed) -> rusqlite::Result<()> {
+fn sub_counts(tx: &Connection, removed: &Removed) -> rusqlite::Result<()> {
     if removed.entries == 0 {
         return Ok(());
     }
@@ -329,7 +335,7 @@ fn sub_counts(tx: &Transaction<'_>, removed: &Removed) -> rusqlite::Result<()> {
 
 /// `put` inside a write transaction.
 pub(crate) fn put(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: &str,
     value: &[u8],
     stored_at: Millis,
@@ -386,7 +392,7 @@ pub(crate) fn put(
 }
 
 /// `remove` inside a write transaction.
-pub(crate) fn remove(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<EntryMeta>> {
+pub(crate) fn remove(tx: &Connection, key: &str) -> rusqlite::Result<Option<EntryMeta>> {
     let meta = tx
         .prepare_cached(&format!(
             "DELETE FROM entries WHERE key = ?1 RETURNING {META}"
@@ -406,7 +412,7 @@ pub(crate) fn remove(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option
 }
 
 /// `remove_prefix` inside a write transaction: a range scan on the primary key.
-pub(crate) fn remove_prefix(tx: &Transaction<'_>, prefix: &str) -> rusqlite::Result<Removed> {
+pub(crate) fn remove_prefix(tx: &Connection, prefix: &str) -> rusqlite::Result<Removed> {
     let mut removed = Removed::default();
     {
         let (mut stmt, upper);
@@ -430,7 +436,7 @@ pub(crate) fn remove_prefix(tx: &Transaction<'_>, prefix: &str) -> rusqlite::Res
 }
 
 /// `clear` inside a write transaction (seq and stats are kept).
-pub(crate) fn clear(tx: &Transaction<'_>) -> rusqlite::Result<Removed> {
+pub(crate) fn clear(tx: &Connection) -> rusqlite::Result<Removed> {
     let mut c = counts(tx)?;
     let removed = Removed {
         entries: from_sql(c.entries),
@@ -453,7 +459,7 @@ pub(crate) fn any_expired(conn: &Connection, now: Millis) -> rusqlite::Result<bo
 
 /// `purge_expired` inside a write transaction: soonest expiry first, by the expiry index.
 pub(crate) fn purge_expired(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: Millis,
     limit: usize,
 ) -> rusqlite::Result<Removed> {
@@ -475,16 +481,18 @@ pub(crate) fn purge_expired(
     Ok(removed)
 }
 
-/// `evict` inside a write transaction: walks the policy's index from its start.
+/// `evict` inside a write transaction: walks the policy's index from its start. Returns what
+/// was removed and the evicted keys.
 pub(crate) fn evict(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     policy: EvictionPolicy,
     target_bytes: u64,
     protect: Option<&str>,
-) -> rusqlite::Result<Removed> {
+) -> rusqlite::Result<(Removed, Vec<String>)> {
     let mut removed = Removed::default();
+    let mut evicted = Vec::new();
     let sql = match policy {
-        EvictionPolicy::None => return Ok(removed),
+        EvictionPolicy::None => return Ok((removed, evicted)),
         EvictionPolicy::LeastRecentlyStored => EVICT_LRS_SQL,
         EvictionPolicy::LeastRecentlyUsed => EVICT_LRU_SQL,
         EvictionPolicy::LeastFrequentlyUsed => EVICT_LFU_SQL,
@@ -499,7 +507,7 @@ pub(crate) fn evict(
         };
         let mut progressed = false;
         let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
-        for (rowid, size, key) in &candidates {
+        for (rowid, size, key) in candidates {
             if bytes <= target_bytes {
                 break;
             }
@@ -507,10 +515,11 @@ pub(crate) fn evict(
                 continue;
             }
             if del.execute([rowid])? > 0 {
-                let size = from_sql(*size);
+                let size = from_sql(size);
                 removed.add_one(size);
                 bytes = bytes.saturating_sub(size);
                 progressed = true;
+                evicted.push(key);
             }
         }
         if !progressed {
@@ -519,7 +528,7 @@ pub(crate) fn evict(
         batch = (batch * 4).min(256);
     }
     sub_counts(tx, &removed)?;
-    Ok(removed)
+    Ok((removed, evicted))
 }
 
 /// Up to `limit` live keys with `prefix`, in byte order: a range scan on the primary key.
@@ -549,7 +558,7 @@ pub(crate) fn keys(
 /// `record_accesses` inside a write transaction.
 /// Builds the LRU/LFU indexes unless they exist (see [`crate::schema::ACCESS_INDEXES`]).
 /// One scan of the table the first time; a lookup in the schema afterwards.
-pub(crate) fn ensure_access_indexes(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+pub(crate) fn ensure_access_indexes(tx: &Connection) -> rusqlite::Result<()> {
     let existing: i64 = tx.query_row(
         "SELECT count(*) FROM sqlite_master
          WHERE type = 'index' AND name IN ('entries_lru', 'entries_lfu')",
@@ -568,7 +577,7 @@ pub(crate) fn ensure_access_indexes(tx: &Transaction<'_>) -> rusqlite::Result<()
     Ok(())
 }
 
-pub(crate) fn record_accesses(tx: &Transaction<'_>, accesses: &[Access]) -> rusqlite::Result<()> {
+pub(crate) fn record_accesses(tx: &Connection, accesses: &[Access]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(ACCESS_SQL)?;
     for a in accesses {
         stmt.execute(params![a.key, to_sql(a.at), to_sql(a.count)])?;
@@ -589,7 +598,7 @@ pub(crate) fn load_stats(conn: &Connection) -> rusqlite::Result<Counters> {
 }
 
 /// `add_stats` inside a write transaction (saturating).
-pub(crate) fn add_stats(tx: &Transaction<'_>, delta: &Counters) -> rusqlite::Result<()> {
+pub(crate) fn add_stats(tx: &Connection, delta: &Counters) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO stats (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value =

@@ -39,9 +39,27 @@ fn key(x: u64) -> String {
 /// Random raw backend operations on SQLite and on the model give the same results.
 #[test]
 fn differential_against_the_model() {
-    rt().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteBackend::open(dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(differential(SqliteBackend::open(dir.path()).unwrap()));
+}
+
+/// The same in exclusive mode, with a memory tier small enough that it keeps replacing what
+/// it holds and a commit interval short enough that batches commit during the run: the tier
+/// never disagrees with the database.
+#[test]
+fn differential_against_the_model_in_exclusive_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteBackend::builder(dir.path())
+        .exclusive(true)
+        .memory_tier_bytes(8 * 1024)
+        .commit_interval(Duration::from_millis(2))
+        .open()
+        .unwrap();
+    rt().block_on(differential(sqlite));
+}
+
+async fn differential(sqlite: SqliteBackend) {
+    {
         let model = ModelBackend::new();
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut now = 1_000_000u64;
@@ -133,7 +151,14 @@ fn differential_against_the_model() {
             sqlite.keys("", 0, usize::MAX).await.unwrap(),
             model.keys("", 0, usize::MAX).await.unwrap()
         );
-    });
+        for k in model.keys("", 0, usize::MAX).await.unwrap() {
+            assert_eq!(
+                sqlite.get(&k, now).await.unwrap(),
+                model.get(&k, now).await.unwrap(),
+                "final get {k:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,20 +4,27 @@
 use std::sync::Mutex;
 
 use plexcache_core::testkit::BackendFactory;
-use plexcache_sqlite::{Offload, SqliteBackend};
+use plexcache_sqlite::{Offload, SqliteBackend, SqliteBuilder};
 use tempfile::TempDir;
 
 /// Makes a backend per call, each in its own temporary directory (kept until the factory is
 /// dropped); `reopen` drops the backend and opens the same file again.
 pub struct SqliteFactory {
     offload: Offload,
+    configure: fn(SqliteBuilder) -> SqliteBuilder,
     dirs: Mutex<Vec<TempDir>>,
 }
 
 impl SqliteFactory {
     pub fn new(offload: Offload) -> Self {
+        Self::with(offload, |b| b)
+    }
+
+    /// Backends built with `configure` applied to the builder (on create and on reopen).
+    pub fn with(offload: Offload, configure: fn(SqliteBuilder) -> SqliteBuilder) -> Self {
         Self {
             offload,
+            configure,
             dirs: Mutex::new(Vec::new()),
         }
     }
@@ -29,7 +36,7 @@ impl BackendFactory for SqliteFactory {
 
     async fn create(&self) -> SqliteBackend {
         let dir = tempfile::tempdir().expect("tempdir");
-        let backend = SqliteBackend::builder(dir.path().join("cache"))
+        let backend = (self.configure)(SqliteBackend::builder(dir.path().join("cache")))
             .offload(self.offload)
             .open_async()
             .await
@@ -42,7 +49,7 @@ impl BackendFactory for SqliteFactory {
         let path = backend.path().to_path_buf();
         drop(backend);
         Some(
-            SqliteBackend::builder(path)
+            (self.configure)(SqliteBackend::builder(path))
                 .offload(self.offload)
                 .open_async()
                 .await

@@ -1,0 +1,93 @@
+//! The process lock beside the database (`<database>.lock`): shared by backends in the default
+//! mode, exclusive in the exclusive mode, so the two modes never run on one file at once.
+//!
+//! An advisory `flock`-style lock held for the backend's life; the operating system drops it
+//! when the process ends, however it ends.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use plexcache_core::{Error, Result};
+
+/// `<database>.lock`.
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        // A read-only directory: a lock file left by an earlier run can still be locked.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            File::open(path)
+        }
+        r => r,
+    }
+}
+
+/// Takes the lock of the database `db`, waiting up to `wait` for a conflicting holder.
+///
+/// In the shared mode a lock file that cannot be created (a read-only directory with none in
+/// it) is not an error: the backend then opens without it, as SQLite itself arbitrates
+/// between shared-mode processes.
+pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Option<File>> {
+    let path = lock_path(db);
+    let file = match open_lock_file(&path) {
+        Ok(f) => f,
+        Err(e) if !exclusive => {
+            tracing::debug!(path = %path.display(), error = %e, "no lock file; opening without it");
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(&path, "creating the cache's lock file", e)),
+    };
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let attempt = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match attempt {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let detail = if exclusive {
+                    format!(
+                        "the SQLite cache is open elsewhere (another process, or another backend in this one) and exclusive mode needs it alone; waited {} ms. Close the other user, or open without exclusive mode to share the cache",
+                        wait.as_millis()
+                    )
+                } else {
+                    format!(
+                        "another process holds this SQLite cache in exclusive mode; waited {} ms. Close it, or open it without exclusive mode so that processes share the cache",
+                        wait.as_millis()
+                    )
+                };
+                return Err(Error::InUse {
+                    path: db.to_path_buf(),
+                    detail,
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(&path, "locking the cache's lock file", e));
+            }
+        }
+    }
+}

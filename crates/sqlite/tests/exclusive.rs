@@ -1,0 +1,232 @@
+//! The exclusive, write-back mode beyond the conformance suite: who may open the file while it
+//! is held, what a crash keeps and loses, and the memory tier against writes it did not see
+//! coming (bulk loads).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use plexcache_core::{Bytes, CacheBackend, Error};
+use plexcache_sqlite::SqliteBackend;
+
+const CHILD_ENV: &str = "PLEXCACHE_EXCLUSIVE_CHILD";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn exclusive(dir: &std::path::Path) -> plexcache_sqlite::SqliteBuilder {
+    SqliteBackend::builder(dir).exclusive(true)
+}
+
+fn assert_in_use(result: plexcache_core::Result<SqliteBackend>, mentions: &str) {
+    match result {
+        Err(e @ Error::InUse { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(mentions), "{msg}");
+            assert!(msg.contains("plexcache.db"), "names the file: {msg}");
+        }
+        Err(e) => panic!("expected InUse, got {e}"),
+        Ok(_) => panic!("expected InUse, the open succeeded"),
+    }
+}
+
+#[test]
+fn a_second_opener_gets_in_use_until_the_owner_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = exclusive(dir.path()).open().unwrap();
+    let wait = Duration::from_millis(100);
+    assert_in_use(
+        SqliteBackend::builder(dir.path()).lock_wait(wait).open(),
+        "exclusive mode",
+    );
+    assert_in_use(
+        exclusive(dir.path()).lock_wait(wait).open(),
+        "exclusive mode",
+    );
+    drop(owner);
+    let shared = SqliteBackend::builder(dir.path())
+        .lock_wait(wait)
+        .open()
+        .unwrap();
+    let other_shared = SqliteBackend::builder(dir.path())
+        .lock_wait(wait)
+        .open()
+        .unwrap();
+    // Shared users keep an exclusive opener out too, and it gets in once they are gone.
+    assert_in_use(exclusive(dir.path()).lock_wait(wait).open(), "alone");
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(shared);
+        drop(other_shared);
+    });
+    let started = Instant::now();
+    exclusive(dir.path())
+        .lock_wait(Duration::from_secs(10))
+        .open()
+        .expect("gets in once the shared users close");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    closer.join().unwrap();
+}
+
+/// The child processes of the tests below: what they do is in the variable.
+#[test]
+fn child_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (what, dir) = spec.split_once(':').expect("what:dir");
+    let dir = std::path::PathBuf::from(dir);
+    match what {
+        "open-shared" => {
+            let r = SqliteBackend::builder(&dir)
+                .lock_wait(Duration::from_millis(200))
+                .open();
+            println!(
+                "\nRESULT {}",
+                r.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+        "crash-long-interval" => rt().block_on(async {
+            let b = exclusive(&dir)
+                .commit_interval(Duration::from_secs(3600))
+                .open()
+                .unwrap();
+            b.put("flushed", Bytes::from_static(b"1"), 1, None, None)
+                .await
+                .unwrap();
+            b.flush().await.unwrap();
+            b.put("unflushed", Bytes::from_static(b"2"), 1, None, None)
+                .await
+                .unwrap();
+            std::process::abort();
+        }),
+        "crash-short-interval" => rt().block_on(async {
+            let b = exclusive(&dir)
+                .commit_interval(Duration::from_millis(20))
+                .open()
+                .unwrap();
+            b.put("committed", Bytes::from_static(b"3"), 1, None, None)
+                .await
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            std::process::abort();
+        }),
+        other => panic!("unknown child task {other}"),
+    }
+}
+
+fn child(what: &str, dir: &std::path::Path) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, format!("{what}:{}", dir.display()))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn another_process_gets_in_use_naming_the_mode() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _owner = exclusive(dir.path()).open().unwrap();
+    let out = child("open-shared", dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result line: {stdout}"));
+    assert!(
+        line.contains("another process holds this SQLite cache in exclusive mode"),
+        "{line}"
+    );
+}
+
+/// A crash loses at most the writes acknowledged since the last commit: what `flush` or the
+/// commit interval made durable survives an abort, the rest of the open batch does not, and
+/// the counters agree with the rows either way.
+#[test]
+fn a_crash_keeps_committed_batches_and_loses_only_the_open_one() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = child("crash-long-interval", dir.path());
+    assert!(!out.status.success(), "the child aborts");
+    let out = child("crash-short-interval", dir.path());
+    assert!(!out.status.success(), "the child aborts");
+    rt().block_on(async {
+        let b = exclusive(dir.path()).open().unwrap();
+        assert!(
+            b.get("flushed", 2).await.unwrap().is_some(),
+            "flushed survives"
+        );
+        assert!(
+            b.get("committed", 2).await.unwrap().is_some(),
+            "committed by the interval"
+        );
+        assert!(
+            b.get("unflushed", 2).await.unwrap().is_none(),
+            "the open batch is lost"
+        );
+        let usage = b.usage().await.unwrap();
+        assert_eq!(usage.entries, 2);
+        assert_eq!(
+            usage.bytes,
+            ("flushed".len() + 1 + "committed".len() + 1) as u64
+        );
+    });
+}
+
+/// Bulk loads bypass the batch and write committed rows directly; the tier must not keep
+/// serving the values they replaced.
+#[test]
+fn put_many_replaces_what_the_tier_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let b = exclusive(dir.path()).open().unwrap();
+        b.put("k", Bytes::from_static(b"old"), 1, None, None)
+            .await
+            .unwrap();
+        assert_eq!(b.get("k", 1).await.unwrap().unwrap().value, "old");
+        b.put_many(vec![("k".into(), Bytes::from_static(b"new"))], 2, None)
+            .await
+            .unwrap();
+        let got = b.get("k", 2).await.unwrap().unwrap();
+        assert_eq!(got.value, "new");
+        assert_eq!(got.meta.stored_at, 2);
+    });
+}
+
+/// Dropping the last handle commits the batch: a long interval loses nothing on a normal
+/// close.
+#[test]
+fn a_normal_close_commits_the_open_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let b = exclusive(dir.path())
+            .commit_interval(Duration::from_secs(3600))
+            .open()
+            .unwrap();
+        for i in 0..100 {
+            b.put(&format!("k{i}"), Bytes::from(vec![1u8; 10]), 1, None, None)
+                .await
+                .unwrap();
+        }
+        drop(b);
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(b.usage().await.unwrap().entries, 100);
+        assert_eq!(b.keys("k", 2, usize::MAX).await.unwrap().len(), 100);
+    });
+}
