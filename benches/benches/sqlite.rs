@@ -299,11 +299,99 @@ fn big_stores(c: &mut Criterion) {
     g.finish();
 }
 
+/// The exclusive, write-back mode (`SqliteBuilder::exclusive`, default commit interval and
+/// memory tier) on the same workloads: library lists, small entries, the Zipf mix.
+fn exclusive_mode(c: &mut Criterion) {
+    let rt = runtime();
+    let open_exclusive = |dir: &Path| {
+        let backend = SqliteBackend::builder(dir).exclusive(true).open().unwrap();
+        Cache::builder(backend)
+            .size_limit(BIG_LIMIT)
+            .build()
+            .unwrap()
+    };
+
+    let mut g = c.benchmark_group("sqlite_exclusive/library");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for n in [1_000u64, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = open_exclusive(dir.path());
+        let lib = library(n);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("set_{n}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { cache.set(LIBRARY_KEY, &lib).await.unwrap() })
+        });
+        g.bench_function(format!("get_{n}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let v: Vec<BenchItem> = cache.get(LIBRARY_KEY).await.unwrap().unwrap();
+                black_box(v)
+            })
+        });
+        library_get_shared(&mut g, &rt, &cache, n);
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("sqlite_exclusive/small");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    const N: u64 = 10_000;
+    let values: Vec<Vec<BenchItem>> = (0..N).map(search_result).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open_exclusive(dir.path());
+    rt.block_on(async {
+        for i in 0..N {
+            cache
+                .set(&search_key(i), &values[i as usize])
+                .await
+                .unwrap();
+        }
+    });
+    let mut i = 0u64;
+    g.bench_function("set", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % N;
+            let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
+            async move { cache.set(&key, v).await.unwrap() }
+        })
+    });
+    g.bench_function("get_hit", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % N;
+            let (cache, key) = (&cache, search_key(i));
+            async move {
+                let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                black_box(v.unwrap())
+            }
+        })
+    });
+    g.bench_function("get_miss", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % N;
+            let (cache, key) = (&cache, format!("search:Movies:absent {i}"));
+            async move {
+                let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                black_box(v)
+            }
+        })
+    });
+    g.finish();
+    drop(cache);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open_exclusive(dir.path());
+    zipf_mix(c, "sqlite_exclusive", &rt, &cache);
+}
+
 criterion_group!(
     benches,
     library_lists,
     small_entries,
     mixed,
+    exclusive_mode,
     expire,
     big_stores
 );

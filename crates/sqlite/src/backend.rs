@@ -128,9 +128,17 @@ impl Inner {
         }
     }
 
-    /// Exclusive mode: runs `f` as one savepoint inside the batch transaction (beginning one
-    /// if none is open), so the operation is atomic and its effects are visible to every later
-    /// operation at once; the batch is committed later (see [`Inner::commit_batch`]).
+    /// Exclusive mode: runs `f` inside the batch transaction (beginning one if none is open),
+    /// so its effects are visible to every later operation at once; the batch is committed
+    /// later (see [`Inner::commit_batch`]).
+    ///
+    /// No savepoint per operation: it cost 4.5 µs of a 10 µs `set` (SQLite copies every page
+    /// the operation touches into a sub-journal). The operations' statements fail only on
+    /// engine errors (disk full, I/O, damage, out of memory; input that SQLite would refuse
+    /// is refused before), and after such an error SQLite may already have rolled the whole
+    /// transaction back. So a failed operation rolls the batch back, whatever SQLite did: the
+    /// writes acknowledged since the last commit are lost, as in a crash, and the error says
+    /// so (also the next `flush`); the database and its counters stay consistent.
     fn batch_op<T>(
         &self,
         conn: &mut Connection,
@@ -149,18 +157,26 @@ impl Inner {
                 t.unpark();
             }
         }
-        let out = (|| {
-            let sp = conn.savepoint()?;
-            let out = f(&sp)?;
-            sp.commit()?;
-            Ok(out)
-        })()
-        .map_err(|e| classify(&self.ctx.path, what, e));
-        if out.is_err() && conn.is_autocommit() && self.batch_started.lock().take().is_some() {
-            // Some errors (disk full, I/O) make SQLite roll back the whole transaction.
-            self.batch_lost("SQLite rolled the batch transaction back after an error");
+        match f(conn) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                let lost = self.batch_started.lock().take().is_some();
+                if lost {
+                    self.batch_lost(&format!("{what} failed: {e}"));
+                }
+                let what = if lost {
+                    format!(
+                        "{what} (the writes acknowledged since the last commit were rolled back)"
+                    )
+                } else {
+                    what.to_owned()
+                };
+                Err(classify(&self.ctx.path, &what, e))
+            }
         }
-        out
     }
 
     /// Exclusive mode: whether the open batch is older than the commit interval.
@@ -224,6 +240,9 @@ impl Inner {
         out
     }
 }
+
+/// SQLite's `SQLITE_MAX_LENGTH` in the bundled build: the longest string or blob it stores.
+const SQLITE_MAX_LENGTH: u64 = 1_000_000_000;
 
 fn no_removal<T>(_: &T) -> bool {
     false
@@ -767,6 +786,16 @@ impl CacheBackend for SqliteBackend {
         expires_at: Option<Millis>,
         max_bytes: Option<u64>,
     ) -> Result<PutOutcome> {
+        // SQLite refuses strings and blobs over its length limit (1e9 bytes in this build):
+        // refused here, before any statement runs, so the refusal is never an engine error
+        // (which in exclusive mode rolls back the open batch).
+        if key.len().max(value.len()) as u64 >= SQLITE_MAX_LENGTH {
+            return Err(Error::TooLarge {
+                key: key.chars().take(200).collect(),
+                size: plexcache_core::backend::entry_size(key, value.len()),
+                limit: SQLITE_MAX_LENGTH - 1,
+            });
+        }
         let small = value.len() as u64 <= self.inner.cfg.inline_read_limit;
         let key: Arc<str> = Arc::from(key);
         let tier_key = Arc::clone(&key);

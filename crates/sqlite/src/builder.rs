@@ -47,6 +47,7 @@ pub struct SqliteBuilder {
     pub(crate) commit_interval: Duration,
     pub(crate) memory_tier_bytes: u64,
     pub(crate) lock_wait: Duration,
+    pub(crate) max_file_bytes: Option<u64>,
 }
 
 /// Default reader connections.
@@ -79,6 +80,7 @@ impl SqliteBuilder {
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             memory_tier_bytes: DEFAULT_MEMORY_TIER_BYTES,
             lock_wait: Duration::from_secs(5),
+            max_file_bytes: None,
         }
     }
 
@@ -192,6 +194,15 @@ impl SqliteBuilder {
     /// [`Error::InUse`](plexcache_core::Error::InUse) (default 5 s).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
+        self
+    }
+
+    /// A hard cap on the database file (SQLite's `max_page_count`; default none). A write
+    /// that would grow the file past it fails with an error (as on a full disk) and changes
+    /// nothing; the size limit of [`Cache`](plexcache_core::Cache) is what normally keeps the
+    /// file small, this is a guard for disks shared with other data.
+    pub fn max_file_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_file_bytes = bytes;
         self
     }
 

@@ -102,6 +102,11 @@ pub(crate) fn connect(
     ))?;
     if reader {
         conn.execute_batch("PRAGMA query_only = 1;")?;
+    } else if let Some(bytes) = cfg.max_file_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = bytes / u64::try_from(page_size.max(512)).unwrap_or(4096);
+        let pages = pages.clamp(1, u64::from(u32::MAX));
+        conn.execute_batch(&format!("PRAGMA max_page_count = {pages};"))?;
     }
     Ok(conn)
 }

@@ -230,3 +230,64 @@ fn a_normal_close_commits_the_open_batch() {
         assert_eq!(b.keys("k", 2, usize::MAX).await.unwrap().len(), 100);
     });
 }
+
+/// Fills a capped database until a write fails like on a full disk; returns how many puts
+/// succeeded.
+async fn fill_until_full(b: &SqliteBackend) -> (usize, Error) {
+    for i in 0..100_000 {
+        let key = format!("fill-{i:06}");
+        if let Err(e) = b
+            .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
+            .await
+        {
+            return (i, e);
+        }
+    }
+    panic!("the capped database never filled up");
+}
+
+/// A write that fails on an engine error (here SQLite's page cap, which fails like a full
+/// disk) rolls the open batch back: the error says so, `flush` reports the loss, the tier
+/// forgets what it held, and the database (what the last commit left) stays consistent and
+/// writable.
+#[test]
+fn a_failed_write_rolls_the_batch_back_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let b = exclusive(dir.path())
+            .commit_interval(Duration::from_secs(3600))
+            .max_file_bytes(Some(512 * 1024))
+            .open()
+            .unwrap();
+        b.put("before", Bytes::from_static(b"kept"), 1, None, None)
+            .await
+            .unwrap();
+        b.flush().await.unwrap();
+        let (stored, err) = fill_until_full(&b).await;
+        assert!(stored > 10, "{stored} puts before the cap");
+        let msg = err.to_string();
+        assert!(msg.contains("rolled back"), "{msg}");
+        assert!(msg.contains("plexcache.db"), "{msg}");
+        let flushed = b.flush().await.expect_err("flush reports the lost batch");
+        assert!(flushed.to_string().contains("lost"), "{flushed}");
+        b.flush().await.expect("reported once");
+        // Only the committed state is left, in the tier as in the database.
+        assert!(b.get("fill-000000", 2).await.unwrap().is_none());
+        assert_eq!(b.get("before", 2).await.unwrap().unwrap().value, "kept");
+        let usage = b.usage().await.unwrap();
+        assert_eq!(usage.entries, 1);
+        assert_eq!(usage.bytes, ("before".len() + 4) as u64);
+        // Still writable within the cap.
+        b.put("after", Bytes::from_static(b"x"), 2, None, None)
+            .await
+            .unwrap();
+        b.flush().await.unwrap();
+        drop(b);
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(b.usage().await.unwrap().entries, 2);
+        assert_eq!(
+            b.keys("", 3, usize::MAX).await.unwrap(),
+            ["after", "before"]
+        );
+    });
+}

@@ -391,3 +391,43 @@ fn read_only_files_fail_writes_but_stay_readable() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// A write that fails because the file cannot grow (SQLite's page cap, which fails like a
+/// full disk, and works as root where permissions do not) returns an error naming the file,
+/// changes nothing, and leaves the cache readable, consistent and writable once space is
+/// made.
+#[test]
+fn a_write_that_finds_the_disk_full_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let b = SqliteBackend::builder(dir.path())
+            .max_file_bytes(Some(512 * 1024))
+            .open()
+            .unwrap();
+        let mut stored = 0;
+        let err = loop {
+            let key = format!("fill-{stored:06}");
+            match b
+                .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
+                .await
+            {
+                Ok(_) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < 100_000, "the capped database never filled up");
+        };
+        assert!(err.to_string().contains(DEFAULT_FILE_NAME), "{err}");
+        assert!(!err.is_corrupt(), "{err}");
+        let usage = b.usage().await.unwrap();
+        assert_eq!(
+            usage.entries, stored as u64,
+            "the failed put changed nothing"
+        );
+        assert!(b.get("fill-000000", 2).await.unwrap().is_some());
+        b.remove_prefix("fill-00000").await.unwrap();
+        b.put("after", Bytes::from(vec![1u8; 2000]), 2, None, None)
+            .await
+            .expect("writable again once space is made");
+        assert_eq!(b.usage().await.unwrap().entries, stored as u64 - 10 + 1);
+    });
+}
