@@ -248,6 +248,14 @@ for_backend!(sqlite, {
     let backend = plexcache_sqlite::SqliteBackend::open(dir.path()).unwrap();
     (dir, backend)
 });
+for_backend!(sqlite_exclusive, {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = plexcache_sqlite::SqliteBackend::builder(dir.path())
+        .exclusive(true)
+        .open()
+        .unwrap();
+    (dir, backend)
+});
 for_backend!(sled, {
     let dir = tempfile::tempdir().unwrap();
     let backend = plexcache_sled::SledBackend::open(dir.path().join("sled")).unwrap();

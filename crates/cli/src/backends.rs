@@ -22,7 +22,7 @@ pub fn cache_dir(g: &Global) -> Result<PathBuf, BoxError> {
     }
 }
 
-/// Opens `kind` in `dir`: SQLite as `dir/plexcache.db`, sled in `dir/sled/`. Redis needs a
+/// Opens `kind` in `dir`: SQLite (either mode) as `dir/plexcache.db`, sled in `dir/sled/`. Redis needs a
 /// URL: see [`open_redis`].
 pub async fn open_backend(
     kind: BackendKind,
@@ -31,6 +31,12 @@ pub async fn open_backend(
     Ok(match kind {
         BackendKind::Sqlite => Arc::new(
             plexcache_sqlite::SqliteBackend::builder(dir)
+                .open_async()
+                .await?,
+        ),
+        BackendKind::SqliteExclusive => Arc::new(
+            plexcache_sqlite::SqliteBackend::builder(dir)
+                .exclusive(true)
                 .open_async()
                 .await?,
         ),

@@ -27,7 +27,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "memory,sqlite,sled"
+        default_value = "memory,sqlite,sqlite-exclusive,sled"
     )]
     pub backends: Vec<BackendKind>,
     /// Time budget of each workload on each backend, in seconds.
@@ -344,6 +344,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
 fn backend_name(kind: BackendKind) -> &'static str {
     match kind {
         BackendKind::Sqlite => "sqlite",
+        BackendKind::SqliteExclusive => "sqlite-exclusive",
         BackendKind::Sled => "sled",
         BackendKind::Memory => "memory",
         BackendKind::Redis => "redis",

@@ -94,6 +94,9 @@ impl Global {
 pub enum BackendKind {
     /// One SQLite file in the cache directory (shared safely by several processes).
     Sqlite,
+    /// The same SQLite file owned by this process alone: writes committed in batches (within
+    /// 100 ms) and recent entries kept in memory; other processes get "in use" meanwhile.
+    SqliteExclusive,
     /// A sled directory (one process at a time).
     Sled,
     /// In-process memory: empty at every start (useful with `bench`).

@@ -90,6 +90,30 @@ fn sqlite_import_get_invalidate() {
 }
 
 #[test]
+fn sqlite_exclusive_import_get_invalidate() {
+    import_get_invalidate("sqlite-exclusive");
+}
+
+/// While another process owns the cache in exclusive mode, a command fails at once with one
+/// line that says so (exit 1), and works again once the owner is gone.
+#[test]
+fn a_cache_held_exclusively_elsewhere_is_reported_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let owner = plexcache_sqlite::SqliteBackend::builder(&dir)
+        .exclusive(true)
+        .open()
+        .unwrap();
+    let out = plexcache(&dir, "sqlite").args(["stats"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exclusive mode"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    drop(owner);
+    plexcache(&dir, "sqlite").args(["stats"]).assert().success();
+}
+
+#[test]
 fn sled_import_get_invalidate() {
     import_get_invalidate("sled");
 }
@@ -180,8 +204,8 @@ fn bench_compares_every_embedded_backend() {
         "0.02",
     ]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 8 * 3);
-    for backend in ["memory", "sqlite", "sled"] {
+    assert_eq!(rows.len(), 8 * 4);
+    for backend in ["memory", "sqlite", "sqlite-exclusive", "sled"] {
         assert_eq!(rows.iter().filter(|r| r["backend"] == backend).count(), 8);
     }
     for r in rows {
