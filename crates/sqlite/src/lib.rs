@@ -15,6 +15,9 @@
 //!   so a busy or slow disk never stalls the async runtime.
 //! * A damaged or foreign file gives [`Error::Corrupt`](plexcache_core::Error::Corrupt) naming
 //!   the path; [`SqliteBuilder::recover_corrupt`] moves it aside and starts empty.
+//! * [`SqliteBuilder::exclusive`]: an opt-in mode for one process that owns its cache, with
+//!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a memory tier
+//!   of recent entries; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
 //!
 //! ```
 //! use plexcache_core::Cache;
@@ -30,6 +33,31 @@
 //! cache.set("library:Movies:all", &vec!["Alien".to_string()]).await?;
 //! assert!(cache.get::<Vec<String>>("library:Movies:all").await?.is_some());
 //! cache.flush().await?;
+//! # Ok::<(), plexcache_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The exclusive mode, for a process that owns its cache:
+//!
+//! ```
+//! use plexcache_core::Cache;
+//! use plexcache_sqlite::SqliteBackend;
+//! use std::time::Duration;
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let backend = SqliteBackend::builder(dir.path().join("cache"))
+//!     .exclusive(true)
+//!     .commit_interval(Duration::from_millis(100))
+//!     .open()?;
+//! // A second opener, here or in another process, is refused while this one is open.
+//! let second = SqliteBackend::builder(dir.path().join("cache"))
+//!     .lock_wait(Duration::from_millis(10))
+//!     .open();
+//! assert!(matches!(second, Err(plexcache_core::Error::InUse { .. })));
+//! let cache = Cache::new(backend);
+//! cache.set("search:Movies:alien", &vec!["Alien".to_string()]).await?;
+//! cache.flush().await?; // commits the open batch and makes it durable
 //! # Ok::<(), plexcache_core::Error>(())
 //! # }).unwrap();
 //! ```
