@@ -53,12 +53,27 @@ struct Inner {
     /// Exclusive mode: why acknowledged writes were lost (a failed batch commit), reported by
     /// the next `flush`.
     lost_batch: Mutex<Option<String>>,
-    /// Exclusive mode: the thread that commits batches when they are due.
+    /// Exclusive mode: the thread that commits batches when they are due and writes deferred
+    /// rows.
     committer: OnceLock<std::thread::Thread>,
+    /// Exclusive mode: counted `put`s of large values whose rows are not written yet (see
+    /// [`Inner::drain`]).
+    pending: Mutex<Pending>,
     /// The process lock (`<database>.lock`), held for the backend's life. Declared last, so
     /// that it is released after the connections are closed.
     _lock: Option<File>,
 }
+
+/// Rows of large values counted in the open batch but not written yet, in write order.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<(store::PendingRow, Bytes)>,
+    bytes: u64,
+}
+
+/// Exclusive mode: the most value bytes whose rows may wait for the commit thread; beyond it a
+/// large `put` writes its row itself (backpressure).
+const DEFERRED_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -179,6 +194,52 @@ impl Inner {
         }
     }
 
+    /// Exclusive mode: writes the rows of deferred `put`s, in order. Every use of the writer
+    /// connection starts with this (reads included), so no statement ever sees the database
+    /// without a row whose `put` has returned; the counters already include them.
+    fn drain(&self, conn: &mut Connection) -> Result<()> {
+        let rows = {
+            let mut p = self.pending.lock();
+            if p.rows.is_empty() {
+                return Ok(());
+            }
+            p.bytes = 0;
+            std::mem::take(&mut p.rows)
+        };
+        for (row, value) in rows {
+            if let Err(e) = row.write(conn, &value) {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.batch_started.lock().take();
+                self.batch_lost(&format!("writing a deferred value failed: {e}"));
+                return Err(classify(
+                    &self.ctx.path,
+                    "write a deferred value (the writes acknowledged since the last commit were rolled back)",
+                    e,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exclusive mode: queues the row of a counted `put` for the commit thread.
+    fn defer(&self, row: store::PendingRow, value: Bytes) {
+        {
+            let mut p = self.pending.lock();
+            p.bytes += value.len() as u64;
+            p.rows.push((row, value));
+        }
+        if let Some(t) = self.committer.get() {
+            t.unpark();
+        }
+    }
+
+    /// Exclusive mode: whether a value of `len` bytes may be deferred now.
+    fn may_defer(&self, len: u64) -> bool {
+        self.pending.lock().bytes + len <= DEFERRED_BYTES_LIMIT
+    }
+
     /// Exclusive mode: whether the open batch is older than the commit interval.
     fn batch_due(&self) -> Option<Duration> {
         let started = (*self.batch_started.lock())?;
@@ -187,6 +248,7 @@ impl Inner {
 
     /// Exclusive mode: commits the open batch, if any, then checkpoints or vacuums when due.
     fn commit_batch(&self, conn: &mut Connection) -> Result<()> {
+        self.drain(conn)?;
         let started = self.batch_started.lock().take();
         if started.is_none() {
             return Ok(());
@@ -221,6 +283,7 @@ impl Inner {
         if let Some(t) = &self.tier {
             t.lock().clear();
         }
+        *self.pending.lock() = Pending::default();
         *self.lost_batch.lock() = Some(why.to_owned());
     }
 
@@ -263,17 +326,23 @@ fn commit_loop(weak: &Weak<Inner>) {
         let Some(inner) = weak.upgrade() else {
             return;
         };
-        let wait = match inner.batch_due() {
-            Some(left) if left.is_zero() => {
-                let mut conn = inner.writer.blocking_lock();
-                if let Err(e) = inner.commit_batch(&mut conn) {
-                    tracing::error!(error = %e, "a batch of writes could not be committed");
+        let due = inner.batch_due();
+        let has_pending = !inner.pending.lock().rows.is_empty();
+        if has_pending || due.is_some_and(|left| left.is_zero()) {
+            let mut conn = inner.writer.blocking_lock();
+            let done = inner.drain(&mut conn).and_then(|()| {
+                if inner.batch_due().is_some_and(|left| left.is_zero()) {
+                    inner.commit_batch(&mut conn)
+                } else {
+                    Ok(())
                 }
-                continue;
+            });
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a batch of writes could not be committed");
             }
-            Some(left) => left,
-            None => inner.cfg.commit_interval,
-        };
+            continue;
+        }
+        let wait = due.unwrap_or(inner.cfg.commit_interval);
         drop(inner);
         std::thread::park_timeout(wait);
     }
@@ -354,6 +423,7 @@ impl SqliteBackend {
                 batch_started: Mutex::new(None),
                 lost_batch: Mutex::new(None),
                 committer: OnceLock::new(),
+                pending: Mutex::new(Pending::default()),
                 _lock: lock,
             }),
         };
@@ -463,11 +533,23 @@ impl SqliteBackend {
     ) -> Result<T> {
         if inline || !Self::has_runtime() {
             let mut conn = self.inner.writer.lock().await;
-            return f(&self.inner, &mut conn);
+            // Rows left to write are large values: write them off the runtime, unless
+            // everything runs inline anyway.
+            let offload_drain = Self::has_runtime()
+                && self.inner.cfg.offload != Offload::Never
+                && !self.inner.pending.lock().rows.is_empty();
+            if !offload_drain {
+                self.inner.drain(&mut conn)?;
+                return f(&self.inner, &mut conn);
+            }
         }
         let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
         let inner = Arc::clone(&self.inner);
-        Self::run(true, move || f(&inner, &mut guard)).await
+        Self::run(true, move || {
+            inner.drain(&mut guard)?;
+            f(&inner, &mut guard)
+        })
+        .await
     }
 
     /// A write on the writer connection (queued on an async mutex), on the blocking pool
@@ -608,6 +690,42 @@ impl SqliteBackend {
         }
     }
 
+    /// Exclusive mode, a large value: counts the `put` in the batch (so the outcome, the
+    /// counters and the size limit are exact when it returns), puts the entry in the memory
+    /// tier, and leaves writing the row to the commit thread, which does it while the caller
+    /// goes on (encoding its next value, say). Any later use of the connection writes it
+    /// first ([`Inner::drain`]).
+    async fn deferred_put(
+        &self,
+        key: &str,
+        value: Bytes,
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+        max_bytes: Option<u64>,
+    ) -> Result<PutOutcome> {
+        let key = key.to_owned();
+        self.on_writer(true, move |inner, conn| {
+            let len = value.len();
+            let mut count = |tx: &Connection| {
+                store::put_counted(tx, &key, len, stored_at, expires_at, max_bytes)
+            };
+            let (outcome, row) = inner.batch_op(conn, "put", &mut count)?;
+            if let Some(row) = row {
+                if let Some(t) = &inner.tier {
+                    let meta = EntryMeta::new(&key, len, stored_at, expires_at);
+                    let entry = Entry {
+                        value: value.clone(),
+                        meta,
+                    };
+                    t.lock().insert(&key, entry);
+                }
+                inner.defer(row, value);
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
     /// Exclusive mode: a hit in the memory tier, else a read on the writer connection whose
     /// result is added to the tier (while the connection is held, so no write can come
     /// between the read and the insertion).
@@ -633,7 +751,8 @@ impl SqliteBackend {
                 _ => u64::MAX,
             };
             let got = {
-                let conn = self.inner.writer.lock().await;
+                let mut conn = self.inner.writer.lock().await;
+                self.inner.drain(&mut conn)?;
                 read(&self.inner, &conn, key, limit)?
             };
             match got {
@@ -797,6 +916,15 @@ impl CacheBackend for SqliteBackend {
             });
         }
         let small = value.len() as u64 <= self.inner.cfg.inline_read_limit;
+        if self.inner.cfg.exclusive
+            && !small
+            && self.inner.cfg.offload != Offload::Never
+            && self.inner.may_defer(value.len() as u64)
+        {
+            return self
+                .deferred_put(key, value, stored_at, expires_at, max_bytes)
+                .await;
+        }
         let key: Arc<str> = Arc::from(key);
         let tier_key = Arc::clone(&key);
         let tier_value = value.clone();

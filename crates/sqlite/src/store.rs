@@ -342,7 +342,60 @@ pub(crate) fn put(
     expires_at: Option<Millis>,
     max_bytes: Option<u64>,
 ) -> rusqlite::Result<PutOutcome> {
-    let size = plexcache_core::backend::entry_size(key, value.len());
+    let (outcome, row) = put_counted(tx, key, value.len(), stored_at, expires_at, max_bytes)?;
+    if let Some(row) = row {
+        row.write(tx, value)?;
+    }
+    Ok(outcome)
+}
+
+/// The row a counted `put` still has to write (see [`put_counted`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub(crate) key: std::sync::Arc<str>,
+    stored_at: Millis,
+    expires_at: Option<Millis>,
+    size: u64,
+    seq: i64,
+}
+
+impl PendingRow {
+    /// Writes the entry row with `value` (the bytes whose length was counted).
+    pub(crate) fn write(&self, tx: &Connection, value: &[u8]) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq, value)
+             VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6)
+             ON CONFLICT (key) DO UPDATE SET
+                 stored_at = excluded.stored_at, expires_at = excluded.expires_at,
+                 accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,
+                 seq = excluded.seq, value = excluded.value",
+        )?
+        .execute(params![
+            &*self.key,
+            to_sql(self.stored_at),
+            self.expires_at.map(to_sql),
+            to_sql(self.size),
+            self.seq,
+            value
+        ])?;
+        Ok(())
+    }
+}
+
+/// The accounting half of `put`: reads the replaced entry's size, refuses when `max_bytes`
+/// would be exceeded, and otherwise updates the counters row (count, bytes, write sequence)
+/// for a value of `value_len` bytes. Returns the outcome and, when stored, the row still to
+/// write, which must be written in the same transaction before any other statement reads or
+/// changes `key` (the exclusive mode defers it; see `backend::Inner::drain`).
+pub(crate) fn put_counted(
+    tx: &Connection,
+    key: &str,
+    value_len: usize,
+    stored_at: Millis,
+    expires_at: Option<Millis>,
+    max_bytes: Option<u64>,
+) -> rusqlite::Result<(PutOutcome, Option<PendingRow>)> {
+    let size = plexcache_core::backend::entry_size(key, value_len);
     let previous: Option<i64> = tx
         .prepare_cached(PREVIOUS_SIZE_SQL)?
         .query_row([key], |r| r.get(0))
@@ -353,42 +406,33 @@ pub(crate) fn put(
         .saturating_sub(previous.unwrap_or(0))
         .saturating_add(to_sql(size));
     if max_bytes.is_some_and(|max| from_sql(after) > max) {
-        return Ok(PutOutcome::Refused {
-            usage: Usage {
-                entries: from_sql(c.entries),
-                bytes: from_sql(c.bytes),
-            },
-        });
+        let usage = Usage {
+            entries: from_sql(c.entries),
+            bytes: from_sql(c.bytes),
+        };
+        return Ok((PutOutcome::Refused { usage }, None));
     }
     c.seq += 1;
     c.bytes = after;
     if previous.is_none() {
         c.entries += 1;
     }
-    tx.prepare_cached(
-        "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq, value)
-         VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6)
-         ON CONFLICT (key) DO UPDATE SET
-             stored_at = excluded.stored_at, expires_at = excluded.expires_at,
-             accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,
-             seq = excluded.seq, value = excluded.value",
-    )?
-    .execute(params![
-        key,
-        to_sql(stored_at),
-        expires_at.map(to_sql),
-        to_sql(size),
-        c.seq,
-        value
-    ])?;
     set_counts(tx, &c)?;
-    Ok(PutOutcome::Stored {
+    let row = PendingRow {
+        key: std::sync::Arc::from(key),
+        stored_at,
+        expires_at,
+        size,
+        seq: c.seq,
+    };
+    let outcome = PutOutcome::Stored {
         previous_size: previous.map(from_sql),
         usage: Usage {
             entries: from_sql(c.entries),
             bytes: from_sql(c.bytes),
         },
-    })
+    };
+    Ok((outcome, Some(row)))
 }
 
 /// `remove` inside a write transaction.

@@ -58,6 +58,22 @@ fn differential_against_the_model_in_exclusive_mode() {
     rt().block_on(differential(sqlite));
 }
 
+/// The same with most values "large" (over a 100-byte inline limit), so most `put`s are
+/// counted at once and their rows written later by the commit thread or by the next use of
+/// the connection: results must not show it.
+#[test]
+fn differential_against_the_model_with_deferred_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteBackend::builder(dir.path())
+        .exclusive(true)
+        .inline_read_limit(100)
+        .memory_tier_bytes(4 * 1024)
+        .commit_interval(Duration::from_millis(3))
+        .open()
+        .unwrap();
+    rt().block_on(differential(sqlite));
+}
+
 async fn differential(sqlite: SqliteBackend) {
     {
         let model = ModelBackend::new();

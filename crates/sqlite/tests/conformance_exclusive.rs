@@ -17,3 +17,12 @@ mod without_tier {
         |b| b.exclusive(true).memory_tier_bytes(0)
     ));
 }
+
+/// The exclusive mode with a 64-byte inline limit: nearly every `put` is a deferred one (the
+/// row written after the call returns).
+mod deferred_rows {
+    plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
+        plexcache_sqlite::Offload::Auto,
+        |b| b.exclusive(true).inline_read_limit(64)
+    ));
+}
