@@ -164,6 +164,9 @@ impl SqliteBuilder {
     ///   the size limit, counters and everything else hold as in the shared mode.
     /// * A memory tier of [`SqliteBuilder::memory_tier_bytes`] holds recently written and read
     ///   entries, so a hit costs a hash lookup instead of a SQLite read.
+    /// * A value over [`SqliteBuilder::inline_read_limit`] is counted when `put` returns and its
+    ///   row written by the background thread (any later operation writes it first), so the
+    ///   caller's next work overlaps with it.
     ///
     /// Pick it for a single process that owns its cache (a tool, a server) and wants the
     /// fastest writes; keep the default for caches several processes share. See
