@@ -325,7 +325,7 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
                         let key = format!("k{}", x % 97);
                         match x % 10 {
                             0..=4 => {
-                                let len = if x % 3 == 0 { 2_000 } else { 20 };
+                                let len = if x.is_multiple_of(3) { 2_000 } else { 20 };
                                 let value = vec![(x % 251) as u8; (len + x % 50) as usize];
                                 cache.set(&key, &value).await.unwrap();
                             }
