@@ -42,8 +42,8 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
 /// Takes the lock of the database `db`, waiting up to `wait` for a conflicting holder.
 ///
 /// In the shared mode a lock file that cannot be created (a read-only directory with none in
-/// it) is not an error: the backend then opens without it, as SQLite itself arbitrates
-/// between shared-mode processes.
+/// it) or locked (a file system without advisory locks) is not an error: the backend then
+/// opens without it, as SQLite itself arbitrates between shared-mode processes.
 pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Option<File>> {
     let path = lock_path(db);
     let file = match open_lock_file(&path) {
@@ -84,6 +84,13 @@ pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Opti
                     path: db.to_path_buf(),
                     detail,
                 });
+            }
+            // A file system without advisory locks (some network file systems): the shared
+            // mode goes on without (SQLite arbitrates between shared-mode processes itself);
+            // the exclusive mode cannot promise exclusivity, so it refuses.
+            Err(TryLockError::Error(e)) if !exclusive => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot lock; opening without the lock file");
+                return Ok(None);
             }
             Err(TryLockError::Error(e)) => {
                 return Err(Error::io(&path, "locking the cache's lock file", e));
