@@ -704,7 +704,10 @@ impl SqliteBackend {
         max_bytes: Option<u64>,
     ) -> Result<PutOutcome> {
         let key = key.to_owned();
-        self.on_writer(true, move |inner, conn| {
+        // The counting is a few row reads and one update: inline unless everything is to run
+        // on the blocking pool.
+        let inline = self.inner.cfg.offload != Offload::Always;
+        self.on_writer(inline, move |inner, conn| {
             let len = value.len();
             let mut count = |tx: &Connection| {
                 store::put_counted(tx, &key, len, stored_at, expires_at, max_bytes)
