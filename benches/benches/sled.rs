@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use plexcache_benches::harness::{
-    BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, library_get_shared, runtime, zipf_mix,
+    BIG_LIMIT, encoded_search, expire_10000, library_list, runtime, zipf_mix,
 };
 use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
 use plexcache_core::{Bytes, Cache, CacheBackend, Clock, SystemClock, codec};
@@ -78,18 +78,7 @@ fn library_lists(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache(dir.path(), false, BIG_LIMIT);
         let lib = library(n);
-        g.throughput(Throughput::Elements(n));
-        g.bench_function(format!("set_{n}"), |b| {
-            b.to_async(&rt)
-                .iter(|| async { cache.set(LIBRARY_KEY, &lib).await.unwrap() })
-        });
-        g.bench_function(format!("get_{n}"), |b| {
-            b.to_async(&rt).iter(|| async {
-                let v: Vec<BenchItem> = cache.get(LIBRARY_KEY).await.unwrap().unwrap();
-                black_box(v)
-            })
-        });
-        library_get_shared(&mut g, &rt, &cache, n);
+        library_list(&mut g, &rt, &cache, &lib, n);
     }
     g.finish();
 }

@@ -35,25 +35,44 @@ pub fn encoded_search(i: u64) -> Bytes {
     codec::encode(&search_result(i)).expect("encode a search result")
 }
 
-/// `<group>/get_shared_<n>`: the library list read through [`Cache::get_shared`] (revalidated
-/// against the store on every call, decoded once).
-pub fn library_get_shared<B: CacheBackend>(
+/// `set_{n}`, `get_{n}` (owned, decoded every call) and `get_shared_{n}` (the decoded list,
+/// revalidated every call) of an `n`-item library list under [`LIBRARY_KEY`], with `n` items
+/// as the throughput.
+pub fn library_list<B: CacheBackend>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     cache: &Cache<B>,
+    lib: &Vec<BenchItem>,
     n: u64,
 ) {
-    g.bench_function(format!("get_shared_{n}"), |b| {
-        b.to_async(rt).iter(|| async {
-            #[allow(clippy::expect_used)]
-            let v: std::sync::Arc<Vec<BenchItem>> = cache
-                .get_shared(LIBRARY_KEY)
-                .await
-                .expect("get_shared")
-                .expect("the library list is stored");
-            black_box(v)
-        })
-    });
+    g.throughput(Throughput::Elements(n));
+    #[allow(clippy::expect_used)]
+    {
+        g.bench_function(format!("set_{n}"), |b| {
+            b.to_async(rt)
+                .iter(|| async { cache.set(LIBRARY_KEY, lib).await.expect("set") })
+        });
+        g.bench_function(format!("get_{n}"), |b| {
+            b.to_async(rt).iter(|| async {
+                let v: Vec<BenchItem> = cache
+                    .get(LIBRARY_KEY)
+                    .await
+                    .expect("get")
+                    .expect("the library list is stored");
+                black_box(v)
+            })
+        });
+        g.bench_function(format!("get_shared_{n}"), |b| {
+            b.to_async(rt).iter(|| async {
+                let v: std::sync::Arc<Vec<BenchItem>> = cache
+                    .get_shared(LIBRARY_KEY)
+                    .await
+                    .expect("get_shared")
+                    .expect("the library list is stored");
+                black_box(v)
+            })
+        });
+    }
 }
 
 /// `<prefix>/mixed`: 90% get / 10% set over 10,000 search-result keys with Zipf(0.99).

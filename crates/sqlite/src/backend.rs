@@ -67,9 +67,12 @@ struct Inner {
 /// Rows of large values counted in the open batch but not written yet, in write order.
 #[derive(Default)]
 struct Pending {
-    rows: Vec<(store::PendingRow, Bytes)>,
+    rows: Vec<(String, store::PendingRow, Bytes)>,
     bytes: u64,
 }
+
+/// Exclusive mode: why a batch is gone when SQLite itself ended its transaction.
+const ROLLED_BACK_BY_SQLITE: &str = "SQLite rolled the batch transaction back after an error";
 
 /// Exclusive mode: the most value bytes whose rows may wait for the commit thread; beyond it a
 /// large `put` writes its row itself (backpressure).
@@ -163,7 +166,7 @@ impl Inner {
         if conn.is_autocommit() {
             let stale = self.batch_started.lock().take().is_some();
             if stale {
-                self.batch_lost("SQLite rolled the batch transaction back after an error");
+                self.batch_lost(ROLLED_BACK_BY_SQLITE);
             }
             self.ctx
                 .retry(what, || conn.execute_batch("BEGIN IMMEDIATE"))?;
@@ -206,8 +209,8 @@ impl Inner {
             p.bytes = 0;
             std::mem::take(&mut p.rows)
         };
-        for (row, value) in rows {
-            if let Err(e) = row.write(conn, &value) {
+        for (key, row, value) in rows {
+            if let Err(e) = row.write(conn, &key, &value) {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -224,11 +227,11 @@ impl Inner {
     }
 
     /// Exclusive mode: queues the row of a counted `put` for the commit thread.
-    fn defer(&self, row: store::PendingRow, value: Bytes) {
+    fn defer(&self, key: String, row: store::PendingRow, value: Bytes) {
         {
             let mut p = self.pending.lock();
             p.bytes += value.len() as u64;
-            p.rows.push((row, value));
+            p.rows.push((key, row, value));
         }
         if let Some(t) = self.committer.get() {
             t.unpark();
@@ -254,7 +257,7 @@ impl Inner {
             return Ok(());
         }
         if conn.is_autocommit() {
-            self.batch_lost("SQLite rolled the batch transaction back after an error");
+            self.batch_lost(ROLLED_BACK_BY_SQLITE);
             return Ok(());
         }
         match self.ctx.retry("commit", || conn.execute_batch("COMMIT")) {
@@ -405,7 +408,7 @@ impl SqliteBackend {
         let permits = Arc::new(Semaphore::new(cfg.max_readers));
         let next_checkpoint = AtomicU32::new(cfg.checkpoint_pages);
         let tier = (cfg.exclusive && cfg.memory_tier_bytes > 0)
-            .then(|| Mutex::new(Tier::new(cfg.memory_tier_bytes, cfg.memory_tier_bytes)));
+            .then(|| Mutex::new(Tier::new(cfg.memory_tier_bytes)));
         let exclusive = cfg.exclusive;
         let backend = Self {
             inner: Arc::new(Inner {
@@ -602,11 +605,8 @@ impl SqliteBackend {
                     if let Some(t) = &inner.tier {
                         tier(&mut t.lock(), &out);
                     }
-                    if inner.batch_due().is_some_and(|left| left.is_zero())
-                        && let Some(t) = inner.committer.get()
-                    {
-                        t.unpark();
-                    }
+                    // The commit thread sleeps until the batch is due (it was woken when the
+                    // batch began), so nothing to signal here.
                     Ok(out)
                 })
                 .await;
@@ -722,7 +722,7 @@ impl SqliteBackend {
                     };
                     t.lock().insert(&key, entry);
                 }
-                inner.defer(row, value);
+                inner.defer(key, row, value);
             }
             Ok(outcome)
         })

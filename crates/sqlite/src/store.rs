@@ -344,7 +344,7 @@ pub(crate) fn put(
 ) -> rusqlite::Result<PutOutcome> {
     let (outcome, row) = put_counted(tx, key, value.len(), stored_at, expires_at, max_bytes)?;
     if let Some(row) = row {
-        row.write(tx, value)?;
+        row.write(tx, key, value)?;
     }
     Ok(outcome)
 }
@@ -352,7 +352,6 @@ pub(crate) fn put(
 /// The row a counted `put` still has to write (see [`put_counted`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PendingRow {
-    pub(crate) key: std::sync::Arc<str>,
     stored_at: Millis,
     expires_at: Option<Millis>,
     size: u64,
@@ -360,8 +359,8 @@ pub(crate) struct PendingRow {
 }
 
 impl PendingRow {
-    /// Writes the entry row with `value` (the bytes whose length was counted).
-    pub(crate) fn write(&self, tx: &Connection, value: &[u8]) -> rusqlite::Result<()> {
+    /// Writes the entry row of `key` with `value` (the key and bytes that were counted).
+    pub(crate) fn write(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
         tx.prepare_cached(
             "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq, value)
              VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6)
@@ -371,7 +370,7 @@ impl PendingRow {
                  seq = excluded.seq, value = excluded.value",
         )?
         .execute(params![
-            &*self.key,
+            key,
             to_sql(self.stored_at),
             self.expires_at.map(to_sql),
             to_sql(self.size),
@@ -419,7 +418,6 @@ pub(crate) fn put_counted(
     }
     set_counts(tx, &c)?;
     let row = PendingRow {
-        key: std::sync::Arc::from(key),
         stored_at,
         expires_at,
         size,

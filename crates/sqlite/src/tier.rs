@@ -32,14 +32,14 @@ pub(crate) struct Tier {
 }
 
 impl Tier {
-    /// A tier holding at most `capacity` bytes, of values up to `max_value` bytes each.
-    pub(crate) fn new(capacity: u64, max_value: u64) -> Self {
+    /// A tier holding at most `capacity` bytes, of values up to a quarter of it each.
+    pub(crate) fn new(capacity: u64) -> Self {
         Self {
             map: HashMap::new(),
             queue: VecDeque::new(),
             bytes: 0,
             capacity,
-            max_value: max_value.min(capacity / 4),
+            max_value: capacity / 4,
             next_stamp: 0,
         }
     }
@@ -96,13 +96,19 @@ impl Tier {
 
     /// Drops every key starting with `prefix` (a scan of the tier, which is bounded).
     pub(crate) fn remove_prefix(&mut self, prefix: &str) {
+        self.retain(|k, _| !k.starts_with(prefix));
+    }
+
+    /// Keeps the entries `keep` accepts, with the byte count kept exact. Queue records of
+    /// dropped keys go stale and are skipped.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
         let mut freed = 0;
         self.map.retain(|k, slot| {
-            let keep = !k.starts_with(prefix);
-            if !keep {
+            let kept = keep(k, &slot.entry);
+            if !kept {
                 freed += slot.cost;
             }
-            keep
+            kept
         });
         self.bytes -= freed;
     }
@@ -116,15 +122,7 @@ impl Tier {
 
     /// Drops entries expired at `now`.
     pub(crate) fn purge(&mut self, now: Millis) {
-        let mut freed = 0;
-        self.map.retain(|_, slot| {
-            let keep = slot.entry.meta.expires_at.is_none_or(|at| at > now);
-            if !keep {
-                freed += slot.cost;
-            }
-            keep
-        });
-        self.bytes -= freed;
+        self.retain(|_, e| e.meta.expires_at.is_none_or(|at| at > now));
     }
 
     /// Applies recorded reads to the held metadata, as the database does.
@@ -175,7 +173,7 @@ mod tests {
 
     #[test]
     fn holds_at_most_its_capacity_dropping_the_oldest_first() {
-        let mut t = Tier::new(10 * (100 + 1 + OVERHEAD), 1000);
+        let mut t = Tier::new(10 * (100 + 1 + OVERHEAD));
         for i in 0..25 {
             t.insert(&format!("{i}"), entry(100, None));
             assert!(t.bytes() <= 10 * (101 + OVERHEAD));
@@ -188,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_value_too_large_to_hold_drops_the_older_one() {
-        let mut t = Tier::new(1 << 20, 1000);
+        let mut t = Tier::new(4000);
         t.insert("k", entry(10, None));
         t.insert("k", entry(5000, None));
         assert!(t.get("k", 0).is_none());
@@ -197,7 +195,7 @@ mod tests {
 
     #[test]
     fn replacing_a_key_keeps_the_byte_count_exact_and_the_queue_bounded() {
-        let mut t = Tier::new(1 << 30, 1 << 20);
+        let mut t = Tier::new(1 << 30);
         for i in 0..100_000u64 {
             t.insert("same", entry((i % 7) as usize, None));
         }
@@ -208,7 +206,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_not_returned_and_purge_drops_them() {
-        let mut t = Tier::new(1 << 20, 1000);
+        let mut t = Tier::new(1 << 20);
         t.insert("a", entry(1, Some(10)));
         t.insert("b", entry(1, None));
         assert!(t.get("a", 9).is_some());
@@ -220,7 +218,7 @@ mod tests {
 
     #[test]
     fn prefix_removal_drops_exactly_the_prefixed_keys() {
-        let mut t = Tier::new(1 << 20, 1000);
+        let mut t = Tier::new(1 << 20);
         for k in ["lib:a", "lib:b", "li", "other"] {
             t.insert(k, entry(1, None));
         }
@@ -232,7 +230,7 @@ mod tests {
 
     #[test]
     fn recorded_reads_update_the_held_metadata_like_the_database() {
-        let mut t = Tier::new(1 << 20, 1000);
+        let mut t = Tier::new(1 << 20);
         t.insert("a", entry(1, None));
         t.record(&[Access {
             key: "a".into(),

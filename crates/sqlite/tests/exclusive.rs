@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use plexcache_core::{Bytes, CacheBackend, Error};
 use plexcache_sqlite::SqliteBackend;
 
+mod common;
+
 const CHILD_ENV: &str = "PLEXCACHE_EXCLUSIVE_CHILD";
 
 fn rt() -> tokio::runtime::Runtime {
@@ -231,21 +233,6 @@ fn a_normal_close_commits_the_open_batch() {
     });
 }
 
-/// Fills a capped database until a write fails like on a full disk; returns how many puts
-/// succeeded.
-async fn fill_until_full(b: &SqliteBackend) -> (usize, Error) {
-    for i in 0..100_000 {
-        let key = format!("fill-{i:06}");
-        if let Err(e) = b
-            .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
-            .await
-        {
-            return (i, e);
-        }
-    }
-    panic!("the capped database never filled up");
-}
-
 /// A write that fails on an engine error (here SQLite's page cap, which fails like a full
 /// disk) rolls the open batch back: the error says so, `flush` reports the loss, the tier
 /// forgets what it held, and the database (what the last commit left) stays consistent and
@@ -263,7 +250,7 @@ fn a_failed_write_rolls_the_batch_back_and_says_so() {
             .await
             .unwrap();
         b.flush().await.unwrap();
-        let (stored, err) = fill_until_full(&b).await;
+        let (stored, err) = common::fill_until_full(&b).await;
         assert!(stored > 10, "{stored} puts before the cap");
         let msg = err.to_string();
         assert!(msg.contains("rolled back"), "{msg}");

@@ -8,6 +8,8 @@ use std::process::Command;
 use plexcache_core::{Bytes, Cache, CacheBackend, Error};
 use plexcache_sqlite::{DEFAULT_FILE_NAME, SCHEMA_VERSION, SqliteBackend};
 
+mod common;
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -404,18 +406,7 @@ fn a_write_that_finds_the_disk_full_fails_cleanly() {
             .max_file_bytes(Some(512 * 1024))
             .open()
             .unwrap();
-        let mut stored = 0;
-        let err = loop {
-            let key = format!("fill-{stored:06}");
-            match b
-                .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
-                .await
-            {
-                Ok(_) => stored += 1,
-                Err(e) => break e,
-            }
-            assert!(stored < 100_000, "the capped database never filled up");
-        };
+        let (stored, err) = common::fill_until_full(&b).await;
         assert!(err.to_string().contains(DEFAULT_FILE_NAME), "{err}");
         assert!(!err.is_corrupt(), "{err}");
         let usage = b.usage().await.unwrap();

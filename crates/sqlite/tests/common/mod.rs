@@ -1,9 +1,11 @@
-//! Shared test helpers: a conformance factory over temporary directories.
+//! Shared test helpers: a conformance factory over temporary directories, and filling a
+//! capped database.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Mutex;
 
 use plexcache_core::testkit::BackendFactory;
+use plexcache_core::{Bytes, CacheBackend, Error};
 use plexcache_sqlite::{Offload, SqliteBackend, SqliteBuilder};
 use tempfile::TempDir;
 
@@ -56,4 +58,19 @@ impl BackendFactory for SqliteFactory {
                 .expect("reopen"),
         )
     }
+}
+
+/// Puts 2,000-byte values under `fill-NNNNNN` keys into a capped database until a write fails
+/// like on a full disk; returns how many puts succeeded and the error.
+pub async fn fill_until_full(b: &SqliteBackend) -> (usize, Error) {
+    for i in 0..100_000 {
+        let key = format!("fill-{i:06}");
+        if let Err(e) = b
+            .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
+            .await
+        {
+            return (i, e);
+        }
+    }
+    panic!("the capped database never filled up");
 }
