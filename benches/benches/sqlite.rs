@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use plexcache_benches::harness::{
     BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, library_list, runtime, zipf_mix,
 };
@@ -102,6 +103,57 @@ fn raw_table(dir: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// Fills `cache` with one search result per key of `values`, then `set{suffix}` and
+/// `get_hit{suffix}` (and `get_miss{suffix}` when `miss`) over those keys in a fixed stride.
+fn small_set_get(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    cache: &Cache<SqliteBackend>,
+    values: &[Vec<BenchItem>],
+    suffix: &str,
+    miss: bool,
+) {
+    let n = values.len() as u64;
+    rt.block_on(async {
+        for i in 0..n {
+            cache
+                .set(&search_key(i), &values[i as usize])
+                .await
+                .unwrap();
+        }
+    });
+    let mut i = 0u64;
+    g.bench_function(format!("set{suffix}"), |b| {
+        b.to_async(rt).iter(|| {
+            i = (i + 7919) % n;
+            let (key, v) = (search_key(i), &values[i as usize]);
+            async move { cache.set(&key, v).await.unwrap() }
+        })
+    });
+    g.bench_function(format!("get_hit{suffix}"), |b| {
+        b.to_async(rt).iter(|| {
+            i = (i + 7919) % n;
+            let key = search_key(i);
+            async move {
+                let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                black_box(v.unwrap())
+            }
+        })
+    });
+    if miss {
+        g.bench_function(format!("get_miss{suffix}"), |b| {
+            b.to_async(rt).iter(|| {
+                i = (i + 7919) % n;
+                let key = format!("search:Movies:absent {i}");
+                async move {
+                    let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
+                    black_box(v)
+                }
+            })
+        });
+    }
+}
+
 fn small_entries(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("sqlite/small");
@@ -152,42 +204,9 @@ fn small_entries(c: &mut Criterion) {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache(dir.path(), offload, BIG_LIMIT);
-        rt.block_on(async {
-            for i in 0..N {
-                cache
-                    .set(&search_key(i), &values[i as usize])
-                    .await
-                    .unwrap();
-            }
-        });
-        g.bench_function(format!("set/{mode}"), |b| {
-            b.to_async(&rt).iter(|| {
-                i = (i + 7919) % N;
-                let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
-                async move { cache.set(&key, v).await.unwrap() }
-            })
-        });
-        g.bench_function(format!("get_hit/{mode}"), |b| {
-            b.to_async(&rt).iter(|| {
-                i = (i + 7919) % N;
-                let (cache, key) = (&cache, search_key(i));
-                async move {
-                    let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
-                    black_box(v.unwrap())
-                }
-            })
-        });
+        let miss = offload == Offload::Auto;
+        small_set_get(&mut g, &rt, &cache, &values, &format!("/{mode}"), miss);
         if offload == Offload::Auto {
-            g.bench_function("get_miss/auto", |b| {
-                b.to_async(&rt).iter(|| {
-                    i = (i + 7919) % N;
-                    let (cache, key) = (&cache, format!("search:Movies:absent {i}"));
-                    async move {
-                        let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
-                        black_box(v)
-                    }
-                })
-            });
             g.bench_function("backend_get_hit/auto", |b| {
                 let backend = cache.backend();
                 let now = SystemClock.now_millis();
@@ -316,46 +335,10 @@ fn exclusive_mode(c: &mut Criterion) {
     g.sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    const N: u64 = 10_000;
-    let values: Vec<Vec<BenchItem>> = (0..N).map(search_result).collect();
+    let values: Vec<Vec<BenchItem>> = (0..10_000).map(search_result).collect();
     let dir = tempfile::tempdir().unwrap();
     let cache = open_exclusive(dir.path());
-    rt.block_on(async {
-        for i in 0..N {
-            cache
-                .set(&search_key(i), &values[i as usize])
-                .await
-                .unwrap();
-        }
-    });
-    let mut i = 0u64;
-    g.bench_function("set", |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 7919) % N;
-            let (cache, key, v) = (&cache, search_key(i), &values[i as usize]);
-            async move { cache.set(&key, v).await.unwrap() }
-        })
-    });
-    g.bench_function("get_hit", |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 7919) % N;
-            let (cache, key) = (&cache, search_key(i));
-            async move {
-                let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
-                black_box(v.unwrap())
-            }
-        })
-    });
-    g.bench_function("get_miss", |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 7919) % N;
-            let (cache, key) = (&cache, format!("search:Movies:absent {i}"));
-            async move {
-                let v: Option<Vec<BenchItem>> = cache.get(&key).await.unwrap();
-                black_box(v)
-            }
-        })
-    });
+    small_set_get(&mut g, &rt, &cache, &values, "", true);
     g.finish();
     drop(cache);
 
