@@ -93,14 +93,14 @@ pub struct Removed {
 impl Removed {
     /// Adds another removal to this one.
     pub fn add(&mut self, other: Removed) {
-        self.entries += other.entries;
-        self.bytes += other.bytes;
+        self.entries = self.entries.saturating_add(other.entries);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 
     /// Records one removed entry of `size` bytes.
     pub fn add_one(&mut self, size: u64) {
-        self.entries += 1;
-        self.bytes += size;
+        self.entries = self.entries.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(size);
     }
 }
 
@@ -111,11 +111,136 @@ pub enum PutOutcome {
     Stored {
         /// Logical size of the entry it replaced, if there was one (expired or not).
         previous_size: Option<u64>,
-        /// Usage right after the write.
+        /// Usage right after the write (after its purge and eviction).
+        usage: Usage,
+        /// Expired entries purged by this write ([`WriteLimit::purge`]).
+        expired: Removed,
+        /// Entries evicted by this write to keep [`WriteLimit::max_bytes`].
+        evicted: Removed,
+    },
+    /// The write was refused because the logical bytes after it would exceed
+    /// [`WriteLimit::max_bytes`] and [`WriteLimit::policy`] is [`EvictionPolicy::None`];
+    /// nothing changed.
+    Refused {
+        /// Usage at the time of the refusal.
         usage: Usage,
     },
-    /// The write was refused because it would take the logical bytes above `max_bytes`;
-    /// nothing changed.
+}
+
+/// The bound a write keeps, applied by the backend in the same atomic step as the write
+/// itself (one SQLite transaction, one Lua script, one locked section), so that the store is
+/// never above `max_bytes` after a write returns, even when the write fails.
+///
+/// In order: up to `purge` entries expired at `now` are removed (soonest expiry first), the
+/// write is applied, then entries are evicted in `policy` order, never the entries this write
+/// wrote, until the logical bytes are at most `max_bytes`. With [`EvictionPolicy::None`]
+/// nothing is evicted and a write that would end above `max_bytes` is refused instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimit {
+    /// The most logical bytes (keys + values) the store may hold after the write.
+    pub max_bytes: u64,
+    /// How to make room: an eviction order, or [`EvictionPolicy::None`] to refuse.
+    pub policy: EvictionPolicy,
+    /// Expired entries to purge before writing (0: none).
+    pub purge: usize,
+    /// The time `purge` compares expiries with.
+    pub now: Millis,
+}
+
+impl WriteLimit {
+    /// No bound: nothing is purged, evicted or refused.
+    pub const UNBOUNDED: WriteLimit = WriteLimit {
+        max_bytes: u64::MAX,
+        policy: EvictionPolicy::None,
+        purge: 0,
+        now: 0,
+    };
+
+    /// Refuse a write that would take the store above `max_bytes`; nothing is evicted.
+    pub fn refuse_above(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            ..Self::UNBOUNDED
+        }
+    }
+
+    /// Evict in `policy` order down to `max_bytes` after the write.
+    pub fn evict_to(max_bytes: u64, policy: EvictionPolicy) -> Self {
+        Self {
+            max_bytes,
+            policy,
+            ..Self::UNBOUNDED
+        }
+    }
+
+    /// Also purge up to `limit` entries expired at `now` before the write.
+    pub fn with_purge(mut self, now: Millis, limit: usize) -> Self {
+        self.now = now;
+        self.purge = limit;
+        self
+    }
+}
+
+/// One entry of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPut {
+    /// The key.
+    pub key: String,
+    /// The stored bytes.
+    pub value: Bytes,
+    /// When the entry expires (`None`: never).
+    pub expires_at: Option<Millis>,
+}
+
+/// Several changes applied as one ([`CacheBackend::write_batch`]): every entry under each of
+/// `remove_prefixes` is removed, then every put is written (a later put of the same key wins),
+/// all at `stored_at`. Readers see the store before the batch or after it, never between.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Prefixes whose entries the batch replaces (for example one library's three key kinds).
+    pub remove_prefixes: Vec<String>,
+    /// The entries written.
+    pub puts: Vec<BatchPut>,
+    /// The write time of every entry.
+    pub stored_at: Millis,
+}
+
+impl Batch {
+    /// An empty batch written at `stored_at`.
+    pub fn new(stored_at: Millis) -> Self {
+        Self {
+            stored_at,
+            ..Self::default()
+        }
+    }
+
+    /// Logical bytes of the puts (a key written twice counts once per put).
+    pub fn put_bytes(&self) -> u64 {
+        self.puts
+            .iter()
+            .map(|p| entry_size(&p.key, p.value.len()))
+            .sum()
+    }
+}
+
+/// The result of [`CacheBackend::write_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// The batch was applied.
+    Applied {
+        /// Entries removed by `remove_prefixes` (replaced puts are not counted here).
+        removed: Removed,
+        /// Distinct keys written.
+        written: u64,
+        /// Expired entries purged.
+        expired: Removed,
+        /// Entries evicted to keep the limit (never an entry of the batch).
+        evicted: Removed,
+        /// Usage afterwards.
+        usage: Usage,
+    },
+    /// The batch's own entries do not fit under the limit (even with every other entry
+    /// evicted, or with [`EvictionPolicy::None`], without evicting); nothing changed.
     Refused {
         /// Usage at the time of the refusal.
         usage: Usage,
@@ -319,19 +444,30 @@ pub trait CacheBackend: Send + Sync + 'static {
             .map(|entry| Revalidated::compare(entry, head, len)))
     }
 
-    /// Inserts or replaces the entry for `key`. A replaced entry's access data is reset
-    /// (`accessed_at = stored_at`, `access_count = 0`).
-    ///
-    /// With `max_bytes = Some(limit)`, the write is refused (nothing changes) when the logical
-    /// bytes after it would exceed `limit`; the check and the write are atomic.
+    /// Inserts or replaces the entry for `key`, keeping `limit` in the same atomic step (see
+    /// [`WriteLimit`]). A replaced entry's access data is reset (`accessed_at = stored_at`,
+    /// `access_count = 0`).
     async fn put(
         &self,
         key: &str,
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome>;
+
+    /// Applies a [`Batch`] atomically, keeping `limit` as [`put`](CacheBackend::put) does,
+    /// never evicting the batch's own entries. When they cannot fit, nothing changes and the
+    /// answer is [`BatchOutcome::Refused`].
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome>;
+
+    /// A number that changes whenever the store may have changed (any write, by this process
+    /// or another), cheap enough to ask on every read; `None` when the store offers none.
+    /// The in-process tier of [`Cache`](crate::Cache) serves an entry without asking the
+    /// store only while this number is what it was when the entry was read.
+    fn change_token(&self) -> Option<u64> {
+        None
+    }
 
     /// Removes the entry for `key`, returning its metadata if there was one (expired or not).
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>>;
@@ -346,7 +482,7 @@ pub trait CacheBackend: Send + Sync + 'static {
     async fn usage(&self) -> Result<Usage>;
 
     /// Removes up to `limit` entries with `expires_at <= now`, soonest expiry first (ties in
-    /// write order).
+    /// write order: the entry written first goes first).
     async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed>;
 
     /// Evicts entries in `policy` order until the logical bytes are at most `target_bytes`,
@@ -433,11 +569,15 @@ macro_rules! forward_backend {
                 value: Bytes,
                 stored_at: Millis,
                 expires_at: Option<Millis>,
-                max_bytes: Option<u64>,
+                limit: WriteLimit,
             ) -> Result<PutOutcome> {
-                (**self)
-                    .put(key, value, stored_at, expires_at, max_bytes)
-                    .await
+                (**self).put(key, value, stored_at, expires_at, limit).await
+            }
+            async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+                (**self).write_batch(batch, limit).await
+            }
+            fn change_token(&self) -> Option<u64> {
+                (**self).change_token()
             }
             async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
                 (**self).remove(key).await

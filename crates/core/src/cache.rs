@@ -11,14 +11,15 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::backend::{
-    Access, CacheBackend, Counters, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    Revalidated, Usage, entry_size,
+    Access, Batch, BatchOutcome, BatchPut, CacheBackend, Counters, Entry, EntryMeta,
+    EvictionPolicy, Millis, PutOutcome, Removed, Revalidated, Usage, WriteLimit, entry_size,
 };
+use crate::batch::{BatchReport, WriteBatch};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, CacheValue};
 use crate::error::{BoxError, Error, Result, short_key};
-use crate::shared::SharedMemo;
 use crate::stats::{SessionCounters, Stats, bump};
+use crate::tier::{Decoded, Tier};
 
 /// The default size limit: 100 MiB of logical bytes (key + value).
 pub const DEFAULT_SIZE_LIMIT: u64 = 100 * 1024 * 1024;
@@ -73,13 +74,12 @@ pub struct CacheConfig {
     pub stats_flush_interval: Duration,
     /// The longest accepted key, in bytes.
     pub max_key_len: usize,
-    /// Budget of the in-process memo behind [`Cache::get_shared`], in encoded bytes
-    /// (0 turns it off).
-    pub shared_memo_bytes: u64,
+    /// Budget of the in-process memory tier, in stored bytes (0 turns it off).
+    pub memory_tier_bytes: u64,
 }
 
-/// Default budget of the [`Cache::get_shared`] memo: 64 MiB of encoded values.
-pub const DEFAULT_SHARED_MEMO_BYTES: u64 = 64 << 20;
+/// Default budget of the in-process memory tier: 64 MiB of stored values.
+pub const DEFAULT_MEMORY_TIER_BYTES: u64 = 64 << 20;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -91,7 +91,7 @@ impl Default for CacheConfig {
             stats_enabled: true,
             stats_flush_interval: Duration::from_secs(1),
             max_key_len: DEFAULT_MAX_KEY_LEN,
-            shared_memo_bytes: DEFAULT_SHARED_MEMO_BYTES,
+            memory_tier_bytes: DEFAULT_MEMORY_TIER_BYTES,
         }
     }
 }
@@ -179,12 +179,17 @@ impl<B: CacheBackend> CacheBuilder<B> {
         self
     }
 
-    /// Budget of the in-process memo of decoded values behind [`Cache::get_shared`], charged
-    /// with each value's encoded length. Default 64 MiB; 0 turns the memo off (then
-    /// `get_shared` decodes on every call, like `get`).
-    pub fn shared_memo_bytes(mut self, bytes: u64) -> Self {
-        self.config.shared_memo_bytes = bytes;
+    /// Budget of the in-process memory tier (see [`Cache`]), charged with each held value's
+    /// stored length plus its key. Default 64 MiB; 0 turns the tier off (then every read asks
+    /// the store and `get_shared` decodes on every call, like `get`).
+    pub fn memory_tier_bytes(mut self, bytes: u64) -> Self {
+        self.config.memory_tier_bytes = bytes;
         self
+    }
+
+    /// Turns the in-process memory tier off (the same as `memory_tier_bytes(0)`).
+    pub fn no_memory_tier(self) -> Self {
+        self.memory_tier_bytes(0)
     }
 
     /// The time source. Default: the system clock. Use a [`ManualClock`](crate::ManualClock)
@@ -209,10 +214,10 @@ impl<B: CacheBackend> CacheBuilder<B> {
             return Err(Error::Config("max_key_len must be greater than 0".into()));
         }
         let now = self.clock.now_millis();
-        let memo = SharedMemo::new(self.config.shared_memo_bytes);
+        let tier = Tier::new(self.config.memory_tier_bytes);
         Ok(Cache {
             inner: Arc::new(Inner {
-                memo,
+                tier,
                 backend: self.backend,
                 config: self.config,
                 clock: self.clock,
@@ -223,6 +228,24 @@ impl<B: CacheBackend> CacheBuilder<B> {
                 inflight: Mutex::new(HashMap::new()),
             }),
         })
+    }
+}
+
+/// An entry as a read found it, with the decoded form the memory tier holds for it.
+struct Read {
+    value: Bytes,
+    #[allow(dead_code)] // kept for readers that want the metadata of what they decoded
+    meta: EntryMeta,
+    decoded: Option<Decoded>,
+}
+
+impl Read {
+    fn fresh(entry: Entry) -> Self {
+        Self {
+            value: entry.value,
+            meta: entry.meta,
+            decoded: None,
+        }
     }
 }
 
@@ -240,8 +263,8 @@ struct Inner<B> {
     accesses: Mutex<HashMap<String, (Millis, u64)>>,
     /// Single-flight: one fetch per key at a time.
     inflight: Mutex<HashMap<String, watch::Receiver<FlightResult>>>,
-    /// Decoded values for `get_shared`.
-    memo: SharedMemo,
+    /// The in-process memory tier.
+    tier: Tier,
 }
 
 /// A typed cache with TTL, a hard size limit, eviction and statistics over any
@@ -356,13 +379,13 @@ impl<B: CacheBackend> Cache<B> {
     async fn get_inner<T: CacheValue>(&self, key: &str, counted: bool) -> Result<Option<T>> {
         self.check_key(key)?;
         let now = self.now();
-        let Some(entry) = self.inner.backend.get(key, now).await? else {
+        let Some(read) = self.read_entry(key, now).await? else {
             if counted {
                 self.count(|c| &c.misses, 1);
             }
             return Ok(None);
         };
-        match codec::decode::<T>(&entry.value) {
+        match codec::decode::<T>(key, &read.value) {
             Ok(value) => {
                 self.hit(key, now, counted).await?;
                 Ok(Some(value))
@@ -370,6 +393,57 @@ impl<B: CacheBackend> Cache<B> {
             Err(e) => {
                 self.undecodable(key, &e, counted).await?;
                 Ok(None)
+            }
+        }
+    }
+
+    /// Reads the live entry for `key`: from the memory tier while the backend's change token
+    /// says nothing was written since the slot was read, after asking the store whether the
+    /// value changed otherwise, and from the store when the tier holds nothing.
+    async fn read_entry(&self, key: &str, now: Millis) -> Result<Option<Read>> {
+        let tier = &self.inner.tier;
+        let backend = &self.inner.backend;
+        if !tier.enabled() {
+            return Ok(backend.get(key, now).await?.map(Read::fresh));
+        }
+        // Read before the store is, so a write that lands in between changes it.
+        let token = backend.change_token();
+        match tier.lookup(key, now, token) {
+            Some(found) if found.valid => Ok(Some(Read {
+                value: found.value,
+                meta: found.meta,
+                decoded: found.decoded,
+            })),
+            Some(found) => {
+                let head = found.value.get(..codec::HEADER_LEN).unwrap_or(&found.value);
+                match backend
+                    .get_if_changed(key, now, head, found.value.len() as u64)
+                    .await?
+                {
+                    None => {
+                        tier.remove(key);
+                        Ok(None)
+                    }
+                    Some(Revalidated::Same(meta)) => {
+                        tier.confirm(key, &found.value, meta, token);
+                        Ok(Some(Read {
+                            value: found.value,
+                            meta,
+                            decoded: found.decoded,
+                        }))
+                    }
+                    Some(Revalidated::Changed(entry)) => {
+                        tier.insert(key, &entry, token);
+                        Ok(Some(Read::fresh(entry)))
+                    }
+                }
+            }
+            None => {
+                let entry = backend.get(key, now).await?;
+                if let Some(entry) = &entry {
+                    tier.insert(key, entry, token);
+                }
+                Ok(entry.map(Read::fresh))
             }
         }
     }
@@ -393,14 +467,14 @@ impl<B: CacheBackend> Cache<B> {
             self.count(|c| &c.misses, 1);
         }
         self.count(|c| &c.decode_failures, 1);
-        self.inner.memo.remove(key);
+        self.inner.tier.remove(key);
         self.inner.backend.remove(key).await?;
         Ok(())
     }
 
-    /// Values held by the [`Cache::get_shared`] memo and the bytes charged for them.
-    pub fn shared_memo_usage(&self) -> Usage {
-        let (entries, bytes) = self.inner.memo.usage();
+    /// Values held by the in-process memory tier and the bytes charged for them.
+    pub fn memory_tier_usage(&self) -> Usage {
+        let (entries, bytes) = self.inner.tier.usage();
         Usage {
             entries: entries as u64,
             bytes,
@@ -409,14 +483,13 @@ impl<B: CacheBackend> Cache<B> {
 
     /// Like [`Cache::get`], but the value is shared: repeated reads of an unchanged entry
     /// return the same `Arc<T>` without decoding it again. Made for large values that are read
-    /// far more often than written, such as a library's item list (10,000 items decode in
-    /// milliseconds; a repeated `get_shared` costs one lookup of the entry's header).
+    /// far more often than written, such as a library's item list.
     ///
-    /// Every call still asks the backend: a memoized value is returned only if the stored
-    /// value has the same length and envelope header (schema tag and payload checksum) as the
-    /// bytes it was decoded from, so values rewritten by another process, removed, evicted or
+    /// The decoded value is held by the memory tier (see [`Cache`]): it is returned without
+    /// asking the store only while the backend's change token says nothing was written, and
+    /// after the store confirmed the value's length and envelope header (schema tag and
+    /// checksum) otherwise, so values rewritten by another process, removed, evicted or
     /// expired are never served stale. Hits, misses and accesses count exactly as for `get`.
-    /// The memo's memory is bounded by [`CacheBuilder::shared_memo_bytes`].
     ///
     /// ```
     /// # use plexcache_core::model::ModelBackend as MemoryBackend;
@@ -436,47 +509,37 @@ impl<B: CacheBackend> Cache<B> {
     /// # }).unwrap();
     /// ```
     pub async fn get_shared<T: CacheValue>(&self, key: &str) -> Result<Option<Arc<T>>> {
+        self.get_decoded(key, |key, bytes| codec::decode::<T>(key, bytes))
+            .await
+    }
+
+    /// Reads an entry and turns its stored bytes (the whole envelope, shared, not copied)
+    /// into a `V` with `decode`, which must check the envelope (for example with
+    /// [`codec::check_envelope`]); the result is held by the memory tier like
+    /// [`Cache::get_shared`]'s. Made for views that borrow from the stored bytes, such as
+    /// `plexcache-plex`'s library view. A `decode` error is a miss: the entry is removed and
+    /// counted as a decode failure.
+    pub async fn get_decoded<V, F>(&self, key: &str, decode: F) -> Result<Option<Arc<V>>>
+    where
+        V: Send + Sync + 'static,
+        F: FnOnce(&str, &Bytes) -> std::result::Result<V, codec::DecodeError>,
+    {
         self.check_key(key)?;
         let now = self.now();
-        let held = self.inner.memo.lookup::<T>(key);
-        let found = match &held {
-            Some(h) => {
-                self.inner
-                    .backend
-                    .get_if_changed(key, now, &h.head, h.len)
-                    .await?
-            }
-            None => self
-                .inner
-                .backend
-                .get(key, now)
-                .await?
-                .map(Revalidated::Changed),
+        let Some(read) = self.read_entry(key, now).await? else {
+            self.count(|c| &c.misses, 1);
+            return Ok(None);
         };
-        let entry = match (found, held) {
-            (None, _) => {
-                self.inner.memo.remove(key);
-                self.count(|c| &c.misses, 1);
-                return Ok(None);
-            }
-            (Some(Revalidated::Same(_)), Some(held)) => {
-                self.hit(key, now, true).await?;
-                return Ok(Some(held.value));
-            }
-            (Some(Revalidated::Changed(entry)), _) => entry,
-            // `Same` answers a head we sent; without one the backend was asked with `get`.
-            (Some(Revalidated::Same(_)), None) => {
-                return Err(Error::backend(
-                    self.inner.backend.name(),
-                    format!("get_if_changed answered Same for {}", short_key(key)),
-                    std::io::Error::other("unexpected revalidation answer"),
-                ));
-            }
-        };
-        match codec::decode::<T>(&entry.value) {
+        if let Some(held) = read.decoded.and_then(|d| d.downcast::<V>().ok()) {
+            self.hit(key, now, true).await?;
+            return Ok(Some(held));
+        }
+        match decode(key, &read.value) {
             Ok(value) => {
                 let value = Arc::new(value);
-                self.inner.memo.insert(key, &entry.value, &value);
+                self.inner
+                    .tier
+                    .attach(key, &read.value, Arc::clone(&value) as Decoded);
                 self.hit(key, now, true).await?;
                 Ok(Some(value))
             }
@@ -558,7 +621,7 @@ impl<B: CacheBackend> Cache<B> {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         self.check_key(key)?;
-        let bytes = codec::encode(value).map_err(|source| Error::Encode {
+        let bytes = codec::encode(key, value).map_err(|source| Error::Encode {
             key: short_key(key),
             source,
         })?;
@@ -575,7 +638,7 @@ impl<B: CacheBackend> Cache<B> {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         self.check_key(key)?;
-        let bytes = codec::encode_borrowed(value).map_err(|source| Error::Encode {
+        let bytes = codec::encode_borrowed(key, value).map_err(|source| Error::Encode {
             key: short_key(key),
             source,
         })?;
@@ -592,6 +655,12 @@ impl<B: CacheBackend> Cache<B> {
         Some(now.saturating_add(ms))
     }
 
+    /// The bound every write keeps, applied by the backend in the write's own atomic step.
+    fn write_limit(&self, now: Millis) -> WriteLimit {
+        let cfg = &self.inner.config;
+        WriteLimit::evict_to(cfg.size_limit, cfg.eviction_policy).with_purge(now, cfg.cull_limit)
+    }
+
     async fn put_encoded(&self, key: &str, bytes: Bytes, ttl: Ttl) -> Result<()> {
         let cfg = &self.inner.config;
         let size = entry_size(key, bytes.len());
@@ -604,15 +673,15 @@ impl<B: CacheBackend> Cache<B> {
         }
         let now = self.now();
         let expires_at = self.expires_at(now, ttl);
-        self.before_write(now).await?;
-        self.inner.memo.remove(key);
-        let max_bytes = (cfg.eviction_policy == EvictionPolicy::None).then_some(cfg.size_limit);
-        match self
+        // Pending access records first, so the eviction order sees them.
+        self.flush_accesses().await?;
+        self.inner.tier.remove(key);
+        let outcome = self
             .inner
             .backend
-            .put(key, bytes, now, expires_at, max_bytes)
-            .await?
-        {
+            .put(key, bytes.clone(), now, expires_at, self.write_limit(now))
+            .await?;
+        match outcome {
             PutOutcome::Refused { .. } => {
                 return Err(Error::CacheFull {
                     key: short_key(key),
@@ -620,26 +689,104 @@ impl<B: CacheBackend> Cache<B> {
                     limit: cfg.size_limit,
                 });
             }
-            PutOutcome::Stored { usage, .. } => {
+            PutOutcome::Stored {
+                expired, evicted, ..
+            } => {
                 self.count(|c| &c.sets, 1);
-                if usage.bytes > cfg.size_limit {
-                    self.evict_to(cfg.size_limit, Some(key)).await?;
-                }
+                self.count(|c| &c.expirations, expired.entries);
+                self.note_evicted(evicted);
+                // Held unconfirmed: the next read asks the store for the header only.
+                let entry = Entry {
+                    value: bytes,
+                    meta: EntryMeta::new(key, size as usize - key.len(), now, expires_at),
+                };
+                self.inner.tier.insert(key, &entry, None);
             }
         }
         self.maybe_flush_stats(now).await
     }
 
-    /// Work done before every write: pending access records (so eviction sees them) and a
-    /// bounded purge of expired entries.
-    async fn before_write(&self, now: Millis) -> Result<()> {
-        self.flush_accesses().await?;
-        let limit = self.inner.config.cull_limit;
-        if limit > 0 {
-            let purged = self.inner.backend.purge_expired(now, limit).await?;
-            self.count(|c| &c.expirations, purged.entries);
+    /// Counts and logs entries evicted to keep the size limit.
+    fn note_evicted(&self, evicted: Removed) {
+        if evicted.entries > 0 {
+            self.count(|c| &c.evictions, evicted.entries);
+            tracing::debug!(
+                backend = self.inner.backend.name(),
+                policy = %self.inner.config.eviction_policy,
+                entries = evicted.entries,
+                bytes = evicted.bytes,
+                "evicted entries to keep the size limit"
+            );
         }
-        Ok(())
+    }
+
+    /// Applies a [`WriteBatch`] in one atomic backend call: every entry under its prefixes is
+    /// removed and its entries written, so readers (in any process) see the store before the
+    /// batch or after it, never a mix. The size limit is kept as for [`Cache::set`], never by
+    /// evicting the batch's own entries: a batch whose entries alone exceed the limit is
+    /// refused with [`Error::BatchTooLarge`] and nothing changes.
+    pub async fn write_batch(&self, batch: WriteBatch) -> Result<BatchReport> {
+        let cfg = &self.inner.config;
+        for put in &batch.puts {
+            self.check_key(&put.0)?;
+        }
+        let now = self.now();
+        let mut raw = Batch::new(now);
+        raw.remove_prefixes = batch.remove_prefixes;
+        raw.puts = batch
+            .puts
+            .into_iter()
+            .map(|(key, value, ttl)| BatchPut {
+                expires_at: self.expires_at(now, ttl),
+                key,
+                value,
+            })
+            .collect();
+        let size = raw.put_bytes();
+        if size > cfg.size_limit {
+            return Err(Error::BatchTooLarge {
+                entries: raw.puts.len() as u64,
+                size,
+                limit: cfg.size_limit,
+            });
+        }
+        self.flush_accesses().await?;
+        for prefix in &raw.remove_prefixes {
+            self.inner.tier.remove_prefix(prefix);
+        }
+        for put in &raw.puts {
+            self.inner.tier.remove(&put.key);
+        }
+        match self
+            .inner
+            .backend
+            .write_batch(&raw, self.write_limit(now))
+            .await?
+        {
+            BatchOutcome::Refused { .. } => Err(Error::BatchTooLarge {
+                entries: raw.puts.len() as u64,
+                size,
+                limit: cfg.size_limit,
+            }),
+            BatchOutcome::Applied {
+                removed,
+                written,
+                expired,
+                evicted,
+                ..
+            } => {
+                self.count(|c| &c.sets, written);
+                self.count(|c| &c.removes, removed.entries);
+                self.count(|c| &c.expirations, expired.entries);
+                self.note_evicted(evicted);
+                self.maybe_flush_stats(now).await?;
+                Ok(BatchReport {
+                    removed: removed.entries,
+                    written,
+                    evicted: evicted.entries,
+                })
+            }
+        }
     }
 
     async fn evict_to(&self, target: u64, protect: Option<&str>) -> Result<Removed> {
@@ -648,16 +795,7 @@ impl<B: CacheBackend> Cache<B> {
             return Ok(Removed::default());
         }
         let evicted = self.inner.backend.evict(policy, target, protect).await?;
-        if evicted.entries > 0 {
-            self.count(|c| &c.evictions, evicted.entries);
-            tracing::debug!(
-                backend = self.inner.backend.name(),
-                policy = %policy,
-                entries = evicted.entries,
-                bytes = evicted.bytes,
-                "evicted entries to keep the size limit"
-            );
-        }
+        self.note_evicted(evicted);
         Ok(evicted)
     }
 
@@ -691,7 +829,7 @@ impl<B: CacheBackend> Cache<B> {
     pub async fn remove(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let now = self.now();
-        self.inner.memo.remove(key);
+        self.inner.tier.remove(key);
         let removed = self.inner.backend.remove(key).await?;
         let live = match removed {
             Some(meta) if meta.is_expired(now) => {
@@ -710,7 +848,7 @@ impl<B: CacheBackend> Cache<B> {
 
     /// Removes every entry whose key starts with `prefix`. Returns how many were removed.
     pub async fn remove_prefix(&self, prefix: &str) -> Result<u64> {
-        self.inner.memo.remove_prefix(prefix);
+        self.inner.tier.remove_prefix(prefix);
         let removed = self.inner.backend.remove_prefix(prefix).await?;
         self.count(|c| &c.removes, removed.entries);
         self.maybe_flush_stats(self.now()).await?;
@@ -756,7 +894,7 @@ impl<B: CacheBackend> Cache<B> {
     /// Removes every entry. Persistent statistics are kept. Returns how many were removed.
     pub async fn clear(&self) -> Result<u64> {
         self.inner.accesses.lock().clear();
-        self.inner.memo.clear();
+        self.inner.tier.clear();
         let removed = self.inner.backend.clear().await?;
         Ok(removed.entries)
     }
@@ -805,8 +943,8 @@ impl<B: CacheBackend> Cache<B> {
             let Some(entry) = self.inner.backend.get(&key, self.now()).await? else {
                 continue;
             };
-            report.scanned.entries += 1;
-            report.scanned.bytes += entry.meta.size;
+            report.scanned.entries = report.scanned.entries.saturating_add(1);
+            report.scanned.bytes = report.scanned.bytes.saturating_add(entry.meta.size);
             if entry.meta.size != entry_size(&key, entry.value.len()) {
                 report.problems.push(format!(
                     "{}: stored size {} but key + value are {} bytes",
@@ -815,7 +953,7 @@ impl<B: CacheBackend> Cache<B> {
                     entry_size(&key, entry.value.len())
                 ));
             }
-            if let Err(e) = codec::verify(&entry.value) {
+            if let Err(e) = codec::verify(&key, &entry.value) {
                 report.undecodable += 1;
                 if report.problems.len() < 100 {
                     report.problems.push(format!("{}: {e}", short_key(&key)));
@@ -872,7 +1010,7 @@ impl<B: CacheBackend> Cache<B> {
                         Err(_) => continue,
                     };
                     match shared {
-                        Some(Ok(bytes)) => match codec::decode::<T>(&bytes) {
+                        Some(Ok(bytes)) => match codec::decode::<T>(key, &bytes) {
                             Ok(v) => return Ok(v),
                             // Another caller fetched a different type under this key.
                             Err(_) => continue,
@@ -894,7 +1032,7 @@ impl<B: CacheBackend> Cache<B> {
                     };
                     // Another fetch may have finished between our miss and taking the lead.
                     if let Some(v) = self.get_inner::<T>(key, false).await? {
-                        let _ = tx.send(codec::encode(&v).ok().map(Ok));
+                        let _ = tx.send(codec::encode(key, &v).ok().map(Ok));
                         return Ok(v);
                     }
                     let Some(fetch) = fetch.take() else {
@@ -915,7 +1053,7 @@ impl<B: CacheBackend> Cache<B> {
                             });
                         }
                     };
-                    let stored = match codec::encode(&value) {
+                    let stored = match codec::encode(key, &value) {
                         Ok(bytes) => self
                             .put_encoded(key, bytes.clone(), ttl)
                             .await
@@ -1075,7 +1213,7 @@ mod tests {
                     Bytes::from_static(b"not an envelope at all!"),
                     0,
                     None,
-                    None,
+                    WriteLimit::UNBOUNDED,
                 )
                 .await
                 .unwrap();

@@ -3,9 +3,9 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic  b"PX"
-//! 2       1     envelope format version (1)
+//! 2       1     envelope format version (2)
 //! 3       8     schema tag of the value's type and version, little endian
-//! 11      8     xxh3-64 of the payload, seeded with the schema tag, little endian
+//! 11      8     xxh3-64 of the payload, seeded with the schema tag xor xxh3-64 of the key
 //! 19      ..    payload: the value encoded with postcard
 //! ```
 //!
@@ -13,6 +13,11 @@
 //! does not decode completely, is a [`DecodeError`]: [`Cache`](crate::Cache) treats it as a
 //! miss, removes it and counts it. It never returns garbage and never panics. Changing a type's
 //! [`CacheValue`] version makes every old entry of that type read as a miss.
+//!
+//! The checksum binds the value to its key: bytes read under another key (a damaged key
+//! column, an index pointing at the wrong row) fail the check like damaged bytes. Format 1
+//! (before the key was bound) reads as [`DecodeError::UnsupportedFormat`], so entries written
+//! by older releases are misses, removed and counted.
 //!
 //! No `pickle`-style code execution is possible: postcard only produces the declared type.
 
@@ -24,7 +29,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 /// The envelope's magic bytes.
 pub const MAGIC: [u8; 2] = *b"PX";
 /// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 19;
 
@@ -178,17 +183,24 @@ pub enum DecodeError {
         /// The tag found in the envelope.
         found: u64,
     },
-    /// The payload's checksum does not match: the bytes were damaged.
-    #[error("checksum mismatch: the stored value is damaged")]
+    /// The payload's checksum does not match: the bytes were damaged, or were read under
+    /// another key than the one they were written for.
+    #[error("checksum mismatch: the stored value is damaged or belongs to another key")]
     Checksum,
     /// The payload did not decode as the requested type.
     #[error("payload does not decode: {0}")]
     Payload(String),
 }
 
-/// Encodes `value` into an envelope.
-pub fn encode<T: CacheValue>(value: &T) -> Result<Bytes, postcard::Error> {
-    encode_tagged(value, T::SCHEMA)
+/// The checksum seed of a value of type `schema` stored under `key`.
+#[inline]
+pub fn seed(key: &str, schema: SchemaTag) -> u64 {
+    schema.0 ^ xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
+/// Encodes `value`, to be stored under `key`, into an envelope.
+pub fn encode<T: CacheValue>(key: &str, value: &T) -> Result<Bytes, postcard::Error> {
+    encode_tagged(key, value, T::SCHEMA)
 }
 
 /// A borrowed form of a [`CacheValue`] that serializes byte for byte like the owned value, so
@@ -214,12 +226,19 @@ impl<T: CacheValue> BorrowedValue for Option<&T> {
     type Owned = Option<T>;
 }
 
-/// Encodes a borrowed form into the envelope of its owned type (see [`BorrowedValue`]).
-pub fn encode_borrowed<V: BorrowedValue + ?Sized>(value: &V) -> Result<Bytes, postcard::Error> {
-    encode_tagged(value, V::Owned::SCHEMA)
+/// Encodes a borrowed form, to be stored under `key`, into the envelope of its owned type (see
+/// [`BorrowedValue`]).
+pub fn encode_borrowed<V: BorrowedValue + ?Sized>(
+    key: &str,
+    value: &V,
+) -> Result<Bytes, postcard::Error> {
+    encode_tagged(key, value, V::Owned::SCHEMA)
 }
 
-fn encode_tagged<S: Serialize + ?Sized>(
+/// Encodes any serde value under an explicit schema tag (for types that implement
+/// [`CacheValue`] through a borrowed or custom form).
+pub fn encode_tagged<S: Serialize + ?Sized>(
+    key: &str,
     value: &S,
     schema: SchemaTag,
 ) -> Result<Bytes, postcard::Error> {
@@ -233,7 +252,7 @@ fn encode_tagged<S: Serialize + ?Sized>(
     buf.extend_from_slice(&schema.0.to_le_bytes());
     buf.extend_from_slice(&[0u8; 8]);
     let mut buf = postcard::serialize_with_flavor(value, VecFlavor(buf))?;
-    let sum = xxh3_64_with_seed(&buf[HEADER_LEN..], schema.0);
+    let sum = xxh3_64_with_seed(&buf[HEADER_LEN..], seed(key, schema));
     buf[11..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
     Ok(Bytes::from(buf))
 }
@@ -261,9 +280,9 @@ impl postcard::ser_flavors::Flavor for VecFlavor {
     }
 }
 
-/// Checks the envelope and decodes the value.
-pub fn decode<T: CacheValue>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let payload = check_envelope(bytes, T::SCHEMA)?;
+/// Checks the envelope of a value read under `key` and decodes the value.
+pub fn decode<T: CacheValue>(key: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+    let payload = check_envelope(key, bytes, T::SCHEMA)?;
     match postcard::take_from_bytes::<T>(payload) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(DecodeError::Payload(format!(
@@ -280,8 +299,13 @@ pub fn schema_of(bytes: &[u8]) -> Result<SchemaTag, DecodeError> {
     Ok(SchemaTag(read_u64(header, 3)))
 }
 
-/// Checks magic, format, schema and checksum; returns the payload.
-pub fn check_envelope(bytes: &[u8], expected: SchemaTag) -> Result<&[u8], DecodeError> {
+/// Checks magic, format, schema and checksum (which binds the value to `key`); returns the
+/// payload.
+pub fn check_envelope<'a>(
+    key: &str,
+    bytes: &'a [u8],
+    expected: SchemaTag,
+) -> Result<&'a [u8], DecodeError> {
     let header = header(bytes)?;
     let found = read_u64(header, 3);
     if found != expected.0 {
@@ -291,17 +315,17 @@ pub fn check_envelope(bytes: &[u8], expected: SchemaTag) -> Result<&[u8], Decode
         });
     }
     let payload = &bytes[HEADER_LEN..];
-    if read_u64(header, 11) != xxh3_64_with_seed(payload, found) {
+    if read_u64(header, 11) != xxh3_64_with_seed(payload, seed(key, SchemaTag(found))) {
         return Err(DecodeError::Checksum);
     }
     Ok(payload)
 }
 
-/// Checks magic, format and checksum (for any schema); returns the schema tag. Used by
-/// integrity checks that do not know the stored types.
-pub fn verify(bytes: &[u8]) -> Result<SchemaTag, DecodeError> {
+/// Checks magic, format and checksum of a value read under `key` (for any schema); returns the
+/// schema tag. Used by integrity checks that do not know the stored types.
+pub fn verify(key: &str, bytes: &[u8]) -> Result<SchemaTag, DecodeError> {
     let tag = schema_of(bytes)?;
-    check_envelope(bytes, tag)?;
+    check_envelope(key, bytes, tag)?;
     Ok(tag)
 }
 
@@ -350,20 +374,23 @@ mod tests {
             a: "héllo: wörld".into(),
             b: 7,
         };
-        let bytes = encode(&v).unwrap();
-        assert_eq!(decode::<V1>(&bytes).unwrap(), v);
-        assert_eq!(verify(&bytes).unwrap(), V1::SCHEMA);
+        let bytes = encode("k", &v).unwrap();
+        assert_eq!(decode::<V1>("k", &bytes).unwrap(), v);
+        assert_eq!(verify("k", &bytes).unwrap(), V1::SCHEMA);
     }
 
     #[test]
     fn version_bump_is_a_schema_mismatch() {
-        let bytes = encode(&V1 {
-            a: "x".into(),
-            b: 1,
-        })
+        let bytes = encode(
+            "k",
+            &V1 {
+                a: "x".into(),
+                b: 1,
+            },
+        )
         .unwrap();
         assert!(matches!(
-            decode::<V2>(&bytes),
+            decode::<V2>("k", &bytes),
             Err(DecodeError::SchemaMismatch { .. })
         ));
     }
@@ -378,25 +405,28 @@ mod tests {
 
     #[test]
     fn every_single_byte_flip_is_detected() {
-        let bytes = encode(&V1 {
-            a: "abc".into(),
-            b: 300,
-        })
+        let bytes = encode(
+            "k",
+            &V1 {
+                a: "abc".into(),
+                b: 300,
+            },
+        )
         .unwrap();
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.to_vec();
                 b[i] ^= 1 << bit;
-                assert!(decode::<V1>(&b).is_err(), "flip at byte {i} bit {bit}");
+                assert!(decode::<V1>("k", &b).is_err(), "flip at byte {i} bit {bit}");
             }
         }
     }
 
     #[test]
     fn truncations_are_errors() {
-        let bytes = encode(&vec![1u64, 2, 3]).unwrap();
+        let bytes = encode("k", &vec![1u64, 2, 3]).unwrap();
         for n in 0..bytes.len() {
-            assert!(decode::<Vec<u64>>(&bytes[..n]).is_err(), "prefix {n}");
+            assert!(decode::<Vec<u64>>("k", &bytes[..n]).is_err(), "prefix {n}");
         }
     }
 
@@ -409,9 +439,12 @@ mod tests {
         buf.extend_from_slice(&MAGIC);
         buf.push(FORMAT_VERSION);
         buf.extend_from_slice(&u32::SCHEMA.0.to_le_bytes());
-        buf.extend_from_slice(&xxh3_64_with_seed(&payload, u32::SCHEMA.0).to_le_bytes());
+        buf.extend_from_slice(&xxh3_64_with_seed(&payload, seed("k", u32::SCHEMA)).to_le_bytes());
         buf.extend_from_slice(&payload);
-        assert!(matches!(decode::<u32>(&buf), Err(DecodeError::Payload(_))));
+        assert!(matches!(
+            decode::<u32>("k", &buf),
+            Err(DecodeError::Payload(_))
+        ));
     }
 
     #[test]
@@ -427,32 +460,53 @@ mod tests {
             },
         ];
         assert_eq!(
-            encode_borrowed(&items[..]).unwrap(),
-            encode(&items).unwrap()
+            encode_borrowed("k", &items[..]).unwrap(),
+            encode("k", &items).unwrap()
         );
         let one = Some(V1 {
             a: "y".into(),
             b: 3,
         });
         assert_eq!(
-            encode_borrowed(&one.as_ref()).unwrap(),
-            encode(&one).unwrap()
+            encode_borrowed("k", &one.as_ref()).unwrap(),
+            encode("k", &one).unwrap()
         );
         assert_eq!(
-            encode_borrowed(&None::<&V1>).unwrap(),
-            encode(&None::<V1>).unwrap()
+            encode_borrowed("k", &None::<&V1>).unwrap(),
+            encode("k", &None::<V1>).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_value_read_under_another_key_is_a_checksum_error() {
+        let bytes = encode("k3", &"value of k3".to_string()).unwrap();
+        assert_eq!(decode::<String>("k35", &bytes), Err(DecodeError::Checksum));
+        assert!(verify("k35", &bytes).is_err());
+        assert_eq!(decode::<String>("k3", &bytes).unwrap(), "value of k3");
+    }
+
+    #[test]
+    fn format_1_envelopes_are_unsupported() {
+        let mut b = encode("k", &1u32).unwrap().to_vec();
+        b[2] = 1;
+        assert_eq!(
+            decode::<u32>("k", &b),
+            Err(DecodeError::UnsupportedFormat(1))
         );
     }
 
     #[test]
     fn foreign_bytes_are_rejected() {
-        assert_eq!(decode::<u32>(b"hi"), Err(DecodeError::TooShort(2)));
+        assert_eq!(decode::<u32>("k", b"hi"), Err(DecodeError::TooShort(2)));
         assert_eq!(
-            decode::<u32>(b"\x80\x04\x95pickle-bytes-here!!!"),
+            decode::<u32>("k", b"\x80\x04\x95pickle-bytes-here!!!"),
             Err(DecodeError::BadMagic)
         );
-        let mut b = encode(&1u32).unwrap().to_vec();
+        let mut b = encode("k", &1u32).unwrap().to_vec();
         b[2] = 9;
-        assert_eq!(decode::<u32>(&b), Err(DecodeError::UnsupportedFormat(9)));
+        assert_eq!(
+            decode::<u32>("k", &b),
+            Err(DecodeError::UnsupportedFormat(9))
+        );
     }
 }

@@ -80,6 +80,19 @@ pub enum Error {
         /// The size limit.
         limit: u64,
     },
+    /// The entries of one batch write are larger than the whole cache (or do not fit with the
+    /// eviction policy `none`); nothing was written.
+    #[error(
+        "batch of {entries} entries is {size} bytes (keys + values), more than the cache size limit of {limit} bytes allows; nothing was written (raise the size limit or write less)"
+    )]
+    BatchTooLarge {
+        /// Entries in the batch.
+        entries: u64,
+        /// Key bytes + encoded value bytes of the batch.
+        size: u64,
+        /// The size limit.
+        limit: u64,
+    },
     /// The cache is full and its eviction policy is `none`.
     #[error(
         "cache is full: writing key {key:?} ({size} bytes) would exceed the size limit of {limit} bytes and the eviction policy is none"

@@ -33,24 +33,26 @@
 //! ```
 
 pub mod backend;
+mod batch;
 mod cache;
 pub mod clock;
 pub mod codec;
 mod error;
 pub mod fs;
 pub mod model;
-mod shared;
 mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tier;
 
 pub use backend::{
-    Access, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    Revalidated, Usage,
+    Access, Batch, BatchOutcome, BatchPut, CacheBackend, Counters, Entry, EntryMeta,
+    EvictionPolicy, Millis, PutOutcome, Removed, Revalidated, Usage, WriteLimit,
 };
+pub use batch::{BatchReport, WriteBatch};
 pub use cache::{
     Cache, CacheBuilder, CacheConfig, CheckReport, DEFAULT_CULL_LIMIT, DEFAULT_MAX_KEY_LEN,
-    DEFAULT_SHARED_MEMO_BYTES, DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
+    DEFAULT_MEMORY_TIER_BYTES, DEFAULT_SIZE_LIMIT, Sweeper, Ttl,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{BorrowedValue, CacheValue, DecodeError, SchemaTag};

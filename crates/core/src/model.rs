@@ -13,9 +13,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Result;
+use std::collections::HashSet;
+
 use crate::backend::{
-    Access, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    Usage,
+    Access, Batch, BatchOutcome, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis,
+    PutOutcome, Removed, Usage, WriteLimit,
 };
 
 /// The position of an entry in an eviction order: smaller goes first. `seq` is a per-store
@@ -29,15 +31,83 @@ pub fn eviction_rank(policy: EvictionPolicy, meta: &EntryMeta, seq: u64) -> (u64
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     map: BTreeMap<String, (Bytes, EntryMeta, u64)>,
     bytes: u64,
     seq: u64,
     stats: Counters,
+    /// Changes on every write (the change token).
+    version: u64,
 }
 
 impl State {
+    fn insert(&mut self, key: &str, value: Bytes, meta: EntryMeta) -> Option<u64> {
+        let previous = self.remove(key).map(|m| m.size);
+        self.seq += 1;
+        self.bytes += meta.size;
+        self.map.insert(key.to_owned(), (value, meta, self.seq));
+        previous
+    }
+
+    fn purge(&mut self, now: Millis, limit: usize) -> Removed {
+        let mut expired: Vec<(Millis, u64, String)> = self
+            .map
+            .iter()
+            .filter(|(_, (_, m, _))| m.is_expired(now))
+            .map(|(k, (_, m, seq))| (m.expires_at.unwrap_or(0), *seq, k.clone()))
+            .collect();
+        expired.sort();
+        let mut removed = Removed::default();
+        for (_, _, k) in expired.into_iter().take(limit) {
+            if let Some(meta) = self.remove(&k) {
+                removed.add_one(meta.size);
+            }
+        }
+        removed
+    }
+
+    fn evict(
+        &mut self,
+        policy: EvictionPolicy,
+        target: u64,
+        protect: &dyn Fn(&str) -> bool,
+    ) -> Removed {
+        let mut removed = Removed::default();
+        if policy == EvictionPolicy::None {
+            return removed;
+        }
+        while self.bytes > target {
+            let victim = self
+                .map
+                .iter()
+                .filter(|(k, _)| !protect(k))
+                .min_by_key(|(_, (_, m, seq))| eviction_rank(policy, m, *seq))
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { break };
+            if let Some(meta) = self.remove(&victim) {
+                removed.add_one(meta.size);
+            }
+        }
+        removed
+    }
+
+    fn remove_prefix(&mut self, prefix: &str) -> Removed {
+        let keys: Vec<String> = self
+            .map
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut removed = Removed::default();
+        for k in keys {
+            if let Some(meta) = self.remove(&k) {
+                removed.add_one(meta.size);
+            }
+        }
+        removed
+    }
+
     fn remove(&mut self, key: &str) -> Option<EntryMeta> {
         let (_, meta, _) = self.map.remove(key)?;
         self.bytes -= meta.size;
@@ -87,47 +157,78 @@ impl CacheBackend for ModelBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         let mut state = self.state.lock();
         let meta = EntryMeta::new(key, value.len(), stored_at, expires_at);
+        let expired = state.purge(limit.now, limit.purge);
+        if expired.entries > 0 {
+            state.version += 1;
+        }
         let previous_size = state.map.get(key).map(|(_, m, _)| m.size);
         let after = state.bytes - previous_size.unwrap_or(0) + meta.size;
-        if max_bytes.is_some_and(|max| after > max) {
+        if limit.policy == EvictionPolicy::None && after > limit.max_bytes {
             return Ok(PutOutcome::Refused {
                 usage: state.usage(),
             });
         }
-        state.seq += 1;
-        let seq = state.seq;
-        state.remove(key);
-        state.bytes += meta.size;
-        state.map.insert(key.to_owned(), (value, meta, seq));
+        state.version += 1;
+        state.insert(key, value, meta);
+        let evicted = state.evict(limit.policy, limit.max_bytes, &|k| k == key);
         Ok(PutOutcome::Stored {
             previous_size,
+            usage: state.usage(),
+            expired,
+            evicted,
+        })
+    }
+
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        let mut state = self.state.lock();
+        // Applied to a copy, swapped in only when it fits: all or nothing.
+        let mut next = state.clone();
+        let expired = next.purge(limit.now, limit.purge);
+        let mut removed = Removed::default();
+        for prefix in &batch.remove_prefixes {
+            removed.add(next.remove_prefix(prefix));
+        }
+        let mut written: HashSet<&str> = HashSet::new();
+        for put in &batch.puts {
+            let meta = EntryMeta::new(&put.key, put.value.len(), batch.stored_at, put.expires_at);
+            next.insert(&put.key, put.value.clone(), meta);
+            written.insert(&put.key);
+        }
+        let evicted = next.evict(limit.policy, limit.max_bytes, &|k| written.contains(k));
+        if next.bytes > limit.max_bytes {
+            return Ok(BatchOutcome::Refused {
+                usage: state.usage(),
+            });
+        }
+        next.version += 1;
+        *state = next;
+        Ok(BatchOutcome::Applied {
+            removed,
+            written: written.len() as u64,
+            expired,
+            evicted,
             usage: state.usage(),
         })
     }
 
+    fn change_token(&self) -> Option<u64> {
+        Some(self.state.lock().version)
+    }
+
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
-        Ok(self.state.lock().remove(key))
+        let mut state = self.state.lock();
+        state.version += 1;
+        Ok(state.remove(key))
     }
 
     async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
         let mut state = self.state.lock();
-        let keys: Vec<String> = state
-            .map
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut removed = Removed::default();
-        for k in keys {
-            if let Some(meta) = state.remove(&k) {
-                removed.add_one(meta.size);
-            }
-        }
-        Ok(removed)
+        state.version += 1;
+        Ok(state.remove_prefix(prefix))
     }
 
     async fn clear(&self) -> Result<Removed> {
@@ -138,6 +239,7 @@ impl CacheBackend for ModelBackend {
         };
         state.map.clear();
         state.bytes = 0;
+        state.version += 1;
         Ok(removed)
     }
 
@@ -147,20 +249,8 @@ impl CacheBackend for ModelBackend {
 
     async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
         let mut state = self.state.lock();
-        let mut expired: Vec<(Millis, u64, String)> = state
-            .map
-            .iter()
-            .filter(|(_, (_, m, _))| m.is_expired(now))
-            .map(|(k, (_, m, seq))| (m.expires_at.unwrap_or(0), *seq, k.clone()))
-            .collect();
-        expired.sort();
-        let mut removed = Removed::default();
-        for (_, _, k) in expired.into_iter().take(limit) {
-            if let Some(meta) = state.remove(&k) {
-                removed.add_one(meta.size);
-            }
-        }
-        Ok(removed)
+        state.version += 1;
+        Ok(state.purge(now, limit))
     }
 
     async fn evict(
@@ -169,24 +259,9 @@ impl CacheBackend for ModelBackend {
         target_bytes: u64,
         protect: Option<&str>,
     ) -> Result<Removed> {
-        let mut removed = Removed::default();
-        if policy == EvictionPolicy::None {
-            return Ok(removed);
-        }
         let mut state = self.state.lock();
-        while state.bytes > target_bytes {
-            let victim = state
-                .map
-                .iter()
-                .filter(|(k, _)| Some(k.as_str()) != protect)
-                .min_by_key(|(_, (_, m, seq))| eviction_rank(policy, m, *seq))
-                .map(|(k, _)| k.clone());
-            let Some(victim) = victim else { break };
-            if let Some(meta) = state.remove(&victim) {
-                removed.add_one(meta.size);
-            }
-        }
-        Ok(removed)
+        state.version += 1;
+        Ok(state.evict(policy, target_bytes, &|k| Some(k) == protect))
     }
 
     async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {

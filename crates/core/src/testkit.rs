@@ -36,7 +36,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
-    Access, CacheBackend, Counters, EvictionPolicy, PutOutcome, Revalidated, Usage,
+    Access, Batch, BatchOutcome, BatchPut, CacheBackend, Counters, EvictionPolicy, PutOutcome,
+    Removed, Revalidated, Usage, WriteLimit,
 };
 use crate::{Cache, CacheBuilder, Error, ManualClock, Ttl, codec};
 
@@ -122,31 +123,36 @@ fn ok<T>(r: crate::Result<T>, what: &str) -> T {
     }
 }
 
+/// Calls `$m!` with the name of every check, in order: the one list of the suite, used by
+/// [`run_all`] and [`conformance_tests!`](crate::conformance_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! testkit_checks {
+    ([$($m:tt)*] ($($args:tt)*)) => {
+        $($m)*! { $($args)*;
+            basic_operations, raw_put_and_remove, prefix_operations, ttl_boundaries,
+            purge_expired_respects_limit_and_order, purge_ties_go_in_write_order,
+            put_keeps_the_limit_in_one_call, batches_replace_atomically, batches_are_seen_whole,
+            change_token_moves_on_writes, size_limit_is_a_hard_bound,
+            eviction_least_recently_stored, eviction_least_recently_used,
+            eviction_least_frequently_used, eviction_protects_the_written_key,
+            oversize_values_are_refused, policy_none_refuses_when_full, record_accesses_rules,
+            exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
+            single_flight_shares_an_error, keys_with_any_characters, large_value,
+            revalidation_and_shared_values, concurrent_writers_keep_exact_usage,
+            clear_keeps_persistent_stats, reopen_keeps_entries_ttl_and_stats }
+    };
+}
+
+macro_rules! run_checks {
+    ($f:expr; $($check:ident),* $(,)?) => {
+        $($check($f).await;)*
+    };
+}
+
 /// Runs every check, in order.
 pub async fn run_all<F: BackendFactory>(f: &F) {
-    basic_operations(f).await;
-    raw_put_and_remove(f).await;
-    prefix_operations(f).await;
-    ttl_boundaries(f).await;
-    purge_expired_respects_limit_and_order(f).await;
-    size_limit_is_a_hard_bound(f).await;
-    eviction_least_recently_stored(f).await;
-    eviction_least_recently_used(f).await;
-    eviction_least_frequently_used(f).await;
-    eviction_protects_the_written_key(f).await;
-    oversize_values_are_refused(f).await;
-    policy_none_refuses_when_full(f).await;
-    record_accesses_rules(f).await;
-    exact_stats(f).await;
-    undecodable_values_are_misses(f).await;
-    single_flight_shares_a_value(f).await;
-    single_flight_shares_an_error(f).await;
-    keys_with_any_characters(f).await;
-    large_value(f).await;
-    revalidation_and_shared_values(f).await;
-    concurrent_writers_keep_exact_usage(f).await;
-    clear_keeps_persistent_stats(f).await;
-    reopen_keeps_entries_ttl_and_stats(f).await;
+    crate::testkit_checks!([run_checks](f));
 }
 
 /// get, set, overwrite, remove, contains, clear through [`Cache`].
@@ -230,8 +236,14 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
     let name = b.name();
     let now = crate::SystemClock.now_millis_for_testkit();
     let out = ok(
-        b.put("k", Bytes::from_static(b"12345"), now, None, None)
-            .await,
+        b.put(
+            "k",
+            Bytes::from_static(b"12345"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
         "put",
     );
     assert_eq!(
@@ -241,7 +253,9 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
             usage: Usage {
                 entries: 1,
                 bytes: 6
-            }
+            },
+            expired: Removed::default(),
+            evicted: Removed::default(),
         },
         "{name}: first put"
     );
@@ -266,7 +280,7 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
             Bytes::from_static(b"123"),
             now + 10,
             Some(now + 100),
-            None,
+            WriteLimit::UNBOUNDED,
         )
         .await,
         "put",
@@ -278,7 +292,9 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
             usage: Usage {
                 entries: 1,
                 bytes: 4
-            }
+            },
+            expired: Removed::default(),
+            evicted: Removed::default(),
         },
         "{name}: replacing put"
     );
@@ -293,8 +309,14 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
     );
     // A refused put changes nothing.
     let out = ok(
-        b.put("j", Bytes::from_static(b"0123456789"), now, None, Some(10))
-            .await,
+        b.put(
+            "j",
+            Bytes::from_static(b"0123456789"),
+            now,
+            None,
+            WriteLimit::refuse_above(10),
+        )
+        .await,
         "put",
     );
     assert_eq!(
@@ -313,8 +335,14 @@ pub async fn raw_put_and_remove<F: BackendFactory>(f: &F) {
     );
     // Replacing within max_bytes counts the replaced size out.
     let out = ok(
-        b.put("k", Bytes::from_static(b"123456789"), now, None, Some(10))
-            .await,
+        b.put(
+            "k",
+            Bytes::from_static(b"123456789"),
+            now,
+            None,
+            WriteLimit::refuse_above(10),
+        )
+        .await,
         "put",
     );
     assert!(
@@ -503,8 +531,14 @@ pub async fn purge_expired_respects_limit_and_order<F: BackendFactory>(f: &F) {
     for i in 0..30u64 {
         let key = format!("x{:02}", 29 - i);
         ok(
-            b.put(&key, Bytes::from_static(b"v"), now, Some(now + 1 + i), None)
-                .await,
+            b.put(
+                &key,
+                Bytes::from_static(b"v"),
+                now,
+                Some(now + 1 + i),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
             "put",
         );
     }
@@ -514,14 +548,20 @@ pub async fn purge_expired_respects_limit_and_order<F: BackendFactory>(f: &F) {
             Bytes::from_static(b"v"),
             now,
             Some(now + 1_000),
-            None,
+            WriteLimit::UNBOUNDED,
         )
         .await,
         "put",
     );
     ok(
-        b.put("forever", Bytes::from_static(b"v"), now, None, None)
-            .await,
+        b.put(
+            "forever",
+            Bytes::from_static(b"v"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
         "put",
     );
     let later = now + 100;
@@ -550,6 +590,427 @@ pub async fn purge_expired_respects_limit_and_order<F: BackendFactory>(f: &F) {
         0,
         "{name}: idempotent"
     );
+}
+
+/// Ties in expiry are purged in write order (the entry written first goes first), and a
+/// rewrite moves an entry to the end of that order.
+pub async fn purge_ties_go_in_write_order<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let at = Some(now + 10);
+    for key in ["c", "a", "b"] {
+        ok(
+            b.put(
+                key,
+                Bytes::from_static(b"v"),
+                now,
+                at,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    // Rewriting "c" makes it the latest write.
+    ok(
+        b.put(
+            "c",
+            Bytes::from_static(b"w"),
+            now,
+            at,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
+        "put",
+    );
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        ok(b.purge_expired(now + 10, 1).await, "purge");
+        let left: Vec<String> = ok(b.keys("", now, 10).await, "keys");
+        let gone: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|k| !left.iter().any(|l| l == k) && !order.contains(k))
+            .collect();
+        assert_eq!(gone.len(), 1, "{name}: one purged per call");
+        order.push(gone[0]);
+    }
+    assert_eq!(order, ["a", "b", "c"], "{name}: ties purged in write order");
+}
+
+/// `put` keeps its [`WriteLimit`] in the same call: expired entries purged first, the write,
+/// then eviction in policy order down to `max_bytes`, never the key just written; the outcome
+/// reports both.
+pub async fn put_keeps_the_limit_in_one_call<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let v = Bytes::from(vec![1u8; 98]);
+    // e0..e4 expire at now + 5; k0..k4 never. 100 bytes each.
+    for i in 0..5u64 {
+        ok(
+            b.put(
+                &format!("e{i}"),
+                v.clone(),
+                now + i,
+                Some(now + 5),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+        ok(
+            b.put(
+                &format!("k{i}"),
+                v.clone(),
+                now + 10 + i,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    // Purge 2 expired (e0, e1), write 100 bytes, then evict down to 700 bytes: 9 entries of
+    // 100 after the purge and write, so 2 go, the least recently stored: e2 and e3 (stored
+    // first among what is left).
+    let limit =
+        WriteLimit::evict_to(700, EvictionPolicy::LeastRecentlyStored).with_purge(now + 6, 2);
+    let out = ok(b.put("n0", v.clone(), now + 20, None, limit).await, "put");
+    match out {
+        PutOutcome::Stored {
+            previous_size: None,
+            usage,
+            expired,
+            evicted,
+        } => {
+            assert_eq!(
+                expired,
+                Removed {
+                    entries: 2,
+                    bytes: 200
+                },
+                "{name}: purged in the put"
+            );
+            assert_eq!(
+                evicted,
+                Removed {
+                    entries: 2,
+                    bytes: 200
+                },
+                "{name}: evicted in the put"
+            );
+            assert_eq!(
+                usage,
+                Usage {
+                    entries: 7,
+                    bytes: 700
+                },
+                "{name}: usage after the put"
+            );
+        }
+        other => panic!("{name}: unexpected outcome {other:?}"),
+    }
+    let left = ok(b.keys("", now, 100).await, "keys");
+    assert_eq!(
+        left,
+        ["e4", "k0", "k1", "k2", "k3", "k4", "n0"],
+        "{name}: survivors"
+    );
+    // A value that needs everything else gone: only the written key survives.
+    let big = Bytes::from(vec![2u8; 697]);
+    let out = ok(
+        b.put(
+            "big",
+            big,
+            now + 30,
+            None,
+            WriteLimit::evict_to(700, EvictionPolicy::LeastRecentlyStored),
+        )
+        .await,
+        "put",
+    );
+    assert!(
+        matches!(
+            out,
+            PutOutcome::Stored {
+                usage: Usage {
+                    entries: 1,
+                    bytes: 700
+                },
+                ..
+            }
+        ),
+        "{name}: everything else evicted for a value at the limit: {out:?}"
+    );
+    assert_eq!(
+        ok(b.keys("", now, 100).await, "keys"),
+        ["big"],
+        "{name}: only the written key"
+    );
+}
+
+/// `write_batch`: removes every entry under its prefixes, writes its entries (the last put of
+/// a key wins), evicts other entries (never its own) to keep the limit, and is refused as a
+/// whole, changing nothing, when its own entries cannot fit. Entries outside its prefixes are
+/// untouched.
+pub async fn batches_replace_atomically<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let v = |n: usize| Bytes::from(vec![3u8; n]);
+    let unbounded = WriteLimit::UNBOUNDED;
+    for key in ["l:A:old1", "l:A:old2", "l:B:keep", "other"] {
+        ok(b.put(key, v(10), now, None, unbounded).await, "put");
+    }
+    let mut batch = Batch::new(now + 1);
+    batch.remove_prefixes = vec!["l:A:".into()];
+    for (key, n) in [("l:A:new1", 10), ("l:A:new2", 10), ("l:A:new1", 20)] {
+        batch.puts.push(BatchPut {
+            key: key.into(),
+            value: v(n),
+            expires_at: Some(now + 1000),
+        });
+    }
+    match ok(b.write_batch(&batch, unbounded).await, "write_batch") {
+        BatchOutcome::Applied {
+            removed,
+            written,
+            usage,
+            evicted,
+            ..
+        } => {
+            assert_eq!(
+                removed.entries, 2,
+                "{name}: the prefix's old entries removed"
+            );
+            assert_eq!(written, 2, "{name}: distinct keys written");
+            assert_eq!(
+                evicted.entries, 0,
+                "{name}: nothing evicted without a limit"
+            );
+            assert_eq!(usage.entries, 4, "{name}: usage after the batch");
+        }
+        other => panic!("{name}: batch refused: {other:?}"),
+    }
+    assert_eq!(
+        ok(b.keys("", now + 1, 100).await, "keys"),
+        ["l:A:new1", "l:A:new2", "l:B:keep", "other"],
+        "{name}: keys after the batch"
+    );
+    let e = ok(b.get("l:A:new1", now + 1).await, "get").unwrap_or_else(|| panic!("{name}: new1"));
+    assert_eq!(e.value.len(), 20, "{name}: the last put of a key wins");
+    assert_eq!(e.meta.stored_at, now + 1, "{name}: batch stored_at");
+    assert_eq!(
+        e.meta.expires_at,
+        Some(now + 1000),
+        "{name}: batch expires_at"
+    );
+    let before = ok(b.usage().await, "usage");
+
+    // Under a limit: other entries are evicted, never the batch's own.
+    let mut batch = Batch::new(now + 2);
+    batch.remove_prefixes = vec!["l:A:".into()];
+    for i in 0..3 {
+        batch.puts.push(BatchPut {
+            key: format!("l:A:g2-{i}"),
+            value: v(40),
+            expires_at: None,
+        });
+    }
+    let limit = WriteLimit::evict_to(160, EvictionPolicy::LeastRecentlyStored);
+    match ok(b.write_batch(&batch, limit).await, "write_batch") {
+        BatchOutcome::Applied { usage, evicted, .. } => {
+            assert!(usage.bytes <= 160, "{name}: limit kept: {usage:?}");
+            assert!(evicted.entries >= 1, "{name}: others evicted");
+        }
+        other => panic!("{name}: batch refused: {other:?}"),
+    }
+    for i in 0..3 {
+        assert!(
+            ok(b.get(&format!("l:A:g2-{i}"), now + 2).await, "get").is_some(),
+            "{name}: the batch's own entries are never evicted"
+        );
+    }
+    let before_refusal = ok(b.keys("", now + 2, 100).await, "keys");
+    let usage_before_refusal = ok(b.usage().await, "usage");
+    assert!(usage_before_refusal.bytes < before.bytes + 200);
+
+    // Too large for the limit: refused, nothing changes (the old library stays).
+    let mut batch = Batch::new(now + 3);
+    batch.remove_prefixes = vec!["l:A:".into()];
+    for i in 0..5 {
+        batch.puts.push(BatchPut {
+            key: format!("l:A:g3-{i}"),
+            value: v(40),
+            expires_at: None,
+        });
+    }
+    let out = ok(b.write_batch(&batch, limit).await, "write_batch");
+    assert!(
+        matches!(out, BatchOutcome::Refused { .. }),
+        "{name}: oversized batch refused: {out:?}"
+    );
+    assert_eq!(
+        ok(b.keys("", now + 3, 100).await, "keys"),
+        before_refusal,
+        "{name}: nothing changed"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        usage_before_refusal,
+        "{name}: usage unchanged"
+    );
+
+    // With policy None a batch that does not fit is refused too.
+    let out = ok(
+        b.write_batch(&batch, WriteLimit::refuse_above(usage_before_refusal.bytes))
+            .await,
+        "write_batch",
+    );
+    assert!(
+        matches!(out, BatchOutcome::Refused { .. }),
+        "{name}: refused without eviction"
+    );
+}
+
+/// While batches replace one library again and again, every `keys` of its prefix sees exactly
+/// one generation: the whole old one or the whole new one.
+pub async fn batches_are_seen_whole<F: BackendFactory>(f: &F) {
+    let b = Arc::new(f.create().await);
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let write = move |generation: usize| {
+        let mut batch = Batch::new(now);
+        batch.remove_prefixes = vec!["lib:".into()];
+        for i in 0..20 {
+            batch.puts.push(BatchPut {
+                key: format!("lib:{i:02}:g{generation}"),
+                value: Bytes::from_static(b"v"),
+                expires_at: None,
+            });
+        }
+        batch
+    };
+    ok(
+        b.write_batch(&write(0), WriteLimit::UNBOUNDED).await,
+        "write_batch",
+    );
+    let writer = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move {
+            for generation in 1..40 {
+                let r = b
+                    .write_batch(&write(generation), WriteLimit::UNBOUNDED)
+                    .await;
+                if let Err(e) = r {
+                    panic!("write_batch: {e}");
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads < 10 {
+        let keys = ok(b.keys("lib:", now, 1000).await, "keys");
+        assert_eq!(
+            keys.len(),
+            20,
+            "{name}: a read saw {} entries of a 20-entry library",
+            keys.len()
+        );
+        let generation = keys[0].rsplit(':').next().map(str::to_owned);
+        assert!(
+            keys.iter()
+                .all(|k| k.rsplit(':').next().map(str::to_owned) == generation),
+            "{name}: a read saw two generations: {keys:?}"
+        );
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    if let Err(e) = writer.await {
+        panic!("{name}: writer task: {e}");
+    }
+}
+
+/// The change token, where a backend offers one, changes on every kind of write.
+pub async fn change_token_moves_on_writes<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    if b.change_token().is_none() {
+        return;
+    }
+    let moved = |what: &str, before: Option<u64>| {
+        assert_ne!(
+            b.change_token(),
+            before,
+            "{name}: the change token did not move after {what}"
+        );
+    };
+    let unbounded = WriteLimit::UNBOUNDED;
+    let t = b.change_token();
+    ok(
+        b.put("a", Bytes::from_static(b"1"), now, Some(now + 5), unbounded)
+            .await,
+        "put",
+    );
+    moved("put", t);
+    let t = b.change_token();
+    ok(
+        b.put("a", Bytes::from_static(b"2"), now, Some(now + 5), unbounded)
+            .await,
+        "put",
+    );
+    moved("a rewrite", t);
+    let t = b.change_token();
+    ok(b.remove("a").await, "remove");
+    moved("remove", t);
+    ok(
+        b.put(
+            "p:1",
+            Bytes::from_static(b"1"),
+            now,
+            Some(now + 5),
+            unbounded,
+        )
+        .await,
+        "put",
+    );
+    let t = b.change_token();
+    ok(b.remove_prefix("p:").await, "remove_prefix");
+    moved("remove_prefix", t);
+    let t = b.change_token();
+    let mut batch = Batch::new(now);
+    batch.puts.push(BatchPut {
+        key: "e".into(),
+        value: Bytes::from_static(b"1"),
+        expires_at: Some(now + 5),
+    });
+    ok(b.write_batch(&batch, unbounded).await, "write_batch");
+    moved("write_batch", t);
+    let t = b.change_token();
+    ok(b.purge_expired(now + 10, 10).await, "purge");
+    moved("purge_expired", t);
+    ok(
+        b.put("f", Bytes::from_static(b"1"), now, None, unbounded)
+            .await,
+        "put",
+    );
+    let t = b.change_token();
+    ok(
+        b.evict(EvictionPolicy::LeastRecentlyStored, 0, None).await,
+        "evict",
+    );
+    moved("evict", t);
+    ok(
+        b.put("g", Bytes::from_static(b"1"), now, None, unbounded)
+            .await,
+        "put",
+    );
+    let t = b.change_token();
+    ok(b.clear().await, "clear");
+    moved("clear", t);
 }
 
 /// After every write, logical bytes are at most the size limit.
@@ -699,13 +1160,25 @@ pub async fn eviction_protects_the_written_key<F: BackendFactory>(f: &F) {
     let name = b.name();
     let now = crate::SystemClock.now_millis_for_testkit();
     ok(
-        b.put("old", Bytes::from(vec![0u8; 50]), now, None, None)
-            .await,
+        b.put(
+            "old",
+            Bytes::from(vec![0u8; 50]),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
         "put",
     );
     ok(
-        b.put("new", Bytes::from(vec![0u8; 50]), now + 1, None, None)
-            .await,
+        b.put(
+            "new",
+            Bytes::from(vec![0u8; 50]),
+            now + 1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
         "put",
     );
     let r = ok(
@@ -817,7 +1290,14 @@ pub async fn record_accesses_rules<F: BackendFactory>(f: &F) {
     let name = b.name();
     let now = crate::SystemClock.now_millis_for_testkit();
     ok(
-        b.put("a", Bytes::from_static(b"1"), now, None, None).await,
+        b.put(
+            "a",
+            Bytes::from_static(b"1"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
         "put",
     );
     let batch = [
@@ -954,7 +1434,7 @@ pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
     );
     // Damaged bytes.
     let good = ok(
-        codec::encode(&item(2)).map_err(|e| Error::Config(e.to_string())),
+        codec::encode("k", &item(2)).map_err(|e| Error::Config(e.to_string())),
         "encode",
     );
     let mut bad = good.to_vec();
@@ -963,7 +1443,7 @@ pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
     ok(
         cache
             .backend()
-            .put("bad", Bytes::from(bad), now, None, None)
+            .put("bad", Bytes::from(bad), now, None, WriteLimit::UNBOUNDED)
             .await,
         "put",
     );
@@ -981,7 +1461,13 @@ pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
         ("empty", Bytes::new()),
         ("short", good.slice(..good.len() - 3)),
     ] {
-        ok(cache.backend().put(k, v, now, None, None).await, "put");
+        ok(
+            cache
+                .backend()
+                .put(k, v, now, None, WriteLimit::UNBOUNDED)
+                .await,
+            "put",
+        );
         assert_eq!(
             ok(cache.get::<Item>(k).await, "get"),
             None,
@@ -1195,8 +1681,8 @@ pub async fn large_value<F: BackendFactory>(f: &F) {
     );
 }
 
-fn encoded<T: crate::CacheValue>(value: &T) -> Bytes {
-    match codec::encode(value) {
+fn encoded<T: crate::CacheValue>(key: &str, value: &T) -> Bytes {
+    match codec::encode(key, value) {
         Ok(b) => b,
         Err(e) => panic!("encode: {e}"),
     }
@@ -1213,14 +1699,24 @@ pub async fn revalidation_and_shared_values<F: BackendFactory>(f: &F) {
     let b = cache.backend();
     let now = crate::Clock::now_millis(&clock);
     for len in [40usize, 1 << 20] {
-        let v1 = encoded(&(0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let v1 = encoded("r", &(0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
         // Same length, one payload byte different: a different checksum in the header.
-        let v2 = encoded(&(0..len).map(|i| ((i + 1) % 251) as u8).collect::<Vec<u8>>());
+        let v2 = encoded(
+            "r",
+            &(0..len).map(|i| ((i + 1) % 251) as u8).collect::<Vec<u8>>(),
+        );
         assert_eq!(v1.len(), v2.len());
         let head = &v1[..codec::HEADER_LEN];
         let n = v1.len() as u64;
         ok(
-            b.put("r", v1.clone(), now, Some(now + 1000), None).await,
+            b.put(
+                "r",
+                v1.clone(),
+                now,
+                Some(now + 1000),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
             "put",
         );
         match ok(b.get_if_changed("r", now, head, n).await, "revalidate") {
@@ -1242,7 +1738,14 @@ pub async fn revalidation_and_shared_values<F: BackendFactory>(f: &F) {
             }
         }
         ok(
-            b.put("r", v2.clone(), now, Some(now + 1000), None).await,
+            b.put(
+                "r",
+                v2.clone(),
+                now,
+                Some(now + 1000),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
             "rewrite",
         );
         match ok(b.get_if_changed("r", now, head, n).await, "revalidate") {
@@ -1293,8 +1796,12 @@ pub async fn revalidation_and_shared_values<F: BackendFactory>(f: &F) {
         Some(titles(3))
     );
     // Rewritten behind the cache's back (as another process would): never the old value.
-    let rewritten = encoded(&titles(4));
-    ok(b.put("s", rewritten, now, None, None).await, "put behind");
+    let rewritten = encoded("s", &titles(4));
+    ok(
+        b.put("s", rewritten, now, None, WriteLimit::UNBOUNDED)
+            .await,
+        "put behind",
+    );
     let fresh = ok(cache.get_shared::<Vec<String>>("s").await, "get_shared")
         .unwrap_or_else(|| panic!("{name}: get_shared after a rewrite"));
     assert_eq!(*fresh, titles(4), "{name}: rewritten value");
@@ -1508,17 +2015,7 @@ fn assert_object_safe(b: Arc<dyn CacheBackend>) -> Cache<Arc<dyn CacheBackend>> 
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::conformance_tests!(@tests $factory;
-            basic_operations, raw_put_and_remove, prefix_operations, ttl_boundaries,
-            purge_expired_respects_limit_and_order, size_limit_is_a_hard_bound,
-            eviction_least_recently_stored, eviction_least_recently_used,
-            eviction_least_frequently_used, eviction_protects_the_written_key,
-            oversize_values_are_refused, policy_none_refuses_when_full, record_accesses_rules,
-            exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
-            single_flight_shares_an_error, keys_with_any_characters, large_value,
-            revalidation_and_shared_values,
-            concurrent_writers_keep_exact_usage, clear_keeps_persistent_stats,
-            reopen_keeps_entries_ttl_and_stats);
+        $crate::testkit_checks!([$crate::conformance_tests](@tests $factory));
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
         mod conformance {
