@@ -302,6 +302,17 @@ impl std::str::FromStr for EvictionPolicy {
     }
 }
 
+/// The position of an entry in an eviction order: smaller goes first. `seq` is a per-store
+/// write sequence number that breaks ties between equal timestamps. Every backend orders
+/// eviction candidates by exactly this key.
+pub fn eviction_rank(policy: EvictionPolicy, meta: &EntryMeta, seq: u64) -> (u64, u64, u64) {
+    match policy {
+        EvictionPolicy::LeastRecentlyStored | EvictionPolicy::None => (meta.stored_at, seq, 0),
+        EvictionPolicy::LeastRecentlyUsed => (meta.accessed_at, seq, 0),
+        EvictionPolicy::LeastFrequentlyUsed => (meta.access_count, meta.accessed_at, seq),
+    }
+}
+
 /// Reads of one key to record (see [`CacheBackend::record_accesses`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {

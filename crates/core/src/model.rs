@@ -20,16 +20,7 @@ use crate::backend::{
     PutOutcome, Removed, Usage, WriteLimit,
 };
 
-/// The position of an entry in an eviction order: smaller goes first. `seq` is a per-store
-/// write sequence number that breaks ties between equal timestamps. Every backend orders
-/// eviction candidates by exactly this key.
-pub fn eviction_rank(policy: EvictionPolicy, meta: &EntryMeta, seq: u64) -> (u64, u64, u64) {
-    match policy {
-        EvictionPolicy::LeastRecentlyStored | EvictionPolicy::None => (meta.stored_at, seq, 0),
-        EvictionPolicy::LeastRecentlyUsed => (meta.accessed_at, seq, 0),
-        EvictionPolicy::LeastFrequentlyUsed => (meta.access_count, meta.accessed_at, seq),
-    }
-}
+pub use crate::backend::eviction_rank;
 
 #[derive(Debug, Default, Clone)]
 struct State {

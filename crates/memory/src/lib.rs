@@ -31,12 +31,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use plexcache_core::backend::{
-    Access, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis, PutOutcome, Removed,
-    Usage,
+    Access, Batch, BatchOutcome, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy, Millis,
+    PutOutcome, Removed, Usage, WriteLimit, eviction_rank,
 };
-use plexcache_core::model::eviction_rank;
 use plexcache_core::{Bytes, Result, async_trait};
 
 type Rank = (u64, u64, u64);
@@ -109,11 +108,15 @@ impl Shard {
         }
     }
 
-    /// The first entry of an eviction order that is not `protect`.
-    fn first_candidate(&self, policy: usize, protect: Option<&str>) -> Option<(Rank, Key)> {
+    /// The first entry of an eviction order that is not protected.
+    fn first_candidate(
+        &self,
+        policy: usize,
+        protect: &dyn Fn(&str) -> bool,
+    ) -> Option<(Rank, Key)> {
         self.order[policy]
             .iter()
-            .find(|(_, k)| Some(&**k) != protect)
+            .find(|(_, k)| !protect(k))
             .cloned()
     }
 
@@ -160,6 +163,9 @@ impl MemoryBackendBuilder {
             bytes: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             stats: Mutex::new(Counters::default()),
+            writer: Mutex::new(()),
+            version: AtomicU64::new(0),
+            next_expiry: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -173,7 +179,16 @@ pub struct MemoryBackend {
     bytes: AtomicU64,
     seq: AtomicU64,
     stats: Mutex<Counters>,
+    /// Serializes writers, so that a write, its purge and its eviction are one step.
+    writer: Mutex<()>,
+    /// Moves on every write (the change token).
+    version: AtomicU64,
+    /// No entry expires before this (a lower bound), so writes skip the purge while nothing
+    /// can have expired.
+    next_expiry: AtomicU64,
 }
+
+type Guards<'a> = Vec<RwLockWriteGuard<'a, Shard>>;
 
 impl Default for MemoryBackend {
     fn default() -> Self {
@@ -209,19 +224,109 @@ impl MemoryBackend {
         self.bytes.fetch_sub(size, Ordering::AcqRel);
     }
 
-    /// Removes `key` from shard `i` if its rank in `policy` is still `rank`.
-    fn evict_one(&self, i: usize, policy: usize, rank: Rank, key: &str) -> Option<u64> {
-        let mut shard = self.shards[i].write();
-        let still = shard
-            .map
-            .get(key)
-            .is_some_and(|slot| slot.ranks()[policy] == rank);
-        if !still {
-            return None;
+    fn bump(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every shard, write-locked in index order (the one order, so no deadlock).
+    fn lock_all(&self) -> Guards<'_> {
+        self.shards.iter().map(|s| s.write()).collect()
+    }
+
+    /// Inserts an entry into its (locked) shard; returns the replaced entry's size.
+    fn insert_in(
+        &self,
+        shard: &mut Shard,
+        key: &str,
+        value: Bytes,
+        meta: EntryMeta,
+    ) -> Option<u64> {
+        if let Some(at) = meta.expires_at {
+            self.next_expiry.fetch_min(at, Ordering::AcqRel);
         }
-        let (_, slot) = shard.remove(key)?;
-        self.account_removed(slot.meta.size);
-        Some(slot.meta.size)
+        let previous = shard.remove(key);
+        let previous_size = previous.as_ref().map(|(_, s)| s.meta.size);
+        let key: Key = match previous {
+            Some((k, _)) => k,
+            None => {
+                self.entries.fetch_add(1, Ordering::AcqRel);
+                Arc::from(key)
+            }
+        };
+        self.bytes.fetch_add(meta.size, Ordering::AcqRel);
+        if let Some(old) = previous_size {
+            self.bytes.fetch_sub(old, Ordering::AcqRel);
+        }
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        shard.insert(key, Slot { value, meta, seq });
+        previous_size
+    }
+
+    /// Purges up to `limit` entries expired at `now`, soonest first (ties in write order).
+    fn purge_in(&self, shards: &mut Guards<'_>, now: Millis, limit: usize) -> Removed {
+        let mut removed = Removed::default();
+        if limit == 0 || self.next_expiry.load(Ordering::Acquire) > now {
+            return removed;
+        }
+        let mut candidates: Vec<(Millis, u64, usize, Key)> = Vec::new();
+        for (i, shard) in shards.iter().enumerate() {
+            candidates.extend(
+                shard
+                    .expiry
+                    .iter()
+                    .take_while(|(at, _, _)| *at <= now)
+                    .take(limit)
+                    .map(|(at, seq, k)| (*at, *seq, i, k.clone())),
+            );
+        }
+        candidates.sort_unstable();
+        let complete = candidates.len() <= limit;
+        candidates.truncate(limit);
+        for (_, _, i, key) in candidates {
+            if let Some((_, slot)) = shards[i].remove(&key) {
+                self.account_removed(slot.meta.size);
+                removed.add_one(slot.meta.size);
+            }
+        }
+        if complete {
+            // Everything expired is gone: the next expiry is the smallest left.
+            let next = shards
+                .iter()
+                .filter_map(|s| s.expiry.first().map(|(at, _, _)| *at))
+                .min()
+                .unwrap_or(u64::MAX);
+            self.next_expiry.store(next, Ordering::Release);
+        }
+        removed
+    }
+
+    /// Evicts in `policy` order, skipping protected keys, until at most `target` bytes.
+    fn evict_in(
+        &self,
+        shards: &mut Guards<'_>,
+        policy: usize,
+        target: u64,
+        protect: &dyn Fn(&str) -> bool,
+    ) -> Removed {
+        let mut removed = Removed::default();
+        while self.bytes.load(Ordering::Acquire) > target {
+            let best = shards
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.first_candidate(policy, protect).map(|c| (c, i)))
+                .min();
+            let Some(((_, key), i)) = best else { break };
+            if let Some((_, slot)) = shards[i].remove(&key) {
+                self.account_removed(slot.meta.size);
+                removed.add_one(slot.meta.size);
+            }
+        }
+        removed
+    }
+
+    /// Whether a purge could find something at `now`.
+    fn may_purge(&self, limit: &WriteLimit) -> bool {
+        limit.purge > 0 && self.next_expiry.load(Ordering::Acquire) <= limit.now
     }
 }
 
@@ -247,46 +352,134 @@ impl CacheBackend for MemoryBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         let meta = EntryMeta::new(key, value.len(), stored_at, expires_at);
-        let mut shard = self.shards[self.shard_of(key)].write();
-        let previous_size = shard.map.get(key).map(|s| s.meta.size);
-        let old = previous_size.unwrap_or(0);
-        if let Some(max) = max_bytes {
-            // Reserve the bytes atomically, so writers on other shards cannot overshoot.
-            let reserved = self
-                .bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                    let next = cur.saturating_sub(old) + meta.size;
-                    (next <= max).then_some(next)
-                });
-            if reserved.is_err() {
+        let _writer = self.writer.lock();
+        let mut expired = Removed::default();
+        if self.may_purge(&limit) {
+            let mut all = self.lock_all();
+            expired = self.purge_in(&mut all, limit.now, limit.purge);
+        }
+        if expired.entries > 0 {
+            self.bump();
+        }
+        let i = self.shard_of(key);
+        let previous_size = {
+            let mut shard = self.shards[i].write();
+            let old = shard.map.get(key).map_or(0, |s| s.meta.size);
+            let after = self.bytes.load(Ordering::Acquire).saturating_sub(old) + meta.size;
+            if limit.policy == EvictionPolicy::None && after > limit.max_bytes {
                 return Ok(PutOutcome::Refused {
                     usage: self.usage_now(),
                 });
             }
-        } else {
-            self.bytes.fetch_add(meta.size, Ordering::AcqRel);
-            self.bytes.fetch_sub(old, Ordering::AcqRel);
-        }
-        let key: Key = match shard.remove(key) {
-            Some((k, _)) => k,
-            None => {
-                self.entries.fetch_add(1, Ordering::AcqRel);
-                Arc::from(key)
-            }
+            self.bump();
+            self.insert_in(&mut shard, key, value, meta)
         };
-        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        shard.insert(key, Slot { value, meta, seq });
-        drop(shard);
+        let mut evicted = Removed::default();
+        if let Some(p) = policy_index(limit.policy)
+            && self.bytes.load(Ordering::Acquire) > limit.max_bytes
+        {
+            let mut all = self.lock_all();
+            evicted = self.evict_in(&mut all, p, limit.max_bytes, &|k| k == key);
+        }
         Ok(PutOutcome::Stored {
             previous_size,
+            usage: self.usage_now(),
+            expired,
+            evicted,
+        })
+    }
+
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        let _writer = self.writer.lock();
+        // Every shard is locked for the whole batch: readers see it all or nothing.
+        let mut all = self.lock_all();
+        // The last put of a key wins; its size is what the batch adds.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (n, put) in batch.puts.iter().enumerate() {
+            last.insert(&put.key, n);
+        }
+        let own: u64 = last
+            .iter()
+            .map(|(k, n)| plexcache_core::backend::entry_size(k, batch.puts[*n].value.len()))
+            .sum();
+        // Bytes after the batch, before eviction: what stays, plus the batch's entries.
+        let under = |k: &str| {
+            batch
+                .remove_prefixes
+                .iter()
+                .any(|p| k.starts_with(p.as_str()))
+        };
+        let mut leaving = 0u64;
+        for (key, _) in &last {
+            if !under(key)
+                && let Some(slot) = all[self.shard_of(key)].map.get(*key)
+            {
+                leaving += slot.meta.size;
+            }
+        }
+        for shard in all.iter() {
+            for prefix in &batch.remove_prefixes {
+                for k in shard.prefix_range(prefix) {
+                    leaving += shard.map.get(k).map_or(0, |s| s.meta.size);
+                }
+            }
+        }
+        let after = self.bytes.load(Ordering::Acquire).saturating_sub(leaving) + own;
+        let fits = match limit.policy {
+            EvictionPolicy::None => after <= limit.max_bytes,
+            _ => own <= limit.max_bytes,
+        };
+        if !fits {
+            return Ok(BatchOutcome::Refused {
+                usage: self.usage_now(),
+            });
+        }
+        self.bump();
+        let expired = self.purge_in(&mut all, limit.now, limit.purge);
+        let mut removed = Removed::default();
+        for shard in all.iter_mut() {
+            for prefix in &batch.remove_prefixes {
+                let keys: Vec<Key> = shard.prefix_range(prefix).cloned().collect();
+                for k in keys {
+                    if let Some((_, slot)) = shard.remove(&k) {
+                        self.account_removed(slot.meta.size);
+                        removed.add_one(slot.meta.size);
+                    }
+                }
+            }
+        }
+        let mut order: Vec<(&str, usize)> = last.into_iter().collect();
+        order.sort_unstable_by_key(|(_, n)| *n);
+        for (key, n) in &order {
+            let put = &batch.puts[*n];
+            let meta = EntryMeta::new(key, put.value.len(), batch.stored_at, put.expires_at);
+            let i = self.shard_of(key);
+            self.insert_in(&mut all[i], key, put.value.clone(), meta);
+        }
+        let mut evicted = Removed::default();
+        if let Some(p) = policy_index(limit.policy) {
+            let own_keys: std::collections::HashSet<&str> = order.iter().map(|(k, _)| *k).collect();
+            evicted = self.evict_in(&mut all, p, limit.max_bytes, &|k| own_keys.contains(k));
+        }
+        Ok(BatchOutcome::Applied {
+            removed,
+            written: order.len() as u64,
+            expired,
+            evicted,
             usage: self.usage_now(),
         })
     }
 
+    fn change_token(&self) -> Option<u64> {
+        Some(self.version.load(Ordering::Acquire))
+    }
+
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
+        let _writer = self.writer.lock();
+        self.bump();
         let mut shard = self.shards[self.shard_of(key)].write();
         Ok(shard.remove(key).map(|(_, slot)| {
             self.account_removed(slot.meta.size);
@@ -295,9 +488,10 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
+        let _writer = self.writer.lock();
+        self.bump();
         let mut removed = Removed::default();
-        for lock in self.shards.iter() {
-            let mut shard = lock.write();
+        for mut shard in self.lock_all() {
             let keys: Vec<Key> = shard.prefix_range(prefix).cloned().collect();
             for k in keys {
                 if let Some((_, slot)) = shard.remove(&k) {
@@ -310,15 +504,17 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn clear(&self) -> Result<Removed> {
+        let _writer = self.writer.lock();
+        self.bump();
         let mut removed = Removed::default();
-        for lock in self.shards.iter() {
-            let mut shard = lock.write();
+        for mut shard in self.lock_all() {
             for slot in shard.map.values() {
                 self.account_removed(slot.meta.size);
                 removed.add_one(slot.meta.size);
             }
             *shard = Shard::default();
         }
+        self.next_expiry.store(u64::MAX, Ordering::Release);
         Ok(removed)
     }
 
@@ -327,34 +523,10 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
-        // Soonest expiry first across shards: take up to `limit` candidates from each shard,
-        // merge, keep the first `limit`.
-        let mut candidates: Vec<(Millis, u64, usize, Key)> = Vec::new();
-        for (i, lock) in self.shards.iter().enumerate() {
-            let shard = lock.read();
-            candidates.extend(
-                shard
-                    .expiry
-                    .iter()
-                    .take_while(|(at, _, _)| *at <= now)
-                    .take(limit)
-                    .map(|(at, seq, k)| (*at, *seq, i, k.clone())),
-            );
-        }
-        candidates.sort_unstable();
-        candidates.truncate(limit);
-        let mut removed = Removed::default();
-        for (_, _, i, key) in candidates {
-            let mut shard = self.shards[i].write();
-            // Re-check under the write lock: the entry may have been rewritten meanwhile.
-            if shard.map.get(&key).is_some_and(|s| s.meta.is_expired(now))
-                && let Some((_, slot)) = shard.remove(&key)
-            {
-                self.account_removed(slot.meta.size);
-                removed.add_one(slot.meta.size);
-            }
-        }
-        Ok(removed)
+        let _writer = self.writer.lock();
+        self.bump();
+        let mut all = self.lock_all();
+        Ok(self.purge_in(&mut all, now, limit))
     }
 
     async fn evict(
@@ -363,29 +535,20 @@ impl CacheBackend for MemoryBackend {
         target_bytes: u64,
         protect: Option<&str>,
     ) -> Result<Removed> {
-        let mut removed = Removed::default();
         let Some(p) = policy_index(policy) else {
-            return Ok(removed);
+            return Ok(Removed::default());
         };
-        while self.bytes.load(Ordering::Acquire) > target_bytes {
-            let best = self
-                .shards
-                .iter()
-                .enumerate()
-                .filter_map(|(i, lock)| lock.read().first_candidate(p, protect).map(|c| (c, i)))
-                .min();
-            let Some(((rank, key), i)) = best else { break };
-            if let Some(size) = self.evict_one(i, p, rank, &key) {
-                removed.add_one(size);
-            }
-        }
-        Ok(removed)
+        let _writer = self.writer.lock();
+        self.bump();
+        let mut all = self.lock_all();
+        Ok(self.evict_in(&mut all, p, target_bytes, &|k| Some(k) == protect))
     }
 
     async fn keys(&self, prefix: &str, now: Millis, limit: usize) -> Result<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
-        for lock in self.shards.iter() {
-            let shard = lock.read();
+        // All shards at once, so a batch is seen whole or not at all.
+        let all: Vec<_> = self.shards.iter().map(|s| s.read()).collect();
+        for shard in &all {
             out.extend(
                 shard
                     .prefix_range(prefix)
@@ -405,6 +568,7 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn record_accesses(&self, accesses: &[Access]) -> Result<()> {
+        let _writer = self.writer.lock();
         for a in accesses {
             let mut shard = self.shards[self.shard_of(&a.key)].write();
             let Some((key, mut slot)) = shard.remove(&a.key) else {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use plexcache_core::Bytes;
-use plexcache_core::backend::{Access, CacheBackend, EvictionPolicy};
+use plexcache_core::backend::{Access, Batch, BatchPut, CacheBackend, EvictionPolicy, WriteLimit};
 use plexcache_core::model::ModelBackend;
 use plexcache_memory::MemoryBackend;
 use proptest::prelude::*;
@@ -16,6 +16,15 @@ enum Op {
         len: u16,
         ttl: Option<u16>,
         max: Option<u16>,
+        policy: u8,
+        purge: u8,
+    },
+    Batch {
+        prefix: u8,
+        keys: Vec<(u8, u16)>,
+        ttl: Option<u16>,
+        max: Option<u16>,
+        policy: u8,
     },
     Get {
         key: u8,
@@ -76,8 +85,10 @@ fn policy(p: u8) -> EvictionPolicy {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..40, 0u16..300, proptest::option::of(0u16..50), proptest::option::of(0u16..3000))
-            .prop_map(|(key, len, ttl, max)| Op::Put { key, len, ttl, max }),
+        4 => (0u8..40, 0u16..300, proptest::option::of(0u16..50), proptest::option::of(0u16..3000), any::<u8>(), 0u8..4)
+            .prop_map(|(key, len, ttl, max, policy, purge)| Op::Put { key, len, ttl, max, policy, purge }),
+        1 => (any::<u8>(), proptest::collection::vec((0u8..40, 0u16..300), 0..6), proptest::option::of(0u16..50), proptest::option::of(0u16..3000), any::<u8>())
+            .prop_map(|(prefix, keys, ttl, max, policy)| Op::Batch { prefix, keys, ttl, max, policy }),
         2 => (0u8..40).prop_map(|key| Op::Get { key }),
         1 => (0u8..40).prop_map(|key| Op::Remove { key }),
         1 => any::<u8>().prop_map(|prefix| Op::RemovePrefix { prefix }),
@@ -88,6 +99,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), 0u8..50).prop_map(|(prefix, limit)| Op::Keys { prefix, limit }),
         2 => (0u16..30).prop_map(|ms| Op::Tick { ms }),
     ]
+}
+
+fn limit(max: Option<u16>, p: u8, now: u64, purge: usize) -> WriteLimit {
+    match max {
+        None => WriteLimit::UNBOUNDED.with_purge(now, purge),
+        Some(max) => WriteLimit::evict_to(u64::from(max), policy(p)).with_purge(now, purge),
+    }
 }
 
 async fn run(ops: Vec<Op>) {
@@ -102,12 +120,38 @@ async fn run(ops: Vec<Op>) {
                 len,
                 ttl,
                 max,
+                policy: p,
+                purge,
             } => {
                 let v = Bytes::from(vec![k; len as usize]);
                 let exp = ttl.map(|t| now + t as u64);
-                let max = max.map(u64::from);
-                let a = model.put(&key(k), v.clone(), now, exp, max).await.unwrap();
-                let b = memory.put(&key(k), v, now, exp, max).await.unwrap();
+                let limit = limit(max, p, now, purge as usize);
+                let a = model
+                    .put(&key(k), v.clone(), now, exp, limit)
+                    .await
+                    .unwrap();
+                let b = memory.put(&key(k), v, now, exp, limit).await.unwrap();
+                assert_eq!(a, b, "{ctx}");
+            }
+            Op::Batch {
+                prefix: p,
+                keys,
+                ttl,
+                max,
+                policy: pol,
+            } => {
+                let mut batch = Batch::new(now);
+                batch.remove_prefixes = vec![prefix(p)];
+                for (k, len) in keys {
+                    batch.puts.push(BatchPut {
+                        key: key(k),
+                        value: Bytes::from(vec![k; len as usize]),
+                        expires_at: ttl.map(|t| now + t as u64),
+                    });
+                }
+                let limit = limit(max, pol, now, 2);
+                let a = model.write_batch(&batch, limit).await.unwrap();
+                let b = memory.write_batch(&batch, limit).await.unwrap();
                 assert_eq!(a, b, "{ctx}");
             }
             Op::Get { key: k } => {
@@ -176,9 +220,16 @@ async fn run(ops: Vec<Op>) {
             "usage after {ctx}"
         );
     }
-    // Same survivors, same metadata.
-    let keys = model.keys("", u64::MAX, usize::MAX).await.unwrap();
-    assert_eq!(keys, memory.keys("", u64::MAX, usize::MAX).await.unwrap());
+    // Same survivors (expired or not), same values and metadata.
+    let keys = model.keys("", 0, usize::MAX).await.unwrap();
+    assert_eq!(keys, memory.keys("", 0, usize::MAX).await.unwrap());
+    for k in keys {
+        assert_eq!(
+            model.get(&k, 0).await.unwrap(),
+            memory.get(&k, 0).await.unwrap(),
+            "survivor {k}"
+        );
+    }
 }
 
 proptest! {
