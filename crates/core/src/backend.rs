@@ -214,6 +214,27 @@ impl Batch {
         }
     }
 
+    /// A batch of `entries` written at `stored_at`, all expiring at `expires_at`, removing
+    /// nothing.
+    pub fn of(
+        stored_at: Millis,
+        expires_at: Option<Millis>,
+        entries: impl IntoIterator<Item = (String, Bytes)>,
+    ) -> Self {
+        Self {
+            remove_prefixes: Vec::new(),
+            puts: entries
+                .into_iter()
+                .map(|(key, value)| BatchPut {
+                    key,
+                    value,
+                    expires_at,
+                })
+                .collect(),
+            stored_at,
+        }
+    }
+
     /// Logical bytes of the puts (a key written twice counts once per put).
     pub fn put_bytes(&self) -> u64 {
         self.puts

@@ -2,14 +2,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use plexcache_core::{
-    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
-    PutOutcome, Removed, Result, Revalidated, Usage, async_trait,
+    Access, Batch, BatchOutcome, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error,
+    EvictionPolicy, Millis, PutOutcome, Removed, Result, Revalidated, Usage, WriteLimit,
+    async_trait,
 };
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::Semaphore;
@@ -17,7 +18,6 @@ use tokio::sync::Semaphore;
 use crate::builder::{Offload, SqliteBuilder};
 use crate::schema::{connect, move_aside, open_writer, wal_path};
 use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
-use crate::tier::Tier;
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
 /// the connections.
@@ -45,9 +45,11 @@ struct Inner {
     maintenance_queued: AtomicBool,
     /// The LRU/LFU indexes are known to exist (they are built on first need).
     access_indexes: AtomicBool,
-    /// Exclusive mode: the memory tier (`None` in the shared mode or when turned off). Changed
-    /// only by a holder of the writer connection, so it never disagrees with the database.
-    tier: Option<Mutex<Tier>>,
+    /// The change token: in the shared mode a connection that only asks SQLite's
+    /// `data_version` (which moves on every commit of any other connection, this process's
+    /// writer included); in the exclusive mode, where no other connection exists and writes
+    /// are not committed at once, a counter of this backend's writes.
+    watch: Watch,
     /// Exclusive mode: when the open batch transaction began (`None`: no batch is open).
     batch_started: Mutex<Option<Instant>>,
     /// Exclusive mode: why acknowledged writes were lost (a failed batch commit), reported by
@@ -62,6 +64,12 @@ struct Inner {
     /// The process lock (`<database>.lock`), held for the backend's life. Declared last, so
     /// that it is released after the connections are closed.
     _lock: Option<File>,
+}
+
+/// Where the change token comes from (see `Inner::watch`).
+enum Watch {
+    DataVersion(Mutex<Connection>),
+    Writes(AtomicU64),
 }
 
 /// Rows of large values counted in the open batch but not written yet, in write order.
@@ -275,19 +283,24 @@ impl Inner {
         }
     }
 
-    /// Exclusive mode: acknowledged writes of the batch are gone; the tier, which may hold
-    /// them, is dropped, and the next `flush` reports it.
+    /// Exclusive mode: acknowledged writes of the batch are gone; the next `flush` reports it.
     fn batch_lost(&self, why: &str) {
         tracing::error!(
             path = %self.ctx.path.display(),
             reason = why,
             "writes acknowledged since the last commit were lost"
         );
-        if let Some(t) = &self.tier {
-            t.lock().clear();
-        }
+        self.wrote();
         *self.pending.lock() = Pending::default();
         *self.lost_batch.lock() = Some(why.to_owned());
+    }
+
+    /// Exclusive mode: moves the change token (every write calls it while it holds the writer
+    /// connection).
+    fn wrote(&self) {
+        if let Watch::Writes(n) = &self.watch {
+            n.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn give_back(&self, conn: Connection) {
@@ -318,9 +331,6 @@ fn no_removal<T>(_: &T) -> bool {
 fn removed_some(r: &Removed) -> bool {
     r.entries > 0
 }
-
-/// A tier update for operations that change nothing the tier holds.
-fn tier_unchanged<T>(_: &mut Tier, _: &T) {}
 
 /// Exclusive mode: commits each batch when it reaches the commit interval. Holds the backend
 /// only while it looks or commits, and ends when the backend is gone.
@@ -407,8 +417,14 @@ impl SqliteBackend {
             .map_err(|e| classify(&path, "install the WAL hook", e))?;
         let permits = Arc::new(Semaphore::new(cfg.max_readers));
         let next_checkpoint = AtomicU32::new(cfg.checkpoint_pages);
-        let tier = (cfg.exclusive && cfg.memory_tier_bytes > 0)
-            .then(|| Mutex::new(Tier::new(cfg.memory_tier_bytes)));
+        let watch = if cfg.exclusive {
+            Watch::Writes(AtomicU64::new(0))
+        } else {
+            let conn = ctx.retry("open the change-watch connection", || {
+                connect(&cfg, &path, true)
+            })?;
+            Watch::DataVersion(Mutex::new(conn))
+        };
         let exclusive = cfg.exclusive;
         let backend = Self {
             inner: Arc::new(Inner {
@@ -422,7 +438,7 @@ impl SqliteBackend {
                 next_checkpoint,
                 maintenance_queued: AtomicBool::new(false),
                 access_indexes: AtomicBool::new(false),
-                tier,
+                watch,
                 batch_started: Mutex::new(None),
                 lost_batch: Mutex::new(None),
                 committer: OnceLock::new(),
@@ -582,15 +598,13 @@ impl SqliteBackend {
     /// write lock can be taken without waiting; otherwise (or if another process holds the
     /// lock) it goes to the blocking pool, where it waits and retries.
     ///
-    /// In exclusive mode the transaction is a savepoint in the open batch (see
-    /// [`Inner::batch_op`]), and `tier` applies the operation's effect to the memory tier
-    /// while the writer connection is still held.
+    /// In exclusive mode the transaction runs inside the open batch (see
+    /// [`Inner::batch_op`]).
     async fn write_txn<T: Send + 'static>(
         &self,
         what: &'static str,
         small: bool,
         removing: fn(&T) -> bool,
-        tier: impl FnOnce(&mut Tier, &T) + Send + 'static,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         if self.inner.cfg.exclusive {
@@ -602,9 +616,7 @@ impl SqliteBackend {
             return self
                 .on_writer(inline, move |inner, conn| {
                     let out = inner.batch_op(conn, what, &mut f)?;
-                    if let Some(t) = &inner.tier {
-                        tier(&mut t.lock(), &out);
-                    }
+                    inner.wrote();
                     // The commit thread sleeps until the batch is due (it was woken when the
                     // batch began), so nothing to signal here.
                     Ok(out)
@@ -701,7 +713,7 @@ impl SqliteBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         let key = key.to_owned();
         // The counting is a few row reads and one update: inline unless everything is to run
@@ -710,18 +722,15 @@ impl SqliteBackend {
         self.on_writer(inline, move |inner, conn| {
             let len = value.len();
             let mut count = |tx: &Connection| {
-                store::put_counted(tx, &key, len, stored_at, expires_at, max_bytes)
+                let (outcome, row) =
+                    store::put_counted(tx, &key, len, stored_at, expires_at, limit)?;
+                // The row is not written yet; its key is protected like a written one.
+                let outcome = store::finish_put(tx, &key, outcome, limit, true)?;
+                Ok((outcome, row))
             };
             let (outcome, row) = inner.batch_op(conn, "put", &mut count)?;
+            inner.wrote();
             if let Some(row) = row {
-                if let Some(t) = &inner.tier {
-                    let meta = EntryMeta::new(&key, len, stored_at, expires_at);
-                    let entry = Entry {
-                        value: value.clone(),
-                        meta,
-                    };
-                    t.lock().insert(&key, entry);
-                }
                 inner.defer(key, row, value);
             }
             Ok(outcome)
@@ -729,23 +738,11 @@ impl SqliteBackend {
         .await
     }
 
-    /// Exclusive mode: a hit in the memory tier, else a read on the writer connection whose
-    /// result is added to the tier (while the connection is held, so no write can come
-    /// between the read and the insertion).
+    /// Exclusive mode: a read on the writer connection (the only one), which sees the open
+    /// batch.
     async fn exclusive_get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
-        if let Some(t) = &self.inner.tier
-            && let Some(entry) = t.lock().get(key, now)
-        {
-            return Ok(Some(entry));
-        }
         let read = move |inner: &Inner, conn: &Connection, key: &str, limit: u64| {
-            let got = inner
-                .ctx
-                .retry("get", || store::get(conn, key, now, limit))?;
-            if let (Some(Fetched::Entry(e)), Some(t)) = (&got, &inner.tier) {
-                t.lock().insert(key, e.clone());
-            }
-            Ok(got)
+            inner.ctx.retry("get", || store::get(conn, key, now, limit))
         };
         let offload = self.inner.cfg.offload;
         if offload != Offload::Always || !Self::has_runtime() {
@@ -772,40 +769,6 @@ impl SqliteBackend {
             Some(Fetched::Entry(e)) => Some(e),
             _ => None,
         })
-    }
-
-    /// Writes many entries in one transaction, without a size-limit check: a bulk load (for
-    /// example a library's search entries, or a benchmark's fixture). Follow it with
-    /// [`Cache::cull`](plexcache_core::Cache::cull) if the size limit may be exceeded. Returns
-    /// the usage afterwards.
-    pub async fn put_many(
-        &self,
-        entries: Vec<(String, Bytes)>,
-        stored_at: Millis,
-        expires_at: Option<Millis>,
-    ) -> Result<Usage> {
-        let inner = Arc::clone(&self.inner);
-        self.write(no_removal, move |ctx, conn| {
-            let usage = ctx.write(conn, "put_many", |tx| {
-                let mut usage = Usage::default();
-                for (key, value) in &entries {
-                    if let PutOutcome::Stored { usage: u, .. } =
-                        store::put(tx, key, value, stored_at, expires_at, None)?
-                    {
-                        usage = u;
-                    }
-                }
-                Ok(usage)
-            })?;
-            if let Some(t) = &inner.tier {
-                let mut t = t.lock();
-                for (key, _) in &entries {
-                    t.remove(key);
-                }
-            }
-            Ok(usage)
-        })
-        .await
     }
 
     /// Returns every free page to the file system and truncates the WAL (when no other
@@ -878,11 +841,6 @@ impl CacheBackend for SqliteBackend {
         head: &[u8],
         len: u64,
     ) -> Result<Option<Revalidated>> {
-        if let Some(t) = &self.inner.tier
-            && let Some(entry) = t.lock().get(key, now)
-        {
-            return Ok(Some(Revalidated::compare(entry, head, len)));
-        }
         let limit = self.inner.cfg.inline_read_limit;
         let checked = {
             let head = head.to_vec();
@@ -906,7 +864,7 @@ impl CacheBackend for SqliteBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         // SQLite refuses strings and blobs over its length limit (1e9 bytes in this build):
         // refused here, before any statement runs, so the refusal is never an engine error
@@ -925,33 +883,67 @@ impl CacheBackend for SqliteBackend {
             && self.inner.may_defer(value.len() as u64)
         {
             return self
-                .deferred_put(key, value, stored_at, expires_at, max_bytes)
+                .deferred_put(key, value, stored_at, expires_at, limit)
                 .await;
         }
         let key: Arc<str> = Arc::from(key);
-        let tier_key = Arc::clone(&key);
-        let tier_value = value.clone();
-        let tier = move |t: &mut Tier, out: &PutOutcome| {
-            if matches!(out, PutOutcome::Stored { .. }) {
-                let meta = EntryMeta::new(&tier_key, tier_value.len(), stored_at, expires_at);
-                let entry = Entry {
-                    value: tier_value,
-                    meta,
-                };
-                t.insert(&tier_key, entry);
-            }
-        };
-        self.write_txn("put", small, no_removal, tier, move |tx| {
-            store::put(tx, &key, &value, stored_at, expires_at, max_bytes)
-        })
+        // The LRU/LFU indexes are built by the first eviction in those orders, which scans
+        // the table: never inline on the runtime.
+        let build = limit.policy.tracks_access() && self.access_indexes_unknown();
+        let out = self
+            .write_txn("put", small && !build, no_removal, move |tx| {
+                store::put(tx, &key, &value, stored_at, expires_at, limit, build)
+            })
+            .await?;
+        self.access_indexes_built(
+            build && matches!(out, PutOutcome::Stored { evicted, .. } if evicted.entries > 0),
+        );
+        Ok(out)
+    }
+
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        if let Some(put) = batch
+            .puts
+            .iter()
+            .find(|p| p.key.len().max(p.value.len()) as u64 >= SQLITE_MAX_LENGTH)
+        {
+            return Err(Error::TooLarge {
+                key: put.key.chars().take(200).collect(),
+                size: plexcache_core::backend::entry_size(&put.key, put.value.len()),
+                limit: SQLITE_MAX_LENGTH - 1,
+            });
+        }
+        let batch = batch.clone();
+        let inner = Arc::clone(&self.inner);
+        self.write(
+            |o: &BatchOutcome| matches!(o, BatchOutcome::Applied { removed, .. } if removed.entries > 0),
+            move |ctx, conn| {
+                let out = ctx.write_or_rollback(conn, "write_batch", |tx| {
+                    store::write_batch(tx, &batch, limit)
+                })?;
+                inner.wrote();
+                Ok(out)
+            },
+        )
         .await
+    }
+
+    fn change_token(&self) -> Option<u64> {
+        match &self.inner.watch {
+            Watch::Writes(n) => Some(n.load(Ordering::Acquire)),
+            Watch::DataVersion(conn) => {
+                let conn = conn.lock();
+                conn.prepare_cached("PRAGMA data_version")
+                    .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, i64>(0)))
+                    .ok()
+                    .map(|v| v as u64)
+            }
+        }
     }
 
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
         let key: Arc<str> = Arc::from(key);
-        let tier_key = Arc::clone(&key);
-        let tier = move |t: &mut Tier, _: &Option<EntryMeta>| t.remove(&tier_key);
-        self.write_txn("remove", true, Option::is_some, tier, move |tx| {
+        self.write_txn("remove", true, Option::is_some, move |tx| {
             store::remove(tx, &key)
         })
         .await
@@ -959,17 +951,14 @@ impl CacheBackend for SqliteBackend {
 
     async fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
         let prefix: Arc<str> = Arc::from(prefix);
-        let tier_prefix = Arc::clone(&prefix);
-        let tier = move |t: &mut Tier, _: &Removed| t.remove_prefix(&tier_prefix);
-        self.write_txn("remove_prefix", false, removed_some, tier, move |tx| {
+        self.write_txn("remove_prefix", false, removed_some, move |tx| {
             store::remove_prefix(tx, &prefix)
         })
         .await
     }
 
     async fn clear(&self) -> Result<Removed> {
-        let tier = |t: &mut Tier, _: &Removed| t.clear();
-        self.write_txn("clear", false, removed_some, tier, store::clear)
+        self.write_txn("clear", false, removed_some, store::clear)
             .await
     }
 
@@ -988,14 +977,9 @@ impl CacheBackend for SqliteBackend {
         if !any {
             return Ok(Removed::default());
         }
-        let tier = move |t: &mut Tier, _: &Removed| t.purge(now);
-        self.write_txn(
-            "purge_expired",
-            limit <= 100,
-            removed_some,
-            tier,
-            move |tx| store::purge_expired(tx, now, limit),
-        )
+        self.write_txn("purge_expired", limit <= 100, removed_some, move |tx| {
+            store::purge_expired(tx, now, limit)
+        })
         .await
     }
 
@@ -1011,18 +995,13 @@ impl CacheBackend for SqliteBackend {
         let protect = protect.map(str::to_owned);
         let build = policy != EvictionPolicy::LeastRecentlyStored && self.access_indexes_unknown();
         // Building the indexes scans the table: never inline on the runtime.
-        let tier = |t: &mut Tier, (_, keys): &(Removed, Vec<String>)| {
-            for key in keys {
-                t.remove(key);
-            }
-        };
         let removing = |(r, _): &(Removed, Vec<String>)| r.entries > 0;
         let (removed, _) = self
-            .write_txn("evict", !build, removing, tier, move |tx| {
+            .write_txn("evict", !build, removing, move |tx| {
                 if build {
                     store::ensure_access_indexes(tx)?;
                 }
-                store::evict(tx, policy, target_bytes, protect.as_deref())
+                store::evict(tx, policy, target_bytes, &|k| Some(k) == protect.as_deref())
             })
             .await?;
         self.access_indexes_built(build);
@@ -1045,9 +1024,7 @@ impl CacheBackend for SqliteBackend {
         let build = self.access_indexes_unknown();
         let small = accesses.len() <= 32 && !build;
         let accesses: Arc<[Access]> = Arc::from(accesses);
-        let tier_accesses = Arc::clone(&accesses);
-        let tier = move |t: &mut Tier, _: &()| t.record(&tier_accesses);
-        self.write_txn("record_accesses", small, no_removal, tier, move |tx| {
+        self.write_txn("record_accesses", small, no_removal, move |tx| {
             if build {
                 store::ensure_access_indexes(tx)?;
             }
@@ -1067,7 +1044,7 @@ impl CacheBackend for SqliteBackend {
             return Ok(());
         }
         let delta = *delta;
-        self.write_txn("add_stats", true, no_removal, tier_unchanged, move |tx| {
+        self.write_txn("add_stats", true, no_removal, move |tx| {
             store::add_stats(tx, &delta)
         })
         .await

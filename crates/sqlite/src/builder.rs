@@ -45,7 +45,6 @@ pub struct SqliteBuilder {
     pub(crate) checkpoint_pages: u32,
     pub(crate) exclusive: bool,
     pub(crate) commit_interval: Duration,
-    pub(crate) memory_tier_bytes: u64,
     pub(crate) lock_wait: Duration,
     pub(crate) max_file_bytes: Option<u64>,
 }
@@ -60,8 +59,6 @@ pub(crate) const DEFAULT_CHECKPOINT_PAGES: u32 = 1000;
 pub(crate) const DEFAULT_INLINE_READ_LIMIT: u64 = 64 * 1024;
 /// Default commit interval of the exclusive mode.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-/// Default memory tier of the exclusive mode.
-pub const DEFAULT_MEMORY_TIER_BYTES: u64 = 32 * 1024 * 1024;
 
 impl SqliteBuilder {
     pub(crate) fn new(location: impl Into<PathBuf>) -> Self {
@@ -78,7 +75,6 @@ impl SqliteBuilder {
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
             exclusive: false,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
-            memory_tier_bytes: DEFAULT_MEMORY_TIER_BYTES,
             lock_wait: Duration::from_secs(5),
             max_file_bytes: None,
         }
@@ -162,8 +158,8 @@ impl SqliteBuilder {
     ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped. A
     ///   crash of the process or the machine loses at most that window of acknowledged writes;
     ///   the size limit, counters and everything else hold as in the shared mode.
-    /// * A memory tier of [`SqliteBuilder::memory_tier_bytes`] holds recently written and read
-    ///   entries, so a hit costs a hash lookup instead of a SQLite read.
+    /// * The change token is a counter of this backend's writes, so the memory tier of
+    ///   [`Cache`](plexcache_core::Cache) serves repeated reads without asking SQLite.
     /// * A value over [`SqliteBuilder::inline_read_limit`] is counted when `put` returns and its
     ///   row written by the background thread (any later operation writes it first), so the
     ///   caller's next work overlaps with it.
@@ -181,14 +177,6 @@ impl SqliteBuilder {
     /// commits; it is also the window a crash can lose.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// In exclusive mode, the bytes of entries held in memory (default
-    /// [`DEFAULT_MEMORY_TIER_BYTES`], 32 MiB; 0 turns the tier off). Values over a quarter of
-    /// it are never held.
-    pub fn memory_tier_bytes(mut self, bytes: u64) -> Self {
-        self.memory_tier_bytes = bytes;
         self
     }
 

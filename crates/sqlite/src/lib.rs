@@ -68,10 +68,7 @@ mod lock;
 mod prefix;
 mod schema;
 mod store;
-mod tier;
 
 pub use backend::SqliteBackend;
-pub use builder::{
-    DEFAULT_COMMIT_INTERVAL, DEFAULT_FILE_NAME, DEFAULT_MEMORY_TIER_BYTES, Offload, SqliteBuilder,
-};
+pub use builder::{DEFAULT_COMMIT_INTERVAL, DEFAULT_FILE_NAME, Offload, SqliteBuilder};
 pub use schema::SCHEMA_VERSION;

@@ -12,8 +12,11 @@ use crate::builder::SqliteBuilder;
 use crate::store::{Ctx, classify};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`). A database with a
-/// higher version gives [`Error::IncompatibleVersion`].
-pub const SCHEMA_VERSION: u64 = 1;
+/// higher version gives [`Error::IncompatibleVersion`]. Version 2 orders the expiry index by
+/// write sequence too (purge ties go in write order); a version-1 database is migrated when
+/// opened, dropping its entries, which no longer decode (the value envelope's checksum now
+/// binds the key) and would only be purged as misses one by one.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `PRAGMA application_id` of a plexcache database ("plxc").
 pub(crate) const APPLICATION_ID: i64 = 0x706c_7863;
@@ -42,7 +45,7 @@ CREATE TABLE entries (
     seq          INTEGER NOT NULL,
     value        BLOB NOT NULL
 );
-CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
 CREATE INDEX entries_lrs ON entries (stored_at, seq);
 CREATE TABLE counters (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -257,7 +260,33 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection> 
         create_schema(&mut conn, ctx)?;
     }
     validate(&conn, ctx)?;
+    if version == 1 {
+        migrate_from_1(&mut conn, ctx)?;
+    }
     Ok(conn)
+}
+
+/// Version 1 to 2 (see [`SCHEMA_VERSION`]): the entries go (persistent statistics stay), the
+/// expiry index gains the write sequence.
+fn migrate_from_1(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
+    ctx.write(conn, "migrate the schema from version 1", |tx| {
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != 1 {
+            return Ok(()); // another process migrated it meanwhile
+        }
+        tx.execute_batch(&format!(
+            "DELETE FROM entries;
+             UPDATE counters SET entries = 0, bytes = 0 WHERE id = 1;
+             DROP INDEX IF EXISTS entries_expiry;
+             CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
+             PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+    })?;
+    tracing::info!(
+        path = %ctx.path.display(),
+        "migrated the cache database to schema version {SCHEMA_VERSION}; entries of older releases were dropped"
+    );
+    Ok(())
 }
 
 fn create_schema(conn: &mut Connection, ctx: &Ctx) -> Result<()> {

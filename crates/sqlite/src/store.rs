@@ -6,9 +6,11 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use plexcache_core::{
-    Access, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis, PutOutcome, Removed,
-    Result, Revalidated, Usage,
+    Access, Batch, BatchOutcome, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
+    PutOutcome, Removed, Result, Revalidated, Usage, WriteLimit,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -116,6 +118,28 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Like [`Ctx::write`], but `f` decides whether its transaction is committed (`true`) or
+    /// rolled back (`false`).
+    pub(crate) fn write_or_rollback<T>(
+        &self,
+        conn: &mut Connection,
+        what: &str,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<(T, bool)>,
+    ) -> Result<T> {
+        self.retry(what, || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (out, commit) = f(&tx)?;
+            if commit {
+                tx.commit()?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(out)
+        })
+    }
+}
+
 /// u64 -> INTEGER, saturating (times and counters never get near it).
 pub(crate) fn to_sql(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -136,15 +160,12 @@ fn meta_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<EntryMeta> {
     })
 }
 
-const GET_SQL: &str = "SELECT stored_at, expires_at, accessed_at, access_count, size,
-                CASE WHEN size <= ?3 THEN value END
-         FROM entries WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 const PREVIOUS_SIZE_SQL: &str = "SELECT size FROM entries WHERE key = ?1";
 const REMOVE_RANGE_SQL: &str = "DELETE FROM entries WHERE key >= ?1 AND key < ?2 RETURNING size";
 const REMOVE_FROM_SQL: &str = "DELETE FROM entries WHERE key >= ?1 RETURNING size";
 const ANY_EXPIRED_SQL: &str = "SELECT 1 FROM entries WHERE expires_at <= ?1 LIMIT 1";
 const PURGE_SQL: &str =
-    "SELECT rowid, size FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+    "SELECT rowid, size FROM entries WHERE expires_at <= ?1 ORDER BY expires_at, seq LIMIT ?2";
 const EVICT_LRS_SQL: &str = "SELECT rowid, size, key FROM entries ORDER BY stored_at, seq LIMIT ?1";
 const EVICT_LRU_SQL: &str =
     "SELECT rowid, size, key FROM entries ORDER BY accessed_at, seq LIMIT ?1";
@@ -170,6 +191,10 @@ pub(crate) enum Fetched {
     TooLargeForInline,
 }
 
+/// Values at most this long are read with the row; longer ones with blob I/O straight into
+/// their buffer (one copy instead of two, and no allocation inside SQLite).
+const BLOB_READ_MIN: u64 = 16 * 1024;
+
 /// `get`: the live entry for `key`, with its value if it is at most `inline_limit` bytes.
 pub(crate) fn get(
     conn: &Connection,
@@ -177,19 +202,40 @@ pub(crate) fn get(
     now: Millis,
     inline_limit: u64,
 ) -> rusqlite::Result<Option<Fetched>> {
-    let mut stmt = conn.prepare_cached(GET_SQL)?;
-    stmt.query_row(params![key, to_sql(now), to_sql(inline_limit)], |row| {
-        let meta = meta_at(row, 0)?;
-        Ok(match row.get_ref(5)? {
-            ValueRef::Blob(b) | ValueRef::Text(b) => Fetched::Entry(Entry {
-                value: Bytes::copy_from_slice(b),
-                meta,
-            }),
-            // `value` is NOT NULL: NULL means the CASE left out a value above the limit.
-            _ => Fetched::TooLargeForInline,
-        })
-    })
-    .optional()
+    let small = inline_limit.min(BLOB_READ_MIN);
+    match head_row(conn, key, now, small)? {
+        None => Ok(None),
+        Some((_, meta, Some(value))) => Ok(Some(Fetched::Entry(Entry { value, meta }))),
+        Some((_, meta, None)) if meta.size > inline_limit => Ok(Some(Fetched::TooLargeForInline)),
+        Some(_) => {
+            // Row and blob in one read transaction, so both see the same version of the row.
+            let tx = if conn.is_autocommit() {
+                Some(conn.unchecked_transaction()?)
+            } else {
+                None
+            };
+            let out = match head_row(conn, key, now, small)? {
+                None => None,
+                Some((_, meta, Some(value))) => Some(Fetched::Entry(Entry { value, meta })),
+                Some((rowid, meta, None)) => {
+                    let value = read_blob(conn, rowid)?;
+                    Some(Fetched::Entry(Entry { value, meta }))
+                }
+            };
+            if let Some(tx) = tx {
+                tx.commit()?;
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The whole value of row `rowid`, read with blob I/O into a buffer of its exact length.
+fn read_blob(conn: &Connection, rowid: i64) -> rusqlite::Result<Bytes> {
+    let blob = conn.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
+    let mut buf = vec![0u8; blob.len()];
+    blob.read_at_exact(&mut buf, 0)?;
+    Ok(Bytes::from(buf))
 }
 
 /// What [`get_if_changed`] found without leaving the calling thread.
@@ -333,20 +379,142 @@ fn sub_counts(tx: &Connection, removed: &Removed) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// `put` inside a write transaction.
+/// `put` inside a write transaction: the bounded purge, the write and the eviction down to
+/// the limit (see [`WriteLimit`]).
 pub(crate) fn put(
     tx: &Connection,
     key: &str,
     value: &[u8],
     stored_at: Millis,
     expires_at: Option<Millis>,
-    max_bytes: Option<u64>,
+    limit: WriteLimit,
+    build_indexes: bool,
 ) -> rusqlite::Result<PutOutcome> {
-    let (outcome, row) = put_counted(tx, key, value.len(), stored_at, expires_at, max_bytes)?;
+    let (outcome, row) = put_counted(tx, key, value.len(), stored_at, expires_at, limit)?;
     if let Some(row) = row {
         row.write(tx, key, value)?;
     }
-    Ok(outcome)
+    finish_put(tx, key, outcome, limit, build_indexes)
+}
+
+/// The eviction half of a `put` whose row is written (or counted, in the exclusive mode).
+/// `build_indexes`: the LRU/LFU indexes may be missing; they are built before an eviction in
+/// those orders (the first one scans the table).
+pub(crate) fn finish_put(
+    tx: &Connection,
+    key: &str,
+    outcome: PutOutcome,
+    limit: WriteLimit,
+    build_indexes: bool,
+) -> rusqlite::Result<PutOutcome> {
+    match outcome {
+        PutOutcome::Stored {
+            previous_size,
+            usage,
+            expired,
+            ..
+        } if usage.bytes > limit.max_bytes && limit.policy != EvictionPolicy::None => {
+            if build_indexes && limit.policy.tracks_access() {
+                ensure_access_indexes(tx)?;
+            }
+            let (evicted, _) = evict(tx, limit.policy, limit.max_bytes, &|k| k == key)?;
+            Ok(PutOutcome::Stored {
+                previous_size,
+                usage: Usage {
+                    entries: usage.entries.saturating_sub(evicted.entries),
+                    bytes: usage.bytes.saturating_sub(evicted.bytes),
+                },
+                expired,
+                evicted,
+            })
+        }
+        other => Ok(other),
+    }
+}
+
+/// Purges up to `limit.purge` entries expired at `limit.now`, skipping the write when none is.
+fn purge_for(tx: &Connection, limit: &WriteLimit) -> rusqlite::Result<Removed> {
+    if limit.purge == 0 || !any_expired(tx, limit.now)? {
+        return Ok(Removed::default());
+    }
+    purge_expired(tx, limit.now, limit.purge)
+}
+
+/// `write_batch` inside a write transaction. Returns the outcome and whether to commit: a
+/// refused batch is rolled back by the caller.
+pub(crate) fn write_batch(
+    tx: &Connection,
+    batch: &Batch,
+    limit: WriteLimit,
+) -> rusqlite::Result<(BatchOutcome, bool)> {
+    let before = usage(tx)?;
+    // The last put of a key wins.
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(batch.puts.len());
+    for (n, put) in batch.puts.iter().enumerate() {
+        last.insert(&put.key, n);
+    }
+    let own: u64 = last
+        .iter()
+        .map(|(k, n)| plexcache_core::backend::entry_size(k, batch.puts[*n].value.len()))
+        .fold(0u64, u64::saturating_add);
+    if limit.policy != EvictionPolicy::None && own > limit.max_bytes {
+        return Ok((BatchOutcome::Refused { usage: before }, false));
+    }
+    let expired = purge_for(tx, &limit)?;
+    let mut removed = Removed::default();
+    for prefix in &batch.remove_prefixes {
+        removed.add(remove_prefix(tx, prefix)?);
+    }
+    let mut c = counts(tx)?;
+    {
+        let mut previous = tx.prepare_cached(PREVIOUS_SIZE_SQL)?;
+        let mut order: Vec<(&str, usize)> = last.iter().map(|(k, n)| (*k, *n)).collect();
+        order.sort_unstable_by_key(|(_, n)| *n);
+        for (key, n) in order {
+            let put = &batch.puts[n];
+            let size = plexcache_core::backend::entry_size(key, put.value.len());
+            let old: Option<i64> = previous.query_row([key], |r| r.get(0)).optional()?;
+            c.seq = c.seq.saturating_add(1);
+            c.bytes = c
+                .bytes
+                .saturating_sub(old.unwrap_or(0))
+                .saturating_add(to_sql(size));
+            if old.is_none() {
+                c.entries = c.entries.saturating_add(1);
+            }
+            let row = PendingRow {
+                stored_at: batch.stored_at,
+                expires_at: put.expires_at,
+                size,
+                seq: c.seq,
+            };
+            row.write(tx, key, &put.value)?;
+        }
+    }
+    set_counts(tx, &c)?;
+    if limit.policy == EvictionPolicy::None && from_sql(c.bytes) > limit.max_bytes {
+        return Ok((BatchOutcome::Refused { usage: before }, false));
+    }
+    let mut evicted = Removed::default();
+    if from_sql(c.bytes) > limit.max_bytes {
+        if limit.policy.tracks_access() {
+            ensure_access_indexes(tx)?;
+        }
+        evicted = evict(tx, limit.policy, limit.max_bytes, &|k| last.contains_key(k))?.0;
+    }
+    let after = usage(tx)?;
+    if after.bytes > limit.max_bytes {
+        // Only the batch's own entries are left and they do not fit.
+        return Ok((BatchOutcome::Refused { usage: before }, false));
+    }
+    let outcome = BatchOutcome::Applied {
+        removed,
+        written: last.len() as u64,
+        expired,
+        evicted,
+        usage: after,
+    };
+    Ok((outcome, true))
 }
 
 /// The row a counted `put` still has to write (see [`put_counted`]).
@@ -392,8 +560,10 @@ pub(crate) fn put_counted(
     value_len: usize,
     stored_at: Millis,
     expires_at: Option<Millis>,
-    max_bytes: Option<u64>,
+    limit: WriteLimit,
 ) -> rusqlite::Result<(PutOutcome, Option<PendingRow>)> {
+    let expired = purge_for(tx, &limit)?;
+    let max_bytes = (limit.policy == EvictionPolicy::None).then_some(limit.max_bytes);
     let size = plexcache_core::backend::entry_size(key, value_len);
     let previous: Option<i64> = tx
         .prepare_cached(PREVIOUS_SIZE_SQL)?
@@ -411,10 +581,10 @@ pub(crate) fn put_counted(
         };
         return Ok((PutOutcome::Refused { usage }, None));
     }
-    c.seq += 1;
+    c.seq = c.seq.saturating_add(1);
     c.bytes = after;
     if previous.is_none() {
-        c.entries += 1;
+        c.entries = c.entries.saturating_add(1);
     }
     set_counts(tx, &c)?;
     let row = PendingRow {
@@ -429,6 +599,8 @@ pub(crate) fn put_counted(
             entries: from_sql(c.entries),
             bytes: from_sql(c.bytes),
         },
+        expired,
+        evicted: Removed::default(),
     };
     Ok((outcome, Some(row)))
 }
@@ -529,7 +701,7 @@ pub(crate) fn evict(
     tx: &Connection,
     policy: EvictionPolicy,
     target_bytes: u64,
-    protect: Option<&str>,
+    protect: &dyn Fn(&str) -> bool,
 ) -> rusqlite::Result<(Removed, Vec<String>)> {
     let mut removed = Removed::default();
     let mut evicted = Vec::new();
@@ -542,9 +714,19 @@ pub(crate) fn evict(
     let mut bytes = from_sql(counts(tx)?.bytes);
     let mut batch: i64 = 4;
     while bytes > target_bytes {
+        // A key that is not text (a damaged row) is still a candidate: it is removed like
+        // any other instead of failing every eviction from then on.
         let candidates: Vec<(i64, i64, String)> = {
             let mut stmt = tx.prepare_cached(sql)?;
-            let rows = stmt.query_map([batch], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows = stmt.query_map([batch], |r| {
+                let key = match r.get_ref(2)? {
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                    _ => String::new(),
+                };
+                Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), key))
+            })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut progressed = false;
@@ -553,7 +735,7 @@ pub(crate) fn evict(
             if bytes <= target_bytes {
                 break;
             }
-            if Some(key.as_str()) == protect {
+            if protect(&key) {
                 continue;
             }
             if del.execute([rowid])? > 0 {
@@ -715,7 +897,7 @@ mod tests {
         conn.execute_batch(crate::schema::ACCESS_INDEXES).unwrap();
         let delete_by_key = format!("DELETE FROM entries WHERE key = ?1 RETURNING {META}");
         let statements = [
-            GET_SQL,
+            HEAD_SQL,
             PREVIOUS_SIZE_SQL,
             REMOVE_RANGE_SQL,
             REMOVE_FROM_SQL,

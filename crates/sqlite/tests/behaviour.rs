@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use plexcache_core::WriteLimit;
 use plexcache_core::model::ModelBackend;
 use plexcache_core::{Access, Bytes, Cache, CacheBackend, EvictionPolicy, Ttl};
 use plexcache_sqlite::{Offload, SqliteBackend};
@@ -51,7 +52,6 @@ fn differential_against_the_model_in_exclusive_mode() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteBackend::builder(dir.path())
         .exclusive(true)
-        .memory_tier_bytes(8 * 1024)
         .commit_interval(Duration::from_millis(2))
         .open()
         .unwrap();
@@ -67,7 +67,6 @@ fn differential_against_the_model_with_deferred_rows() {
     let sqlite = SqliteBackend::builder(dir.path())
         .exclusive(true)
         .inline_read_limit(100)
-        .memory_tier_bytes(4 * 1024)
         .commit_interval(Duration::from_millis(3))
         .open()
         .unwrap();
@@ -90,9 +89,16 @@ async fn differential(sqlite: SqliteBackend) {
                 0..=2 => {
                     let v = Bytes::from(vec![b'v'; ((x >> 30) % 300) as usize]);
                     let exp = (x >> 40).is_multiple_of(3).then_some(now + (x >> 50) % 20);
-                    let max = (x >> 45).is_multiple_of(4).then_some(2_000);
-                    let a = sqlite.put(&k, v.clone(), now, exp, max).await.unwrap();
-                    let b = model.put(&k, v, now, exp, max).await.unwrap();
+                    let limit = match (x >> 45) % 5 {
+                        0 => WriteLimit::refuse_above(2_000),
+                        1 => WriteLimit::evict_to(2_000, EvictionPolicy::LeastRecentlyStored)
+                            .with_purge(now, 3),
+                        2 => WriteLimit::evict_to(2_500, EvictionPolicy::LeastRecentlyUsed),
+                        3 => WriteLimit::UNBOUNDED.with_purge(now, 2),
+                        _ => WriteLimit::UNBOUNDED,
+                    };
+                    let a = sqlite.put(&k, v.clone(), now, exp, limit).await.unwrap();
+                    let b = model.put(&k, v, now, exp, limit).await.unwrap();
                     assert_eq!(a, b, "put, {ctx}");
                 }
                 3 => assert_eq!(
@@ -121,16 +127,34 @@ async fn differential(sqlite: SqliteBackend) {
                         "keys {p:?}, {ctx}"
                     );
                 }
-                7 => {
-                    // Ties in expires_at may be purged in any order, so purge all or nothing.
-                    let limit = if (x >> 20).is_multiple_of(4) {
-                        0
+                7 if (x >> 19).is_multiple_of(3) => {
+                    let mut batch = plexcache_core::Batch::new(now);
+                    let p: String = k.chars().take(1 + (x as usize >> 9) % 2).collect();
+                    batch.remove_prefixes.push(p);
+                    for i in 0..(x >> 24) % 6 {
+                        batch.puts.push(plexcache_core::BatchPut {
+                            key: key(x >> (i * 3)),
+                            value: Bytes::from(vec![b'b'; ((x >> (20 + i)) % 200) as usize]),
+                            expires_at: (i % 2 == 0).then_some(now + 5),
+                        });
+                    }
+                    let limit = if (x >> 28).is_multiple_of(2) {
+                        WriteLimit::evict_to(2_000, EvictionPolicy::LeastRecentlyStored)
                     } else {
-                        usize::MAX
+                        WriteLimit::UNBOUNDED
                     };
+                    assert_eq!(
+                        sqlite.write_batch(&batch, limit).await.unwrap(),
+                        model.write_batch(&batch, limit).await.unwrap(),
+                        "write_batch, {ctx}"
+                    );
+                }
+                7 => {
+                    // Ties in expires_at go in write order, so any limit gives one answer.
+                    let limit = ((x >> 20) % 5) as usize;
                     let a = sqlite.purge_expired(now, limit).await.unwrap();
                     let b = model.purge_expired(now, limit).await.unwrap();
-                    assert_eq!(a.entries, b.entries, "purge count, {ctx}");
+                    assert_eq!(a, b, "purge, {ctx}");
                 }
                 8 => {
                     let policy = match (x >> 12) % 3 {
@@ -169,9 +193,9 @@ async fn differential(sqlite: SqliteBackend) {
         );
         for k in model.keys("", 0, usize::MAX).await.unwrap() {
             assert_eq!(
-                sqlite.get(&k, now).await.unwrap(),
-                model.get(&k, now).await.unwrap(),
-                "final get {k:?}"
+                sqlite.get(&k, 0).await.unwrap(),
+                model.get(&k, 0).await.unwrap(),
+                "final get {k:?} (expired or not)"
             );
         }
     }
@@ -198,7 +222,7 @@ fn prefixes_at_awkward_code_points() {
             "xa",
         ];
         for k in keys {
-            b.put(k, Bytes::from_static(b"1"), 0, None, None)
+            b.put(k, Bytes::from_static(b"1"), 0, None, WriteLimit::UNBOUNDED)
                 .await
                 .unwrap();
         }
@@ -245,12 +269,24 @@ fn connections_are_bounded() {
                 .offload(offload)
                 .open()
                 .unwrap();
-            b.put("k", Bytes::from(vec![1u8; 200_000]), 0, None, None)
-                .await
-                .unwrap();
-            b.put("s", Bytes::from_static(b"small"), 0, None, None)
-                .await
-                .unwrap();
+            b.put(
+                "k",
+                Bytes::from(vec![1u8; 200_000]),
+                0,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+            b.put(
+                "s",
+                Bytes::from_static(b"small"),
+                0,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
             let mut tasks = Vec::new();
             for i in 0..64 {
                 let b = b.clone();
@@ -433,9 +469,15 @@ fn access_indexes_are_built_only_when_an_access_order_is_used() {
     let lfu = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let b = SqliteBackend::open(lfu.path()).unwrap();
-        b.put("a", Bytes::from_static(b"1"), 1, None, None)
-            .await
-            .unwrap();
+        b.put(
+            "a",
+            Bytes::from_static(b"1"),
+            1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
         b.evict(EvictionPolicy::LeastFrequentlyUsed, 0, None)
             .await
             .unwrap();

@@ -1,5 +1,5 @@
-//! The core conformance suite against the exclusive, write-back mode (memory tier on, the
-//! default commit interval), with real reopen: the same rules as the shared mode.
+//! The core conformance suite against the exclusive, write-back mode (the default commit
+//! interval), with real reopen: the same rules as the shared mode.
 #![allow(missing_docs)]
 
 mod common;
@@ -9,12 +9,11 @@ plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
     |b| b.exclusive(true)
 ));
 
-/// The exclusive mode with every call on the blocking pool and no memory tier: every read
-/// goes to SQLite inside the open batch.
-mod without_tier {
+/// The exclusive mode with every call on the blocking pool.
+mod offload_always {
     plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
         plexcache_sqlite::Offload::Always,
-        |b| b.exclusive(true).memory_tier_bytes(0)
+        |b| b.exclusive(true)
     ));
 }
 

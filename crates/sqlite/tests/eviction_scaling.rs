@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use plexcache_core::Batch;
+use plexcache_core::WriteLimit;
 use plexcache_core::{Bytes, Cache, CacheBackend};
 use plexcache_sqlite::{SqliteBackend, SqliteBuilder};
 
@@ -52,8 +54,11 @@ fn eviction_scaling() {
             let mut i = 0;
             while i < n {
                 let end = (i + 100_000).min(n);
-                let batch = (i..end).map(|j| (key(j), Bytes::from(value(j)))).collect();
-                b.put_many(batch, 1_000, None).await.unwrap();
+                let batch: Vec<(String, Bytes)> =
+                    (i..end).map(|j| (key(j), Bytes::from(value(j)))).collect();
+                b.write_batch(&Batch::of(1_000, None, batch), WriteLimit::UNBOUNDED)
+                    .await
+                    .unwrap();
                 i = end;
             }
         });

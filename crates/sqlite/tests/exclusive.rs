@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use plexcache_core::WriteLimit;
 use plexcache_core::{Bytes, CacheBackend, Error};
 use plexcache_sqlite::SqliteBackend;
 
@@ -98,13 +99,25 @@ fn child_entry() {
                 .commit_interval(Duration::from_secs(3600))
                 .open()
                 .unwrap();
-            b.put("flushed", Bytes::from_static(b"1"), 1, None, None)
-                .await
-                .unwrap();
+            b.put(
+                "flushed",
+                Bytes::from_static(b"1"),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
             b.flush().await.unwrap();
-            b.put("unflushed", Bytes::from_static(b"2"), 1, None, None)
-                .await
-                .unwrap();
+            b.put(
+                "unflushed",
+                Bytes::from_static(b"2"),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
             std::process::abort();
         }),
         "crash-short-interval" => rt().block_on(async {
@@ -112,9 +125,15 @@ fn child_entry() {
                 .commit_interval(Duration::from_millis(20))
                 .open()
                 .unwrap();
-            b.put("committed", Bytes::from_static(b"3"), 1, None, None)
-                .await
-                .unwrap();
+            b.put(
+                "committed",
+                Bytes::from_static(b"3"),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
             std::thread::sleep(Duration::from_millis(500));
             std::process::abort();
         }),
@@ -191,20 +210,25 @@ fn a_crash_keeps_committed_batches_and_loses_only_the_open_one() {
     });
 }
 
-/// Bulk loads bypass the batch and write committed rows directly; the tier must not keep
-/// serving the values they replaced.
+/// A batch write commits the open batch and runs as its own transaction; reads see its rows.
 #[test]
-fn put_many_replaces_what_the_tier_holds() {
+fn a_batch_write_replaces_what_the_open_batch_wrote() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let b = exclusive(dir.path()).open().unwrap();
-        b.put("k", Bytes::from_static(b"old"), 1, None, None)
-            .await
-            .unwrap();
+        b.put(
+            "k",
+            Bytes::from_static(b"old"),
+            1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
         assert_eq!(b.get("k", 1).await.unwrap().unwrap().value, "old");
-        b.put_many(vec![("k".into(), Bytes::from_static(b"new"))], 2, None)
-            .await
-            .unwrap();
+        let batch =
+            plexcache_core::Batch::of(2, None, [("k".to_string(), Bytes::from_static(b"new"))]);
+        b.write_batch(&batch, WriteLimit::UNBOUNDED).await.unwrap();
         let got = b.get("k", 2).await.unwrap().unwrap();
         assert_eq!(got.value, "new");
         assert_eq!(got.meta.stored_at, 2);
@@ -222,9 +246,15 @@ fn a_normal_close_commits_the_open_batch() {
             .open()
             .unwrap();
         for i in 0..100 {
-            b.put(&format!("k{i}"), Bytes::from(vec![1u8; 10]), 1, None, None)
-                .await
-                .unwrap();
+            b.put(
+                &format!("k{i}"),
+                Bytes::from(vec![1u8; 10]),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
         }
         drop(b);
         let b = SqliteBackend::open(dir.path()).unwrap();
@@ -246,9 +276,15 @@ fn a_failed_write_rolls_the_batch_back_and_says_so() {
             .max_file_bytes(Some(512 * 1024))
             .open()
             .unwrap();
-        b.put("before", Bytes::from_static(b"kept"), 1, None, None)
-            .await
-            .unwrap();
+        b.put(
+            "before",
+            Bytes::from_static(b"kept"),
+            1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
         b.flush().await.unwrap();
         let (stored, err) = common::fill_until_full(&b).await;
         assert!(stored > 10, "{stored} puts before the cap");
@@ -265,9 +301,15 @@ fn a_failed_write_rolls_the_batch_back_and_says_so() {
         assert_eq!(usage.entries, 1);
         assert_eq!(usage.bytes, ("before".len() + 4) as u64);
         // Still writable within the cap.
-        b.put("after", Bytes::from_static(b"x"), 2, None, None)
-            .await
-            .unwrap();
+        b.put(
+            "after",
+            Bytes::from_static(b"x"),
+            2,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
         b.flush().await.unwrap();
         drop(b);
         let b = SqliteBackend::open(dir.path()).unwrap();
@@ -289,7 +331,6 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
     let path = rt().block_on(async {
         let backend = exclusive(dir.path())
             .inline_read_limit(200)
-            .memory_tier_bytes(16 * 1024)
             .commit_interval(Duration::from_millis(5))
             .open()
             .unwrap();

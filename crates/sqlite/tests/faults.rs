@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use plexcache_core::Batch;
+use plexcache_core::WriteLimit;
 use plexcache_core::{Bytes, Cache, CacheBackend, Error};
 use plexcache_sqlite::{DEFAULT_FILE_NAME, SCHEMA_VERSION, SqliteBackend};
 
@@ -21,7 +23,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn filled(dir: &Path, n: usize) -> PathBuf {
     rt().block_on(async {
         let b = SqliteBackend::open(dir).unwrap();
-        let entries = (0..n)
+        let entries: Vec<(String, Bytes)> = (0..n)
             .map(|i| {
                 (
                     format!("key-{i:05}"),
@@ -29,7 +31,9 @@ fn filled(dir: &Path, n: usize) -> PathBuf {
                 )
             })
             .collect();
-        b.put_many(entries, 1_000, None).await.unwrap();
+        b.write_batch(&Batch::of(1_000, None, entries), WriteLimit::UNBOUNDED)
+            .await
+            .unwrap();
         b.path().to_path_buf()
     })
 }
@@ -241,7 +245,13 @@ fn damaged_pages_are_errors_not_panics() {
         }
         let _ = backend.keys("", 0, usize::MAX).await;
         let _ = backend
-            .put("new", Bytes::from_static(b"x"), 0, None, None)
+            .put(
+                "new",
+                Bytes::from_static(b"x"),
+                0,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
             .await;
         assert!(errors > 0, "the damage was noticed");
     });
@@ -343,7 +353,13 @@ fn disk_full_write_fails_and_cache_stays_readable() {
             .unwrap();
         assert_eq!((usage.entries, usage.bytes), (n as u64, bytes as u64));
         backend
-            .put("after", Bytes::from_static(b"ok"), 0, None, None)
+            .put(
+                "after",
+                Bytes::from_static(b"ok"),
+                0,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
             .await
             .unwrap();
     });
@@ -373,7 +389,13 @@ fn read_only_files_fail_writes_but_stay_readable() {
             match SqliteBackend::open(dir.path()) {
                 Ok(backend) => {
                     let err = backend
-                        .put("x", Bytes::from_static(b"1"), 0, None, None)
+                        .put(
+                            "x",
+                            Bytes::from_static(b"1"),
+                            0,
+                            None,
+                            WriteLimit::UNBOUNDED,
+                        )
                         .await;
                     assert!(err.is_err(), "write to a read-only database fails");
                     assert!(backend.get("key-00003", 0).await.unwrap().is_some());
@@ -416,9 +438,60 @@ fn a_write_that_finds_the_disk_full_fails_cleanly() {
         );
         assert!(b.get("fill-000000", 2).await.unwrap().is_some());
         b.remove_prefix("fill-00000").await.unwrap();
-        b.put("after", Bytes::from(vec![1u8; 2000]), 2, None, None)
-            .await
-            .expect("writable again once space is made");
+        b.put(
+            "after",
+            Bytes::from(vec![1u8; 2000]),
+            2,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .expect("writable again once space is made");
         assert_eq!(b.usage().await.unwrap().entries, stored as u64 - 10 + 1);
     });
+}
+
+/// A version-1 database (written before values were bound to their keys) is migrated on open:
+/// its entries, which would only read as misses, are dropped; its statistics stay; the expiry
+/// index orders ties by write sequence.
+#[test]
+fn a_version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 5);
+    rt().block_on(async {
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        b.add_stats(&plexcache_core::Counters {
+            hits: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX entries_expiry;
+         CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    rt().block_on(async {
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(b.usage().await.unwrap(), plexcache_core::Usage::default());
+        assert_eq!(b.keys("", 0, 100).await.unwrap(), Vec::<String>::new());
+        assert_eq!(b.load_stats().await.unwrap().hits, 7, "statistics kept");
+    });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version as u64, SCHEMA_VERSION);
+    let index: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'entries_expiry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(index.contains("expires_at, seq"), "{index}");
 }

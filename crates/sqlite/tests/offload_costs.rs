@@ -9,6 +9,8 @@
 
 use std::time::Instant;
 
+use plexcache_core::Batch;
+use plexcache_core::WriteLimit;
 use plexcache_core::{Bytes, CacheBackend};
 use plexcache_sqlite::{Offload, SqliteBackend};
 
@@ -63,8 +65,11 @@ fn offload_costs() {
     }
     rt.block_on(async {
         for (_, b) in &backends {
-            let batch = (0..N).map(|i| (key(i), Bytes::from(value(i)))).collect();
-            b.put_many(batch, 1, None).await.unwrap();
+            let batch: Vec<(String, Bytes)> =
+                (0..N).map(|i| (key(i), Bytes::from(value(i)))).collect();
+            b.write_batch(&Batch::of(1, None, batch), WriteLimit::UNBOUNDED)
+                .await
+                .unwrap();
         }
     });
 
@@ -108,9 +113,15 @@ fn offload_costs() {
                 let start = Instant::now();
                 for _ in 0..ROUND {
                     i = (i + 7919) % N;
-                    b.put(&key(i), Bytes::from(value(i)), 2, None, None)
-                        .await
-                        .unwrap();
+                    b.put(
+                        &key(i),
+                        Bytes::from(value(i)),
+                        2,
+                        None,
+                        WriteLimit::UNBOUNDED,
+                    )
+                    .await
+                    .unwrap();
                 }
                 note(format!("put backend {name}"), start);
             });

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use plexcache_core::WriteLimit;
 use plexcache_core::testkit::BackendFactory;
 use plexcache_core::{Bytes, CacheBackend, Error};
 use plexcache_sqlite::{Offload, SqliteBackend, SqliteBuilder};
@@ -66,7 +67,13 @@ pub async fn fill_until_full(b: &SqliteBackend) -> (usize, Error) {
     for i in 0..100_000 {
         let key = format!("fill-{i:06}");
         if let Err(e) = b
-            .put(&key, Bytes::from(vec![7u8; 2000]), 1, None, None)
+            .put(
+                &key,
+                Bytes::from(vec![7u8; 2000]),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
             .await
         {
             return (i, e);
