@@ -15,7 +15,9 @@ use plexcache_benches::harness::{
     BIG_LIMIT, encoded_search, expire_10000, library_list, runtime, zipf_mix,
 };
 use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
-use plexcache_core::{Bytes, Cache, CacheBackend, Clock, SystemClock, codec};
+use plexcache_core::{
+    Batch, BatchPut, Bytes, Cache, CacheBackend, Clock, SystemClock, WriteLimit, codec,
+};
 use plexcache_sled::SledBackend;
 use tokio::runtime::Runtime;
 
@@ -33,7 +35,7 @@ fn cache(dir: &Path, spawn_blocking: bool, limit: u64) -> Cache<SledBackend> {
         .unwrap()
 }
 
-/// Bulk-loads `n` search-result entries (keys `search_key(i)`).
+/// Bulk-loads `n` search-result entries (keys `search_key(i)`), 100,000 per batch.
 fn populate(rt: &Runtime, dir: &Path, n: u64) -> PathBuf {
     let backend = open(dir, false);
     rt.block_on(async {
@@ -41,10 +43,18 @@ fn populate(rt: &Runtime, dir: &Path, n: u64) -> PathBuf {
         let mut i = 0;
         while i < n {
             let end = (i + 100_000).min(n);
-            let batch = (i..end)
-                .map(|j| (search_key(j), encoded_search(j)))
+            let mut batch = Batch::new(now);
+            batch.puts = (i..end)
+                .map(|j| BatchPut {
+                    key: search_key(j),
+                    value: encoded_search(j),
+                    expires_at: None,
+                })
                 .collect();
-            backend.put_many(batch, now, None).await.unwrap();
+            backend
+                .write_batch(&batch, WriteLimit::UNBOUNDED)
+                .await
+                .unwrap();
             i = end;
         }
         backend.flush().await.unwrap();
@@ -117,8 +127,9 @@ fn small_entries(c: &mut Criterion) {
     g.bench_function("raw_sled_get_hit_decode", |b| {
         b.iter(|| {
             i = (i + 7919) % N;
-            let raw = tree.get(search_key(i)).unwrap().unwrap();
-            let v: Vec<BenchItem> = codec::decode(&raw).unwrap();
+            let key = search_key(i);
+            let raw = tree.get(&key).unwrap().unwrap();
+            let v: Vec<BenchItem> = codec::decode(&key, &raw).unwrap();
             black_box(v)
         })
     });
@@ -200,11 +211,20 @@ fn expire(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), false, BIG_LIMIT);
-    expire_10000(c, "sled", &rt, &cache, |batch, stored_at, expires_at| {
+    expire_10000(c, "sled", &rt, &cache, |entries, stored_at, expires_at| {
         let backend = cache.backend();
+        let mut batch = Batch::new(stored_at);
+        batch.puts = entries
+            .into_iter()
+            .map(|(key, value)| BatchPut {
+                key,
+                value,
+                expires_at: Some(expires_at),
+            })
+            .collect();
         async move {
             backend
-                .put_many(batch, stored_at, Some(expires_at))
+                .write_batch(&batch, WriteLimit::UNBOUNDED)
                 .await
                 .unwrap();
         }

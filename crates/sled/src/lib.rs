@@ -36,7 +36,19 @@
 //! process per directory anyway) and each write uses plain sled operations in a crash-safe
 //! order: index entries before the record, the record removed before its index entries. A
 //! crash can leave stale index entries (dropped when a walk meets them), never an entry
-//! missing from an index.
+//! missing from an index. A [`put`](CacheBackend::put) purges, writes and evicts to its
+//! [`WriteLimit`] in one hold of that lock.
+//!
+//! ## Batches
+//!
+//! [`write_batch`](CacheBackend::write_batch) (replacing a library: its prefixes removed, its
+//! entries written) is atomic to readers in this process: `get` and `keys` never see part of
+//! a batch. It is not atomic on disk, as sled cannot make it so without transactions; instead
+//! the batch records what it replaces, durably, before applying, and an open after a crash
+//! mid-batch removes all of it ([`OpenInfo::interrupted_batch`]): the library reads as absent
+//! (a miss), never as a mix of old and new entries. Each batch that replaces a prefix or
+//! writes more than one entry therefore costs one flush to disk. A
+//! [`change_token`](CacheBackend::change_token) (an in-memory counter) moves on every write.
 //!
 //! ## Durability
 //!
@@ -73,8 +85,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use plexcache_core::{
-    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
-    PutOutcome, Removed, Result, Usage, async_trait,
+    Access, Batch, BatchOutcome, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error,
+    EvictionPolicy, Millis, PutOutcome, Removed, Result, Usage, WriteLimit, async_trait,
 };
 
 mod open;
@@ -174,23 +186,6 @@ impl SledBackend {
         self.store.guarded("recounting", |s| s.recount())
     }
 
-    /// Writes many entries at once (taking the writer lock once per 1,024), replacing existing ones,
-    /// all with the same times, without the size-limit check of
-    /// [`Cache`](plexcache_core::Cache): for bulk imports. Call
-    /// [`Cache::cull`](plexcache_core::Cache::cull) afterwards to enforce a limit. Returns the
-    /// usage after the last batch.
-    pub async fn put_many(
-        &self,
-        entries: Vec<(String, Bytes)>,
-        stored_at: Millis,
-        expires_at: Option<Millis>,
-    ) -> Result<Usage> {
-        self.call("writing entries", move |s| {
-            s.put_many(&entries, stored_at, expires_at)
-        })
-        .await
-    }
-
     /// Runs `f` on the store inline, or on tokio's blocking pool when configured (and a
     /// runtime is running).
     async fn call<T, F>(&self, what: &'static str, f: F) -> Result<T>
@@ -232,18 +227,33 @@ impl CacheBackend for SledBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         if !self.offload {
             return self.store.guarded("writing an entry", |s| {
-                s.put(key, &value, stored_at, expires_at, max_bytes)
+                s.put(key, &value, stored_at, expires_at, limit)
             });
         }
         let key = key.to_owned();
         self.call("writing an entry", move |s| {
-            s.put(&key, &value, stored_at, expires_at, max_bytes)
+            s.put(&key, &value, stored_at, expires_at, limit)
         })
         .await
+    }
+
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        if !self.offload {
+            return self
+                .store
+                .guarded("writing a batch", |s| s.write_batch(batch, limit));
+        }
+        let batch = batch.clone();
+        self.call("writing a batch", move |s| s.write_batch(&batch, limit))
+            .await
+    }
+
+    fn change_token(&self) -> Option<u64> {
+        Some(self.store.change_token())
     }
 
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fs2::FileExt;
-use plexcache_core::{Error, Result};
+use plexcache_core::{Error, Removed, Result};
 
 use crate::SledBackend;
 use crate::store::Store;
@@ -53,6 +53,10 @@ pub struct OpenInfo {
     /// Set when the directory was damaged and [`SledBackendBuilder::recover_corrupt`] moved it
     /// here before starting empty.
     pub recovered_from: Option<PathBuf>,
+    /// Set when a [`write_batch`](plexcache_core::CacheBackend::write_batch) was interrupted
+    /// (the process died while applying it): what the open removed so that everything the
+    /// batch was replacing (its prefixes and keys) reads as absent.
+    pub interrupted_batch: Option<Removed>,
 }
 
 /// The result of recomputing the counters after an unclean shutdown.

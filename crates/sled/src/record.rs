@@ -43,8 +43,9 @@ impl Header {
     }
 
     /// Logical size: key bytes + value bytes.
+    /// Saturating: a damaged `value_len` gives a huge size, never an overflow.
     pub(crate) fn size(&self, key: &[u8]) -> u64 {
-        key.len() as u64 + self.value_len
+        (key.len() as u64).saturating_add(self.value_len)
     }
 
     pub(crate) fn is_expired(&self, now: Millis) -> bool {
@@ -204,6 +205,72 @@ pub(crate) mod meta_key {
     pub(crate) const CLEAN: &[u8] = b"clean";
     /// 1 once the access-ordered indexes (`used`, `freq`) are maintained.
     pub(crate) const TRACKING: &[u8] = b"tracking";
+    /// Present while a batch is being applied: what it replaces ([`super::BatchMarker`]).
+    pub(crate) const BATCH: &[u8] = b"batch";
+}
+
+/// What a batch in progress replaces, stored in the meta tree (and flushed) before the batch
+/// is applied and removed after it: its prefixes, and its keys outside those prefixes. An
+/// open that finds it removes all of them, so that an interrupted batch reads as absent.
+///
+/// Layout: `version u8 (1)`, then `count u64` and `len u64 ++ bytes` per prefix, then the same
+/// for the keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BatchMarker {
+    pub prefixes: Vec<Vec<u8>>,
+    pub keys: Vec<Vec<u8>>,
+}
+
+const MARKER_VERSION: u8 = 1;
+
+impl BatchMarker {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let len = |list: &[Vec<u8>]| list.iter().map(|b| 8 + b.len()).sum::<usize>() + 8;
+        let mut out = Vec::with_capacity(1 + len(&self.prefixes) + len(&self.keys));
+        out.push(MARKER_VERSION);
+        for list in [&self.prefixes, &self.keys] {
+            out.extend_from_slice(&(list.len() as u64).to_be_bytes());
+            for b in list {
+                out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<BatchMarker, String> {
+        let bad = || {
+            format!(
+                "the batch-in-progress marker ({} bytes) is malformed",
+                b.len()
+            )
+        };
+        let (&version, mut rest) = b.split_first().ok_or_else(bad)?;
+        if version != MARKER_VERSION {
+            return Err(format!(
+                "the batch-in-progress marker has version {version}, not {MARKER_VERSION}"
+            ));
+        }
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let (head, tail) = rest.split_at_checked(n).ok_or_else(bad)?;
+            rest = tail;
+            Ok(head)
+        };
+        let mut lists: [Vec<Vec<u8>>; 2] = Default::default();
+        for list in &mut lists {
+            let count = u64_from(take(8)?).ok_or_else(bad)?;
+            for _ in 0..count {
+                let len = u64_from(take(8)?).ok_or_else(bad)?;
+                let len = usize::try_from(len).map_err(|_| bad())?;
+                list.push(take(len)?.to_vec());
+            }
+        }
+        if !rest.is_empty() {
+            return Err(bad());
+        }
+        let [prefixes, keys] = lists;
+        Ok(BatchMarker { prefixes, keys })
+    }
 }
 
 /// The store's counters as kept in the meta tree.
@@ -349,6 +416,37 @@ mod tests {
             let k = order.key(&hs[0].0, hs[0].1.as_bytes());
             assert_eq!(&k[order.prefix_len()..], hs[0].1.as_bytes());
         }
+    }
+
+    #[test]
+    fn batch_marker_round_trip() {
+        let m = BatchMarker {
+            prefixes: vec![b"lib:1:".to_vec(), Vec::new()],
+            keys: vec![b"k".to_vec(), vec![0xff; 300]],
+        };
+        let enc = m.encode();
+        assert_eq!(BatchMarker::decode(&enc), Ok(m));
+        assert_eq!(
+            BatchMarker::decode(&BatchMarker::default().encode()),
+            Ok(BatchMarker::default())
+        );
+        for cut in 0..enc.len() {
+            assert!(BatchMarker::decode(&enc[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = enc.clone();
+        long.push(0);
+        assert!(BatchMarker::decode(&long).is_err());
+        let mut huge = enc;
+        huge[9..17].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(BatchMarker::decode(&huge).is_err());
+        assert_eq!(
+            Header {
+                value_len: u64::MAX,
+                ..header(1)
+            }
+            .size(b"key"),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -36,15 +36,26 @@
 //! sequence live in memory under the writer lock and are stored, with a clean-shutdown
 //! marker, when the store is closed; after an unclean shutdown the next open recounts them
 //! with one scan of the entries (and drops unreferenced values).
+//!
+//! ## Batches
+//!
+//! A batch ([`Store::write_batch`]) changes many records, which sled cannot make atomic on
+//! disk without transactions. Within the process, readers (`get`, `keys`) hold a gate shared
+//! and a batch holds it exclusive while it applies, so they see it whole or not at all. On
+//! disk, a marker naming what the batch replaces (its prefixes and its other keys) is written
+//! to `meta` and flushed before the batch is applied, and removed after it. An open that finds
+//! the marker (a crash mid-batch) removes every entry under those prefixes and every key of
+//! the batch, so the library reads as absent (a miss), never as a mix of old and new.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use plexcache_core::{
-    Access, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis, PutOutcome, Removed,
-    Result, Usage,
+    Access, Batch, BatchOutcome, BatchPut, Bytes, Counters, Entry, EntryMeta, Error,
+    EvictionPolicy, Millis, PutOutcome, Removed, Result, Usage, WriteLimit,
 };
 use sled::{IVec, Tree};
 
@@ -52,15 +63,15 @@ use crate::open::{
     LockFile, OpenInfo, Recount, SledBackendBuilder, catch, contain, in_use, panic_error,
 };
 use crate::record::{
-    EXPIRY_PREFIX_LEN, HEADER_LEN, Header, Order, UsageRec, decode_stats, encode_stats, expiry_key,
-    meta_key, u64_from,
+    BatchMarker, EXPIRY_PREFIX_LEN, HEADER_LEN, Header, Order, UsageRec, decode_stats,
+    encode_stats, expiry_key, meta_key, u64_from,
 };
 
 /// The layout version this build writes and reads.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// Entries handled per writer-lock hold by bulk operations (purge, prefix removal, clear,
-/// bulk writes), so that other writers get a turn.
+/// Entries handled per writer-lock hold by bulk operations (purge, prefix removal, clear),
+/// so that other writers get a turn; also the most entries one index walk collects.
 const BATCH: usize = 1024;
 /// Attempts of a read that raced a write of a separately stored value.
 const READ_ATTEMPTS: usize = 8;
@@ -72,6 +83,30 @@ fn value_key(key: &[u8], seq: u64) -> Vec<u8> {
     k.extend_from_slice(key);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Logical size of an entry (key + value bytes), saturating.
+fn entry_size(key: &[u8], value_len: usize) -> u64 {
+    (key.len() as u64).saturating_add(value_len as u64)
+}
+
+/// The smallest key greater than `k`: where a walk that stopped at `k` goes on.
+fn after(k: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(k.len() + 1);
+    next.extend_from_slice(k);
+    next.push(0);
+    next
+}
+
+/// Moves the change token when dropped: created in every mutating section while it holds the
+/// writer lock, so the token moves after the section's changes (readers read the token before
+/// the store), also when the section fails halfway.
+struct Changed<'a>(&'a AtomicU64);
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// Builds an `IVec` from parts. (sled copies a `Vec` once more into its own `Arc`; it offers
@@ -131,6 +166,12 @@ pub(crate) struct Store {
     had_database: bool,
     /// Held by every mutation.
     writer: Mutex<WriterState>,
+    /// Held shared by reads (`get`, `keys`) and exclusive by a batch while it applies, so that
+    /// readers see a batch whole or not at all. Taken after the writer lock, never before.
+    gate: RwLock<()>,
+    /// The change token ([`CacheBackend::change_token`](plexcache_core::CacheBackend)):
+    /// moved by every mutating section ([`Changed`]).
+    token: AtomicU64,
     /// False until the open completes, and after sled panicked: then no clean-shutdown
     /// marker is written and every call fails.
     healthy: AtomicBool,
@@ -246,10 +287,54 @@ impl Store {
             }
             self.info.recount = Some(r);
         }
+        self.finish_interrupted_batch()?;
         self.meta
             .insert(meta_key::CLEAN, &[0u8][..])
             .map_err(|e| self.sled_err("clearing the clean-shutdown marker", e))?;
         self.flush_sync()
+    }
+
+    /// After a crash mid-batch (the batch-in-progress marker is there): removes every entry
+    /// under the batch's prefixes and every key it wrote, so that what it was replacing reads
+    /// as absent rather than as a mix of old and new entries.
+    fn finish_interrupted_batch(&mut self) -> Result<()> {
+        let Some(raw) = self
+            .meta
+            .get(meta_key::BATCH)
+            .map_err(|e| self.sled_err("reading the batch-in-progress marker", e))?
+        else {
+            return Ok(());
+        };
+        let marker = BatchMarker::decode(&raw).map_err(|d| self.corrupt(d))?;
+        let removed = {
+            let mut state = self.write_lock();
+            let removed = self.discard(&mut state, &marker)?;
+            self.meta
+                .remove(meta_key::BATCH)
+                .map_err(|e| self.sled_err("removing the batch-in-progress marker", e))?;
+            removed
+        };
+        tracing::warn!(
+            path = %self.path.display(), prefixes = marker.prefixes.len(),
+            keys = marker.keys.len(), removed = removed.entries,
+            "a batch write was interrupted; removed what it was replacing, which now reads as absent"
+        );
+        self.info.interrupted_batch = Some(removed);
+        Ok(())
+    }
+
+    /// Removes every entry under the marker's prefixes and every one of its keys.
+    fn discard(&self, state: &mut WriterState, marker: &BatchMarker) -> Result<Removed> {
+        let mut removed = Removed::default();
+        for p in &marker.prefixes {
+            removed.add(self.remove_prefix_locked(state, p)?);
+        }
+        for k in &marker.keys {
+            if let Some((_, h)) = self.record(k)? {
+                removed.add_one(self.delete(state, k, &h)?);
+            }
+        }
+        Ok(removed)
     }
 
     /// Whether the database holds nothing at all (a new one).
@@ -280,8 +365,8 @@ impl Store {
             let (k, v) = item.map_err(|e| self.sled_err("scanning entries", e))?;
             let h = Header::decode(&v)
                 .map_err(|d| self.corrupt(format!("key {}: {d}", show_key(&k))))?;
-            entries += 1;
-            bytes += h.size(&k);
+            entries = entries.saturating_add(1);
+            bytes = bytes.saturating_add(h.size(&k));
             max_seq = max_seq.max(h.seq);
         }
         let mut orphans = Vec::new();
@@ -346,6 +431,16 @@ impl Store {
         // A panic while it was held marks the store unhealthy (see `guarded`), so the state
         // behind a poisoned lock is never used again.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The readers' side of the batch gate. (Poisoned only by a panic in a batch, which marks
+    /// the store unhealthy; the gate guards no data.)
+    fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn change_token(&self) -> u64 {
+        self.token.load(Ordering::Acquire)
     }
 
     fn order_tree(&self, o: Order) -> &Tree {
@@ -458,8 +553,10 @@ impl Store {
         expires_at: Option<Millis>,
         old: Option<&Header>,
     ) -> Result<Usage> {
-        state.counts.seq += 1;
-        let seq = state.counts.seq;
+        let Some(seq) = state.counts.seq.checked_add(1) else {
+            return Err(self.corrupt("the write sequence number is exhausted (damaged counters)"));
+        };
+        state.counts.seq = seq;
         let separate = value.len() > self.separate_over;
         let h = Header {
             stored_at,
@@ -491,11 +588,15 @@ impl Store {
         let size = h.size(key);
         match old {
             Some(oh) => {
-                state.counts.bytes = state.counts.bytes.saturating_sub(oh.size(key)) + size;
+                state.counts.bytes = state
+                    .counts
+                    .bytes
+                    .saturating_sub(oh.size(key))
+                    .saturating_add(size);
             }
             None => {
-                state.counts.entries += 1;
-                state.counts.bytes += size;
+                state.counts.entries = state.counts.entries.saturating_add(1);
+                state.counts.bytes = state.counts.bytes.saturating_add(size);
             }
         }
         if let Some(oh) = old {
@@ -521,6 +622,7 @@ impl Store {
 
     pub(crate) fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
         let k = key.as_bytes();
+        let _gate = self.read_gate();
         for _ in 0..READ_ATTEMPTS {
             let Some((rec, h)) = self.record(k)? else {
                 return Ok(None);
@@ -565,6 +667,7 @@ impl Store {
         if limit == 0 {
             return Ok(out);
         }
+        let _gate = self.read_gate();
         for item in self.entries.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item.map_err(|e| self.sled_err("listing keys", e))?;
             let h = Header::decode(&v)
@@ -592,57 +695,259 @@ impl Store {
 
     // ----- writes -----
 
+    /// Purges, writes and evicts as `limit` says, in one writer-lock section.
     pub(crate) fn put(
         &self,
         key: &str,
         value: &[u8],
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         let k = key.as_bytes();
+        let order = Order::for_policy(limit.policy);
         let mut state = self.write_lock();
+        let _changed = Changed(&self.token);
+        if order.is_some_and(Order::tracks_access) {
+            self.enable_tracking(&mut state)?;
+        }
+        let expired = self.purge_locked(&mut state, limit.now, limit.purge)?;
         let old = self.record(k)?.map(|(_, h)| h);
         let previous_size = old.as_ref().map(|h| h.size(k));
         let after = state
             .counts
             .bytes
             .saturating_sub(previous_size.unwrap_or(0))
-            + (k.len() + value.len()) as u64;
-        if max_bytes.is_some_and(|max| after > max) {
+            .saturating_add(entry_size(k, value.len()));
+        if order.is_none() && after > limit.max_bytes {
             return Ok(PutOutcome::Refused {
                 usage: state.counts.usage(),
             });
         }
-        let usage = self.write(&mut state, k, value, stored_at, expires_at, old.as_ref())?;
+        self.write(&mut state, k, value, stored_at, expires_at, old.as_ref())?;
+        let evicted = match order {
+            Some(o) => self.evict_locked(&mut state, o, limit.max_bytes, &|c| c == k)?,
+            None => Removed::default(),
+        };
         Ok(PutOutcome::Stored {
             previous_size,
-            usage,
+            usage: state.counts.usage(),
+            expired,
+            evicted,
         })
     }
 
-    /// Writes many entries, [`BATCH`] per writer-lock hold, without a size check.
-    pub(crate) fn put_many(
-        &self,
-        items: &[(String, Bytes)],
-        stored_at: Millis,
-        expires_at: Option<Millis>,
-    ) -> Result<Usage> {
-        let mut usage = self.usage();
-        for chunk in items.chunks(BATCH) {
-            let mut state = self.write_lock();
-            for (k, v) in chunk {
-                let k = k.as_bytes();
-                let old = self.record(k)?.map(|(_, h)| h);
-                usage = self.write(&mut state, k, v, stored_at, expires_at, old.as_ref())?;
+    /// Applies a batch (see the module documentation): refused whole when its entries cannot
+    /// fit; otherwise its purge, prefix removals, writes and eviction happen in one writer-lock
+    /// section, with the readers' gate held exclusive, between writing its marker and removing
+    /// it.
+    pub(crate) fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        // Each key's last put, in the order of those last puts (the order they are written in).
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(batch.puts.len());
+        for (i, p) in batch.puts.iter().enumerate() {
+            last.insert(p.key.as_str(), i);
+        }
+        let puts: Vec<&BatchPut> = batch
+            .puts
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| last.get(p.key.as_str()) == Some(i))
+            .map(|(_, p)| p)
+            .collect();
+        let own: HashSet<&[u8]> = puts.iter().map(|p| p.key.as_bytes()).collect();
+        let order = Order::for_policy(limit.policy);
+        let mut state = self.write_lock();
+        let after = match order {
+            // Every other entry may be evicted: only the batch's own entries must fit.
+            Some(_) => puts.iter().fold(0u64, |n, p| {
+                n.saturating_add(entry_size(p.key.as_bytes(), p.value.len()))
+            }),
+            None => self.bytes_after_batch(&state, batch, &puts, limit)?,
+        };
+        if after > limit.max_bytes {
+            return Ok(BatchOutcome::Refused {
+                usage: state.counts.usage(),
+            });
+        }
+        if order.is_some_and(Order::tracks_access) {
+            self.enable_tracking(&mut state)?;
+        }
+        // A single put without prefix removals commits with its record: no marker needed.
+        let marker = (!batch.remove_prefixes.is_empty() || puts.len() > 1).then(|| BatchMarker {
+            prefixes: batch
+                .remove_prefixes
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+            keys: puts
+                .iter()
+                .map(|p| p.key.as_bytes())
+                .filter(|k| {
+                    !batch
+                        .remove_prefixes
+                        .iter()
+                        .any(|p| k.starts_with(p.as_bytes()))
+                })
+                .map(<[u8]>::to_vec)
+                .collect(),
+        });
+        if let Some(m) = &marker {
+            self.meta
+                .insert(meta_key::BATCH, m.encode())
+                .map_err(|e| self.sled_err("writing the batch-in-progress marker", e))?;
+            if let Err(e) = self.flush_sync() {
+                // Nothing applied yet. Should the marker stay, the next open drops what the
+                // batch would have replaced: a miss, never a mix.
+                let _ = self.meta.remove(meta_key::BATCH);
+                return Err(e);
             }
         }
-        Ok(usage)
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let _changed = Changed(&self.token);
+        let applied = self
+            .apply_batch(&mut state, batch, &puts, &own, order, limit)
+            .and_then(|outcome| {
+                if marker.is_some() {
+                    self.meta
+                        .remove(meta_key::BATCH)
+                        .map_err(|e| self.sled_err("removing the batch-in-progress marker", e))?;
+                }
+                Ok(outcome)
+            });
+        applied.map_err(|e| self.abandon_batch(&mut state, marker.as_ref(), e))
+    }
+
+    /// The purge, prefix removals, writes and eviction of a batch that fits.
+    fn apply_batch(
+        &self,
+        state: &mut WriterState,
+        batch: &Batch,
+        puts: &[&BatchPut],
+        own: &HashSet<&[u8]>,
+        order: Option<Order>,
+        limit: WriteLimit,
+    ) -> Result<BatchOutcome> {
+        let expired = self.purge_locked(state, limit.now, limit.purge)?;
+        let mut removed = Removed::default();
+        for p in &batch.remove_prefixes {
+            removed.add(self.remove_prefix_locked(state, p.as_bytes())?);
+        }
+        for p in puts {
+            let k = p.key.as_bytes();
+            let old = self.record(k)?.map(|(_, h)| h);
+            self.write(
+                state,
+                k,
+                &p.value,
+                batch.stored_at,
+                p.expires_at,
+                old.as_ref(),
+            )?;
+        }
+        let evicted = match order {
+            Some(o) => self.evict_locked(state, o, limit.max_bytes, &|k| own.contains(k))?,
+            None => Removed::default(),
+        };
+        Ok(BatchOutcome::Applied {
+            removed,
+            written: puts.len() as u64,
+            expired,
+            evicted,
+            usage: state.counts.usage(),
+        })
+    }
+
+    /// The logical bytes after `batch` without eviction, changing nothing: what its purge
+    /// would remove, the entries under its prefixes and the entries its puts replace come off,
+    /// its entries go on.
+    fn bytes_after_batch(
+        &self,
+        state: &WriterState,
+        batch: &Batch,
+        puts: &[&BatchPut],
+        limit: WriteLimit,
+    ) -> Result<u64> {
+        let mut gone: HashSet<Vec<u8>> = HashSet::new();
+        let mut bytes = state.counts.bytes;
+        let mut purged = 0usize;
+        if limit.purge > 0 {
+            // The entries `purge_locked` would remove: valid index entries in index order.
+            for item in self.expiry.iter() {
+                let (ik, _) = item.map_err(|e| self.sled_err("walking the expiry index", e))?;
+                let (at, key) = self.expiry_entry(&ik)?;
+                if at > limit.now {
+                    break;
+                }
+                if let Some((_, h)) = self.record(key)?
+                    && expiry_key(&h, key).is_some_and(|x| x == ik.as_ref())
+                    && gone.insert(key.to_vec())
+                {
+                    bytes = bytes.saturating_sub(h.size(key));
+                    purged += 1;
+                    if purged >= limit.purge {
+                        break;
+                    }
+                }
+            }
+        }
+        for p in &batch.remove_prefixes {
+            for item in self.entries.scan_prefix(p.as_bytes()) {
+                let (k, raw) = item.map_err(|e| self.sled_err("listing keys", e))?;
+                let h = Header::decode(&raw)
+                    .map_err(|d| self.corrupt(format!("key {}: {d}", show_key(&k))))?;
+                if gone.insert(k.to_vec()) {
+                    bytes = bytes.saturating_sub(h.size(&k));
+                }
+            }
+        }
+        for p in puts {
+            let k = p.key.as_bytes();
+            if !gone.contains(k)
+                && let Some((_, h)) = self.record(k)?
+            {
+                bytes = bytes.saturating_sub(h.size(k));
+            }
+            bytes = bytes.saturating_add(entry_size(k, p.value.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// After a batch failed halfway: removes what it was replacing, as an open after a crash
+    /// would, and its marker. If that fails too, the store refuses every later call (and
+    /// writes no clean-shutdown marker), and the next open finishes the job. Returns `e`.
+    fn abandon_batch(
+        &self,
+        state: &mut WriterState,
+        marker: Option<&BatchMarker>,
+        e: Error,
+    ) -> Error {
+        let Some(marker) = marker else { return e };
+        let cleaned = self.discard(state, marker).and_then(|_| {
+            self.meta
+                .remove(meta_key::BATCH)
+                .map(|_| ())
+                .map_err(|e| self.sled_err("removing the batch-in-progress marker", e))
+        });
+        match cleaned {
+            Ok(()) => tracing::warn!(
+                path = %self.path.display(), error = %e,
+                "a batch write failed halfway; removed what it was replacing, which now reads as absent"
+            ),
+            Err(again) => {
+                tracing::error!(
+                    path = %self.path.display(), error = %e, cleanup_error = %again,
+                    "a batch write failed halfway and could not be undone; the cache refuses every call until it is reopened"
+                );
+                self.healthy.store(false, Ordering::Release);
+            }
+        }
+        e
     }
 
     pub(crate) fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
         let k = key.as_bytes();
         let mut state = self.write_lock();
+        let _changed = Changed(&self.token);
         let Some((_, h)) = self.record(k)? else {
             return Ok(None);
         };
@@ -681,7 +986,7 @@ impl Store {
                     // An index entry a crash left behind: drop it so the walk moves on.
                     if let Some(index) = self.walked(walk) {
                         self.remove_index(index, ik)?;
-                        stale += 1;
+                        stale = stale.saturating_add(1);
                     }
                 }
             }
@@ -698,33 +1003,66 @@ impl Store {
         }
     }
 
+    /// The expiry time and key of an expiry index entry.
+    fn expiry_entry<'a>(&self, ik: &'a [u8]) -> Result<(Millis, &'a [u8])> {
+        match (ik.get(..8).and_then(u64_from), ik.get(EXPIRY_PREFIX_LEN..)) {
+            (Some(at), Some(key)) => Ok((at, key)),
+            _ => Err(self.corrupt("malformed expiry index entry")),
+        }
+    }
+
     pub(crate) fn remove_prefix(&self, prefix: &str) -> Result<Removed> {
         let p = prefix.as_bytes();
         let mut total = Removed::default();
-        let mut from: Vec<u8> = p.to_vec();
-        loop {
+        let mut from = Some(p.to_vec());
+        while let Some(start) = from {
             let mut state = self.write_lock();
-            let mut found = Vec::new();
-            for item in self.entries.range(from.as_slice()..) {
-                let (k, _) = item.map_err(|e| self.sled_err("listing keys", e))?;
-                if !k.starts_with(p) {
-                    break;
-                }
-                found.push((IVec::default(), k.to_vec()));
-                if found.len() >= BATCH {
-                    break;
-                }
-            }
-            let Some((_, last)) = found.last() else { break };
-            from = last.clone();
-            from.push(0);
-            let (removed, _) = self.remove_found(&mut state, Walk::Keys, &found, None)?;
+            let _changed = Changed(&self.token);
+            let (removed, next) = self.remove_prefix_step(&mut state, p, &start)?;
             total.add(removed);
-            if found.len() < BATCH {
+            from = next;
+        }
+        Ok(total)
+    }
+
+    /// Removes every entry under `prefix` without letting go of the writer lock.
+    fn remove_prefix_locked(&self, state: &mut WriterState, prefix: &[u8]) -> Result<Removed> {
+        let mut total = Removed::default();
+        let mut from = Some(prefix.to_vec());
+        while let Some(start) = from {
+            let (removed, next) = self.remove_prefix_step(state, prefix, &start)?;
+            total.add(removed);
+            from = next;
+        }
+        Ok(total)
+    }
+
+    /// Removes up to [`BATCH`] entries under `prefix` from key `from` on; returns what it
+    /// removed and where the next step starts (`None`: there is no more).
+    fn remove_prefix_step(
+        &self,
+        state: &mut WriterState,
+        prefix: &[u8],
+        from: &[u8],
+    ) -> Result<(Removed, Option<Vec<u8>>)> {
+        let mut found = Vec::new();
+        for item in self.entries.range(from..) {
+            let (k, _) = item.map_err(|e| self.sled_err("listing keys", e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            found.push((IVec::default(), k.to_vec()));
+            if found.len() >= BATCH {
                 break;
             }
         }
-        Ok(total)
+        let next = if found.len() >= BATCH {
+            found.last().map(|(_, k)| after(k))
+        } else {
+            None
+        };
+        let (removed, _) = self.remove_found(state, Walk::Keys, &found, None)?;
+        Ok((removed, next))
     }
 
     pub(crate) fn clear(&self) -> Result<Removed> {
@@ -748,34 +1086,51 @@ impl Store {
 
     pub(crate) fn purge_expired(&self, now: Millis, limit: usize) -> Result<Removed> {
         let mut total = Removed::default();
-        while (total.entries as usize) < limit {
-            let want = (limit - total.entries as usize).min(BATCH);
+        let mut left = limit;
+        while left > 0 {
+            let want = left.min(BATCH);
             let mut state = self.write_lock();
+            let _changed = Changed(&self.token);
+            let removed = self.purge_locked(&mut state, now, want)?;
+            total.add(removed);
+            let n = usize::try_from(removed.entries).unwrap_or(usize::MAX);
+            // Fewer than asked for: that was every expired entry there is.
+            if n < want {
+                break;
+            }
+            left -= want;
+        }
+        Ok(total)
+    }
+
+    /// Removes up to `limit` entries expired at `now` in expiry index order (soonest expiry
+    /// first, ties in write order), holding the writer lock throughout.
+    fn purge_locked(&self, state: &mut WriterState, now: Millis, limit: usize) -> Result<Removed> {
+        let mut total = Removed::default();
+        let mut left = limit;
+        let mut from = Vec::new();
+        while left > 0 {
+            let want = left.min(BATCH);
             let mut found = Vec::new();
-            for item in self.expiry.iter() {
+            for item in self.expiry.range(from.as_slice()..) {
                 let (ik, _) = item.map_err(|e| self.sled_err("walking the expiry index", e))?;
-                let Some(at) = ik.get(..8).and_then(u64_from) else {
-                    return Err(self.corrupt("malformed expiry index entry"));
-                };
+                let (at, key) = self.expiry_entry(&ik)?;
                 if at > now {
                     break;
                 }
-                let Some(key) = ik.get(EXPIRY_PREFIX_LEN..).map(<[u8]>::to_vec) else {
-                    return Err(self.corrupt("malformed expiry index entry"));
-                };
+                let key = key.to_vec();
                 found.push((ik, key));
                 if found.len() >= want {
                     break;
                 }
             }
-            if found.is_empty() {
-                break;
-            }
-            let (removed, stale) = self.remove_found(&mut state, Walk::Expiry, &found, None)?;
-            drop(state);
+            let Some((last, _)) = found.last() else { break };
+            // Every entry up to `last` is removed (or dropped as stale) below.
+            from = after(last);
+            let (removed, stale) = self.remove_found(state, Walk::Expiry, &found, None)?;
             self.note_stale(stale, Walk::Expiry);
+            left = left.saturating_sub(usize::try_from(removed.entries).unwrap_or(usize::MAX));
             total.add(removed);
-            // Fewer than asked for: that was every expired entry there is.
             if found.len() < want {
                 break;
             }
@@ -789,29 +1144,45 @@ impl Store {
         target: u64,
         protect: Option<&str>,
     ) -> Result<Removed> {
-        let mut total = Removed::default();
         let Some(order) = Order::for_policy(policy) else {
-            return Ok(total);
+            return Ok(Removed::default());
         };
-        let tree = self.order_tree(order);
         let protect = protect.map(str::as_bytes);
         let mut state = self.write_lock();
+        let _changed = Changed(&self.token);
         if order.tracks_access() {
             self.enable_tracking(&mut state)?;
         }
+        self.evict_locked(&mut state, order, target, &|k| Some(k) == protect)
+    }
+
+    /// Evicts in `order` until the logical bytes are at most `target`, never a key `protect`
+    /// accepts. The walk goes on from where the previous round stopped, so protected entries
+    /// at the front of the order are passed once.
+    fn evict_locked(
+        &self,
+        state: &mut WriterState,
+        order: Order,
+        target: u64,
+        protect: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Removed> {
+        let tree = self.order_tree(order);
+        let mut total = Removed::default();
+        let mut from = Vec::new();
         let mut batch = 8usize;
         while state.counts.bytes > target {
             let mut found = Vec::new();
-            for item in tree.iter() {
+            let mut seen = None;
+            for item in tree.range(from.as_slice()..) {
                 let (ik, _) = item.map_err(|e| self.sled_err("walking an eviction index", e))?;
                 let Some(key) = ik.get(order.prefix_len()..) else {
                     return Err(self.corrupt("malformed eviction index entry"));
                 };
-                if Some(key) == protect {
-                    continue;
+                if !protect(key) {
+                    let key = key.to_vec();
+                    found.push((ik.clone(), key));
                 }
-                let key = key.to_vec();
-                found.push((ik, key));
+                seen = Some(ik);
                 if found.len() >= batch {
                     break;
                 }
@@ -819,8 +1190,11 @@ impl Store {
             if found.is_empty() {
                 break;
             }
+            if let Some(seen) = seen {
+                from = after(&seen);
+            }
             let (removed, stale) =
-                self.remove_found(&mut state, Walk::Order(order), &found, Some(target))?;
+                self.remove_found(state, Walk::Order(order), &found, Some(target))?;
             self.note_stale(stale, Walk::Order(order));
             total.add(removed);
             batch = (batch * 4).min(BATCH);
@@ -887,7 +1261,12 @@ impl Store {
                     .insert(k, ivec(&[&new.encode(&[]), inline]))
                     .map_err(|e| self.sled_err("recording reads", e))?;
                 for o in orders() {
-                    self.remove_index(self.order_tree(o), &o.key(&h, k))?;
+                    let old_key = o.key(&h, k);
+                    // A read older than the last one moves the entry in `freq` only: its
+                    // `used` key is the same, and now the new record's.
+                    if old_key != o.key(&new, k) {
+                        self.remove_index(self.order_tree(o), &old_key)?;
+                    }
                 }
             }
         }
@@ -944,10 +1323,10 @@ impl Store {
                     continue;
                 }
             };
-            v.entries += 1;
-            v.bytes += h.size(&k);
+            v.entries = v.entries.saturating_add(1);
+            v.bytes = v.bytes.saturating_add(h.size(&k));
             v.max_seq = v.max_seq.max(h.seq);
-            expiring += u64::from(h.expires_at.is_some());
+            expiring = expiring.saturating_add(u64::from(h.expires_at.is_some()));
             for (tree, ik) in self.index_keys(&k, &h, tracking) {
                 if !tree.contains_key(ik).map_err(sled_err)? {
                     note(format!("key {}: missing from an index", show_key(&k)));
@@ -966,10 +1345,10 @@ impl Store {
         // Index entries beyond one per record (or per expiring record) are stale: harmless,
         // dropped when a walk meets them.
         let count = |t: &Tree| -> Result<u64> {
-            let mut n = 0;
+            let mut n = 0u64;
             for item in t.iter().keys() {
                 item.map_err(sled_err)?;
-                n += 1;
+                n = n.saturating_add(1);
             }
             Ok(n)
         };
@@ -980,12 +1359,14 @@ impl Store {
             (&self.used, per_entry(tracking)),
             (&self.freq, per_entry(tracking)),
         ] {
-            v.stale_index_entries += count(tree)?.saturating_sub(want);
+            v.stale_index_entries = v
+                .stale_index_entries
+                .saturating_add(count(tree)?.saturating_sub(want));
         }
         for item in self.values.iter().keys() {
             let vk = item.map_err(sled_err)?;
             if !self.owns_value(&vk)? {
-                v.stale_index_entries += 1;
+                v.stale_index_entries = v.stale_index_entries.saturating_add(1);
             }
         }
         let counts = state.counts;
@@ -1075,6 +1456,8 @@ fn open_trees(cfg: &SledBackendBuilder) -> Result<Store> {
         separate_over: cfg.separate_values_over,
         had_database,
         writer: Mutex::new(WriterState::default()),
+        gate: RwLock::new(()),
+        token: AtomicU64::new(0),
         healthy: AtomicBool::new(false),
         _lock: None,
     })
@@ -1113,5 +1496,158 @@ fn open_error(dir: &Path, e: sled::Error) -> Error {
             e.clone(),
         ),
         other => corrupt("sled could not open the database".into(), other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+    use crate::SledBackend;
+    use plexcache_core::CacheBackend;
+
+    fn put(key: &str, n: usize) -> BatchPut {
+        BatchPut {
+            key: key.into(),
+            value: Bytes::from(vec![7u8; n]),
+            expires_at: None,
+        }
+    }
+
+    /// A crash after the marker was flushed and part of the batch applied (simulated: the
+    /// marker written, some old entries removed and some new ones written, then no clean
+    /// close): the next open removes the library and the batch's other keys, and nothing else.
+    #[tokio::test]
+    async fn an_interrupted_batch_reads_as_absent_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        let b = SledBackend::open(&path).unwrap();
+        let mut old = Batch::new(1_000);
+        old.remove_prefixes = vec!["lib:A:".into()];
+        old.puts = (0..50)
+            .map(|i| put(&format!("lib:A:{i:02}:old"), 30))
+            .collect();
+        b.write_batch(&old, WriteLimit::UNBOUNDED).await.unwrap();
+        for key in ["lib:B:1", "other", "loose"] {
+            b.put(
+                key,
+                Bytes::from_static(b"keep"),
+                1_000,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+        }
+
+        // The new generation, half applied.
+        let s = &b.store;
+        let marker = BatchMarker {
+            prefixes: vec![b"lib:A:".to_vec()],
+            keys: vec![b"loose".to_vec()],
+        };
+        s.meta.insert(meta_key::BATCH, marker.encode()).unwrap();
+        s.flush_sync().unwrap();
+        s.remove_prefix("lib:A:1").unwrap();
+        for i in 0..20 {
+            s.put(
+                &format!("lib:A:{i:02}:new"),
+                &[1u8; 40],
+                2_000,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .unwrap();
+        }
+        s.put("loose", b"new", 2_000, None, WriteLimit::UNBOUNDED)
+            .unwrap();
+        // The process dies: no clean close.
+        s.healthy.store(false, Ordering::Release);
+        drop(b);
+
+        let b = SledBackend::open(&path).unwrap();
+        assert!(b.open_info().recount.is_some());
+        let removed = b.open_info().interrupted_batch.expect("interrupted batch");
+        assert_eq!(removed.entries, 40 + 20 + 1, "{removed:?}");
+        assert!(b.keys("lib:A:", 0, usize::MAX).await.unwrap().is_empty());
+        assert_eq!(b.get("loose", 0).await.unwrap(), None);
+        assert_eq!(b.keys("", 0, 10).await.unwrap(), ["lib:B:1", "other"]);
+        let v = b.verify().unwrap();
+        assert!(v.is_ok(), "{:?}", v.problems);
+        assert_eq!(
+            b.usage().await.unwrap(),
+            Usage {
+                entries: 2,
+                bytes: 7 + 4 + 5 + 4
+            }
+        );
+        drop(b);
+        let b = SledBackend::open(&path).unwrap();
+        assert_eq!(b.open_info().interrupted_batch, None, "the marker is gone");
+        assert_eq!(b.open_info().recount, None);
+    }
+
+    /// A batch that completes leaves no marker; the reader gate and the token work across
+    /// batches.
+    #[tokio::test]
+    async fn a_completed_batch_leaves_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        let b = SledBackend::open(&path).unwrap();
+        let t0 = b.change_token();
+        let mut batch = Batch::new(1_000);
+        batch.remove_prefixes = vec!["lib:".into()];
+        batch.puts = vec![put("lib:1", 10), put("lib:2", 10), put("x", 10)];
+        b.write_batch(&batch, WriteLimit::UNBOUNDED).await.unwrap();
+        assert_ne!(b.change_token(), t0);
+        assert_eq!(b.store.meta.get(meta_key::BATCH).unwrap(), None);
+        // Refused: no marker, no change.
+        let t1 = b.change_token();
+        let out = b
+            .write_batch(&batch, WriteLimit::refuse_above(10))
+            .await
+            .unwrap();
+        assert!(matches!(out, BatchOutcome::Refused { .. }));
+        assert_eq!(b.change_token(), t1);
+        assert_eq!(b.store.meta.get(meta_key::BATCH).unwrap(), None);
+        drop(b);
+        let b = SledBackend::open(&path).unwrap();
+        assert_eq!(b.open_info().interrupted_batch, None);
+        assert_eq!(b.keys("", 0, 10).await.unwrap(), ["lib:1", "lib:2", "x"]);
+    }
+
+    /// A damaged record's `value_len` does not overflow the recount.
+    #[tokio::test]
+    async fn recount_saturates_on_a_damaged_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        let b = SledBackend::builder(&path)
+            .separate_values_over(0)
+            .open()
+            .unwrap();
+        for key in ["a", "b"] {
+            b.put(
+                key,
+                Bytes::from_static(b"v"),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+        }
+        for key in [b"a", b"b"] {
+            let (_, h) = b.store.record(key).unwrap().unwrap();
+            let damaged = Header {
+                value_len: u64::MAX - 1,
+                ..h
+            };
+            b.store.entries.insert(key, damaged.encode(&[])).unwrap();
+        }
+        let r = b.recount().unwrap();
+        assert_eq!((r.entries, r.bytes), (2, u64::MAX));
+        let v = b.verify().unwrap();
+        assert_eq!(v.bytes, u64::MAX);
     }
 }

@@ -1,13 +1,17 @@
 //! Differential test: random operation sequences applied to the sled backend and to the
 //! reference `ModelBackend` must give identical results, including which entries eviction and
-//! purging pick, across reopens; afterwards every index must agree with the entries.
+//! purging pick (also inside `put` and `write_batch` with a random `WriteLimit`), across
+//! reopens; at every reopen and at the end every surviving entry (value and metadata, with or
+//! without a TTL) must be the same, and every index must agree with the entries.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
 use plexcache_core::model::ModelBackend;
-use plexcache_core::{Access, Bytes, CacheBackend, Counters, EvictionPolicy};
+use plexcache_core::{
+    Access, Batch, BatchPut, Bytes, CacheBackend, Counters, EvictionPolicy, WriteLimit,
+};
 use plexcache_sled::SledBackend;
 
 struct Rng(u64);
@@ -31,6 +35,61 @@ fn key(rng: &mut Rng) -> String {
     format!("{p}{}", rng.below(24))
 }
 
+const POLICIES: [EvictionPolicy; 4] = [
+    EvictionPolicy::LeastRecentlyStored,
+    EvictionPolicy::LeastRecentlyUsed,
+    EvictionPolicy::LeastFrequentlyUsed,
+    EvictionPolicy::None,
+];
+
+fn value(rng: &mut Rng, fill: u8) -> Bytes {
+    let len = match rng.below(10) {
+        0 => 0,
+        1 => 5_000 + rng.below(3_000) as usize,
+        _ => rng.below(300) as usize,
+    };
+    Bytes::from(vec![fill; len])
+}
+
+fn expiry(rng: &mut Rng, now: u64) -> Option<u64> {
+    match rng.below(3) {
+        0 => None,
+        _ => Some(now + rng.below(40)),
+    }
+}
+
+/// A random write limit: none, refuse above, or evict in a random order (to a fixed size or
+/// to somewhat below the current `usage`), with or without a purge of expired entries.
+fn write_limit(rng: &mut Rng, now: u64, usage: u64) -> WriteLimit {
+    let policy = POLICIES[rng.below(4) as usize];
+    let limit = match rng.below(4) {
+        0 => WriteLimit::UNBOUNDED,
+        1 => WriteLimit::evict_to(usage.saturating_sub(rng.below(usage / 2 + 1)), policy),
+        _ => WriteLimit::evict_to(2_000 + rng.below(10_000), policy),
+    };
+    match rng.below(3) {
+        0 => limit.with_purge(now + rng.below(30), rng.below(4) as usize),
+        _ => limit,
+    }
+}
+
+/// Every live entry (value and metadata) is the same in both.
+async fn assert_same_entries(sled: &SledBackend, model: &ModelBackend, ctx: &str) {
+    let keys = sled.keys("", 0, usize::MAX).await.unwrap();
+    assert_eq!(
+        keys,
+        model.keys("", 0, usize::MAX).await.unwrap(),
+        "{ctx}: keys"
+    );
+    for k in keys {
+        assert_eq!(
+            sled.get(&k, 0).await.unwrap(),
+            model.get(&k, 0).await.unwrap(),
+            "{ctx}: entry {k}"
+        );
+    }
+}
+
 async fn run(seed: u64, separate_over: usize, ops: usize) {
     let (_dir, path) = common::temp_cache();
     let open = |p: &std::path::Path| {
@@ -48,39 +107,43 @@ async fn run(seed: u64, separate_over: usize, ops: usize) {
         let ctx = format!("seed {seed} step {step}");
         now += rng.below(3);
         match rng.below(100) {
-            0..=3 => {
-                // Bulk write (no size check): the same as one put after another.
-                let batch: Vec<(String, Bytes)> = (0..1 + rng.below(5))
-                    .map(|j| {
-                        (
-                            key(&mut rng),
-                            Bytes::from(vec![j as u8; rng.below(200) as usize]),
-                        )
-                    })
-                    .collect();
-                let expires = (rng.below(2) == 0).then(|| now + rng.below(40));
-                let usage = s.put_many(batch.clone(), now, expires).await.unwrap();
-                for (k, v) in batch {
-                    model.put(&k, v, now, expires, None).await.unwrap();
+            0..=5 => {
+                // A batch: prefixes replaced, keys possibly repeated (the last put wins).
+                let mut batch = Batch::new(now);
+                for _ in 0..rng.below(3) {
+                    batch.remove_prefixes.push(format!(
+                        "{}{}",
+                        PREFIXES[rng.below(4) as usize],
+                        rng.below(3)
+                    ));
                 }
-                assert_eq!(usage, model.usage().await.unwrap(), "{ctx}: put_many");
+                for j in 0..rng.below(8) {
+                    let key = key(&mut rng);
+                    let value = value(&mut rng, j as u8);
+                    let expires_at = expiry(&mut rng, now);
+                    batch.puts.push(BatchPut {
+                        key,
+                        value,
+                        expires_at,
+                    });
+                }
+                let usage = model.usage().await.unwrap().bytes;
+                let limit = write_limit(&mut rng, now, usage);
+                assert_eq!(
+                    s.write_batch(&batch, limit).await.unwrap(),
+                    model.write_batch(&batch, limit).await.unwrap(),
+                    "{ctx}: write_batch {batch:?} {limit:?}"
+                );
             }
-            4..=34 => {
+            6..=34 => {
                 let k = key(&mut rng);
-                let len = match rng.below(10) {
-                    0 => 0,
-                    1 => 5_000 + rng.below(3_000) as usize,
-                    _ => rng.below(300) as usize,
-                };
-                let value = Bytes::from(vec![(step % 251) as u8; len]);
-                let expires = match rng.below(3) {
-                    0 => None,
-                    _ => Some(now + rng.below(40)),
-                };
-                let max = (rng.below(4) == 0).then(|| 2_000 + rng.below(10_000));
-                let a = s.put(&k, value.clone(), now, expires, max).await.unwrap();
-                let b = model.put(&k, value, now, expires, max).await.unwrap();
-                assert_eq!(a, b, "{ctx}: put {k}");
+                let value = value(&mut rng, (step % 251) as u8);
+                let expires = expiry(&mut rng, now);
+                let usage = model.usage().await.unwrap().bytes;
+                let limit = write_limit(&mut rng, now, usage);
+                let a = s.put(&k, value.clone(), now, expires, limit).await.unwrap();
+                let b = model.put(&k, value, now, expires, limit).await.unwrap();
+                assert_eq!(a, b, "{ctx}: put {k} {limit:?}");
             }
             35..=54 => {
                 let k = key(&mut rng);
@@ -115,12 +178,7 @@ async fn run(seed: u64, separate_over: usize, ops: usize) {
                 );
             }
             70..=79 => {
-                let policy = [
-                    EvictionPolicy::LeastRecentlyStored,
-                    EvictionPolicy::LeastRecentlyUsed,
-                    EvictionPolicy::LeastFrequentlyUsed,
-                    EvictionPolicy::None,
-                ][rng.below(4) as usize];
+                let policy = POLICIES[rng.below(4) as usize];
                 let usage = model.usage().await.unwrap();
                 let target = usage.bytes.saturating_sub(rng.below(3_000));
                 let protect = (rng.below(2) == 0).then(|| key(&mut rng));
@@ -173,9 +231,12 @@ async fn run(seed: u64, separate_over: usize, ops: usize) {
             _ => {
                 // Close and reopen: everything must survive, including the write sequence
                 // that orders ties.
+                assert_same_entries(s, &model, &ctx).await;
                 drop(sled.take());
                 let reopened = open(&path);
                 assert!(reopened.open_info().recount.is_none(), "{ctx}: clean close");
+                assert_eq!(reopened.open_info().interrupted_batch, None, "{ctx}");
+                assert_same_entries(&reopened, &model, &ctx).await;
                 sled = Some(reopened);
             }
         }
@@ -185,6 +246,11 @@ async fn run(seed: u64, separate_over: usize, ops: usize) {
             model.usage().await.unwrap(),
             "{ctx}: usage"
         );
+        // Every index agrees with the entries after every step, and so does every entry with
+        // the model.
+        let v = s.verify().unwrap();
+        assert!(v.is_ok(), "{ctx}: {:?}", v.problems);
+        assert_same_entries(s, &model, &ctx).await;
     }
     let s = sled.as_ref().unwrap();
     assert_eq!(
@@ -195,6 +261,7 @@ async fn run(seed: u64, separate_over: usize, ops: usize) {
         s.keys("", u64::MAX, usize::MAX).await.unwrap(),
         model.keys("", u64::MAX, usize::MAX).await.unwrap()
     );
+    assert_same_entries(s, &model, &format!("seed {seed} at the end")).await;
     let v = s.verify().unwrap();
     assert!(v.is_ok(), "seed {seed}: {:?}", v.problems);
 }
@@ -228,8 +295,13 @@ async fn access_indexes_are_built_when_first_needed() {
             let v = Bytes::from(vec![1u8; rng.below(100) as usize]);
             let at = now + i / 10;
             assert_eq!(
-                sled.put(&k, v.clone(), at, None, None).await.unwrap(),
-                model.put(&k, v, at, None, None).await.unwrap()
+                sled.put(&k, v.clone(), at, None, WriteLimit::UNBOUNDED)
+                    .await
+                    .unwrap(),
+                model
+                    .put(&k, v, at, None, WriteLimit::UNBOUNDED)
+                    .await
+                    .unwrap()
             );
         }
         assert!(sled.verify().unwrap().is_ok());

@@ -5,7 +5,9 @@
 //! - the OS releases the lock when the owner is killed, and the next open recounts;
 //! - a process killed (SIGKILL) mid-write loses nothing that `flush()` acknowledged, and the
 //!   store it leaves behind is consistent after the recount on open: every entry is in every
-//!   index and the counters equal a direct count.
+//!   index and the counters equal a direct count;
+//! - a process killed while batches replace a library leaves it whole (one generation) or
+//!   absent after the next open, never a mix.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -17,10 +19,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use plexcache_core::{Cache, CacheBackend, Error};
+use plexcache_core::{Batch, BatchPut, Bytes, Cache, CacheBackend, Error, WriteLimit};
 use plexcache_sled::SledBackend;
 
 const ENV: &str = "PLEXCACHE_SLED_CHILD";
+
+/// Entries of each generation of the library the "batches" child replaces.
+const LIBRARY: usize = 4_000;
+
+/// Generation `generation` of library `lib:`, replacing the previous one.
+fn library_batch(generation: u64) -> Batch {
+    let mut batch = Batch::new(1_000 + generation);
+    batch.remove_prefixes = vec!["lib:".into()];
+    batch.puts = (0..LIBRARY)
+        .map(|i| BatchPut {
+            key: format!("lib:{i:04}:g{generation}"),
+            value: Bytes::from(vec![generation as u8; 60 + i % 100]),
+            expires_at: None,
+        })
+        .collect();
+    batch
+}
 
 /// A child process and the lines it prints (read on a thread, so waits can time out).
 struct Proc {
@@ -30,9 +49,14 @@ struct Proc {
 
 impl Proc {
     fn spawn(mode: &str, path: &Path) -> Proc {
+        Self::spawn_with(mode, path, &[])
+    }
+
+    fn spawn_with(mode: &str, path: &Path, env: &[(&str, String)]) -> Proc {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(ENV, format!("{mode}|{}", path.display()))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -169,6 +193,35 @@ fn child() {
                 i += 1;
             }
         }),
+        "batches" => rt.block_on(async {
+            let b = SledBackend::builder(path)
+                .flush_every(Some(Duration::from_millis(10)))
+                .open()
+                .unwrap();
+            let start: u64 = std::env::var("PLEXCACHE_SLED_GENERATION")
+                .unwrap()
+                .parse()
+                .unwrap();
+            for generation in start.. {
+                println!("BATCH {generation}");
+                std::io::stdout().flush().unwrap();
+                let t = std::time::Instant::now();
+                b.write_batch(&library_batch(generation), WriteLimit::UNBOUNDED)
+                    .await
+                    .unwrap();
+                println!("DONE {}", t.elapsed().as_micros());
+                std::io::stdout().flush().unwrap();
+                b.put(
+                    &format!("other:{generation}"),
+                    Bytes::from_static(b"x"),
+                    1,
+                    None,
+                    WriteLimit::UNBOUNDED,
+                )
+                .await
+                .unwrap();
+            }
+        }),
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -282,4 +335,58 @@ async fn random_kills_during_churn_leave_consistent_stores() {
             assert_eq!((v.entries, v.stale_index_entries), (0, 0));
         }
     }
+}
+
+/// A child replaces library `lib:` with batch after batch and is killed at varying points; after
+/// each reopen the library holds exactly one whole generation or nothing (when the open found
+/// the batch marker and removed it), every other entry is intact, and the store is consistent.
+#[tokio::test]
+async fn a_batch_killed_midway_leaves_the_library_whole_or_absent() {
+    let (_dir, path) = common::temp_cache();
+    let mut generation = 0u64;
+    let mut interrupted = 0;
+    for round in 0..8u64 {
+        let mut child = Proc::spawn_with(
+            "batches",
+            &path,
+            &[("PLEXCACHE_SLED_GENERATION", generation.to_string())],
+        );
+        // After one whole batch, kill at a varying fraction of that batch's time into the
+        // next one: mostly while it is being applied, sometimes before its marker is durable.
+        child.wait_for("BATCH");
+        let took: u64 = child.wait_for("DONE").parse().unwrap();
+        let last: u64 = child.wait_for("BATCH").parse().unwrap();
+        std::thread::sleep(Duration::from_micros(took * (2 + round % 7) / 10));
+        child.kill();
+        generation = last + 1;
+
+        let b = SledBackend::open(&path).expect("reopen after kill");
+        if let Some(removed) = b.open_info().interrupted_batch {
+            interrupted += 1;
+            eprintln!("round {round}: the open removed an interrupted batch: {removed:?}");
+        }
+        let keys = b.keys("lib:", 0, usize::MAX).await.unwrap();
+        if !keys.is_empty() {
+            assert_eq!(keys.len(), LIBRARY, "round {round}: a partial library");
+            let generation_of = |k: &String| k.rsplit(':').next().map(str::to_owned);
+            let first = generation_of(&keys[0]);
+            assert!(
+                keys.iter().all(|k| generation_of(k) == first),
+                "round {round}: two generations mixed"
+            );
+            let g: u64 = first.unwrap()[1..].parse().unwrap();
+            let e = b.get(&keys[0], 0).await.unwrap().unwrap();
+            assert_eq!(
+                e.value[0], g as u8,
+                "round {round}: value of its generation"
+            );
+        }
+        let v = b.verify().unwrap();
+        assert!(v.is_ok(), "round {round}: {:?}", v.problems);
+        let usage = b.usage().await.unwrap();
+        assert_eq!((usage.entries, usage.bytes), (v.entries, v.bytes));
+        drop(b);
+    }
+    eprintln!("{interrupted} of 8 kills landed inside a batch");
+    assert!(interrupted > 0, "no kill landed inside a batch");
 }
