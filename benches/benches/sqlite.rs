@@ -16,7 +16,7 @@ use plexcache_benches::harness::{
     BIG_LIMIT, LIBRARY_KEY, encoded_search, expire_10000, library_list, runtime, zipf_mix,
 };
 use plexcache_benches::workload::{BenchItem, library, search_key, search_result};
-use plexcache_core::{Cache, CacheBackend, Clock, SystemClock, codec};
+use plexcache_core::{Batch, Cache, CacheBackend, Clock, SystemClock, WriteLimit, codec};
 use plexcache_sqlite::{Offload, SqliteBackend};
 use tokio::runtime::Runtime;
 
@@ -39,10 +39,11 @@ fn populate(rt: &Runtime, dir: &Path, n: u64) -> PathBuf {
         let mut i = 0;
         while i < n {
             let end = (i + 200_000).min(n);
-            let batch = (i..end)
-                .map(|j| (search_key(j), encoded_search(j)))
-                .collect();
-            backend.put_many(batch, now, None).await.unwrap();
+            let batch = (i..end).map(|j| (search_key(j), encoded_search(j)));
+            backend
+                .write_batch(&Batch::of(now, None, batch), WriteLimit::UNBOUNDED)
+                .await
+                .unwrap();
             i = end;
         }
     });
@@ -67,13 +68,13 @@ fn library_lists(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter(|| async move { black_box(backend.get(LIBRARY_KEY, now).await.unwrap()) })
         });
-        let encoded = codec::encode(&lib).unwrap();
+        let encoded = codec::encode(LIBRARY_KEY, &lib).unwrap();
         g.bench_function(format!("decode_only_{n}"), |b| {
-            b.iter(|| black_box(codec::decode::<Vec<BenchItem>>(&encoded).unwrap()))
+            b.iter(|| black_box(codec::decode::<Vec<BenchItem>>(LIBRARY_KEY, &encoded).unwrap()))
         });
         // Where a set's time goes: encoding alone, and the stored bytes alone.
         g.bench_function(format!("encode_only_{n}"), |b| {
-            b.iter(|| black_box(codec::encode(&lib).unwrap()))
+            b.iter(|| black_box(codec::encode(LIBRARY_KEY, &lib).unwrap()))
         });
         g.bench_function(format!("backend_put_bytes_{n}"), |b| {
             let now = SystemClock.now_millis();
@@ -82,7 +83,13 @@ fn library_lists(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async move {
                 black_box(
                     backend
-                        .put(LIBRARY_KEY, encoded.clone(), now, None, None)
+                        .put(
+                            LIBRARY_KEY,
+                            encoded.clone(),
+                            now,
+                            None,
+                            WriteLimit::UNBOUNDED,
+                        )
                         .await
                         .unwrap(),
                 )
@@ -236,7 +243,10 @@ fn expire(c: &mut Criterion) {
         let backend = cache.backend();
         async move {
             backend
-                .put_many(batch, stored_at, Some(expires_at))
+                .write_batch(
+                    &Batch::of(stored_at, Some(expires_at), batch),
+                    WriteLimit::UNBOUNDED,
+                )
                 .await
                 .unwrap();
         }

@@ -32,7 +32,7 @@ pub fn runtime() -> Runtime {
 pub fn encoded_search(i: u64) -> Bytes {
     // Encoding a `Vec<BenchItem>` cannot fail: postcard only fails on unsupported types.
     #[allow(clippy::expect_used)]
-    codec::encode(&search_result(i)).expect("encode a search result")
+    codec::encode(&search_key(i), &search_result(i)).expect("encode a search result")
 }
 
 /// `set_{n}`, `get_{n}` (owned, decoded every call) and `get_shared_{n}` (the decoded list,

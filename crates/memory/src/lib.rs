@@ -190,6 +190,13 @@ pub struct MemoryBackend {
 
 type Guards<'a> = Vec<RwLockWriteGuard<'a, Shard>>;
 
+/// What a batch changed, to take it back when it is refused.
+#[derive(Default)]
+struct Undo {
+    removed: Vec<(usize, Key, Slot)>,
+    inserted: Vec<(usize, Key)>,
+}
+
 impl Default for MemoryBackend {
     fn default() -> Self {
         Self::new()
@@ -264,6 +271,17 @@ impl MemoryBackend {
 
     /// Purges up to `limit` entries expired at `now`, soonest first (ties in write order).
     fn purge_in(&self, shards: &mut Guards<'_>, now: Millis, limit: usize) -> Removed {
+        self.purge_logged(shards, now, limit, &mut None)
+    }
+
+    /// [`purge_in`](Self::purge_in), keeping what it removed in `undo` when given one.
+    fn purge_logged(
+        &self,
+        shards: &mut Guards<'_>,
+        now: Millis,
+        limit: usize,
+        undo: &mut Option<Undo>,
+    ) -> Removed {
         let mut removed = Removed::default();
         if limit == 0 || self.next_expiry.load(Ordering::Acquire) > now {
             return removed;
@@ -283,12 +301,15 @@ impl MemoryBackend {
         let complete = candidates.len() <= limit;
         candidates.truncate(limit);
         for (_, _, i, key) in candidates {
-            if let Some((_, slot)) = shards[i].remove(&key) {
+            if let Some((key, slot)) = shards[i].remove(&key) {
                 self.account_removed(slot.meta.size);
                 removed.add_one(slot.meta.size);
+                if let Some(undo) = undo {
+                    undo.removed.push((i, key, slot));
+                }
             }
         }
-        if complete {
+        if complete && undo.is_none() {
             // Everything expired is gone: the next expiry is the smallest left.
             let next = shards
                 .iter()
@@ -396,7 +417,8 @@ impl CacheBackend for MemoryBackend {
         let _writer = self.writer.lock();
         // Every shard is locked for the whole batch: readers see it all or nothing.
         let mut all = self.lock_all();
-        // The last put of a key wins; its size is what the batch adds.
+        let before = self.usage_now();
+        // The last put of a key wins.
         let mut last: HashMap<&str, usize> = HashMap::new();
         for (n, put) in batch.puts.iter().enumerate() {
             last.insert(&put.key, n);
@@ -405,48 +427,22 @@ impl CacheBackend for MemoryBackend {
             .iter()
             .map(|(k, n)| plexcache_core::backend::entry_size(k, batch.puts[*n].value.len()))
             .sum();
-        // Bytes after the batch, before eviction: what stays, plus the batch's entries.
-        let under = |k: &str| {
-            batch
-                .remove_prefixes
-                .iter()
-                .any(|p| k.starts_with(p.as_str()))
-        };
-        let mut leaving = 0u64;
-        for (key, _) in &last {
-            if !under(key)
-                && let Some(slot) = all[self.shard_of(key)].map.get(*key)
-            {
-                leaving += slot.meta.size;
-            }
+        if limit.policy != EvictionPolicy::None && own > limit.max_bytes {
+            return Ok(BatchOutcome::Refused { usage: before });
         }
-        for shard in all.iter() {
-            for prefix in &batch.remove_prefixes {
-                for k in shard.prefix_range(prefix) {
-                    leaving += shard.map.get(k).map_or(0, |s| s.meta.size);
-                }
-            }
-        }
-        let after = self.bytes.load(Ordering::Acquire).saturating_sub(leaving) + own;
-        let fits = match limit.policy {
-            EvictionPolicy::None => after <= limit.max_bytes,
-            _ => own <= limit.max_bytes,
-        };
-        if !fits {
-            return Ok(BatchOutcome::Refused {
-                usage: self.usage_now(),
-            });
-        }
-        self.bump();
-        let expired = self.purge_in(&mut all, limit.now, limit.purge);
+        // Applied with an undo log, taken back if the result does not fit.
+        let mut undo = Some(Undo::default());
+        let expired = self.purge_logged(&mut all, limit.now, limit.purge, &mut undo);
+        let mut log = undo.unwrap_or_default();
         let mut removed = Removed::default();
-        for shard in all.iter_mut() {
+        for (i, shard) in all.iter_mut().enumerate() {
             for prefix in &batch.remove_prefixes {
                 let keys: Vec<Key> = shard.prefix_range(prefix).cloned().collect();
                 for k in keys {
-                    if let Some((_, slot)) = shard.remove(&k) {
+                    if let Some((k, slot)) = shard.remove(&k) {
                         self.account_removed(slot.meta.size);
                         removed.add_one(slot.meta.size);
+                        log.removed.push((i, k, slot));
                     }
                 }
             }
@@ -455,10 +451,31 @@ impl CacheBackend for MemoryBackend {
         order.sort_unstable_by_key(|(_, n)| *n);
         for (key, n) in &order {
             let put = &batch.puts[*n];
-            let meta = EntryMeta::new(key, put.value.len(), batch.stored_at, put.expires_at);
             let i = self.shard_of(key);
+            if let Some((k, slot)) = all[i].remove(key) {
+                self.account_removed(slot.meta.size);
+                log.removed.push((i, k, slot));
+            }
+            let meta = EntryMeta::new(key, put.value.len(), batch.stored_at, put.expires_at);
             self.insert_in(&mut all[i], key, put.value.clone(), meta);
+            log.inserted.push((i, Arc::from(*key)));
         }
+        if limit.policy == EvictionPolicy::None
+            && self.bytes.load(Ordering::Acquire) > limit.max_bytes
+        {
+            for (i, key) in log.inserted {
+                if let Some((_, slot)) = all[i].remove(&key) {
+                    self.account_removed(slot.meta.size);
+                }
+            }
+            for (i, key, slot) in log.removed {
+                self.entries.fetch_add(1, Ordering::AcqRel);
+                self.bytes.fetch_add(slot.meta.size, Ordering::AcqRel);
+                all[i].insert(key, slot);
+            }
+            return Ok(BatchOutcome::Refused { usage: before });
+        }
+        self.bump();
         let mut evicted = Removed::default();
         if let Some(p) = policy_index(limit.policy) {
             let own_keys: std::collections::HashSet<&str> = order.iter().map(|(k, _)| *k).collect();

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexcache_core::{
-    BoxError, Cache, CacheBackend, CacheBuilder, Clock, EvictionPolicy, Result, Stats, Ttl,
+    BatchReport, BoxError, Cache, CacheBackend, CacheBuilder, Clock, EvictionPolicy, Result, Stats,
+    Ttl, WriteBatch,
 };
 
 use crate::item::PlexItem;
 use crate::keys::{self, KeyKind};
+use crate::view::LibraryView;
 
 /// The default TTL of library data: one hour, as the Python tool had it.
 pub const DEFAULT_LIBRARY_TTL: Duration = Duration::from_secs(3600);
@@ -179,9 +181,104 @@ impl<B: CacheBackend> PlexCache<B> {
         &self.cache
     }
 
-    /// Every item of a library, if cached and fresh.
+    /// Every item of a library, if cached and fresh, owned. Built from the
+    /// [`library_view`](PlexCache::library_view), so repeated calls while the listing is
+    /// unchanged read nothing from the store (the memory tier holds the view).
     pub async fn library_items(&self, library: &str) -> Result<Option<Vec<PlexItem>>> {
-        self.cache.get(&keys::library_key(library)).await
+        Ok(self.library_view(library).await?.map(|v| v.to_vec()))
+    }
+
+    /// The library's listing as a [`LibraryView`]: the stored bytes checked once, items
+    /// borrowing their strings from them. The fastest way to read a large library; the view
+    /// is shared with the memory tier, so repeated calls while the listing is unchanged (in
+    /// any process: the store's change token is checked on every call) return the same `Arc`.
+    ///
+    /// ```
+    /// use plexcache_plex::{ItemKind, PlexCache, PlexItem};
+    /// use plexcache_memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = PlexCache::new(MemoryBackend::new())?;
+    /// let item = PlexItem {
+    ///     rating_key: "1".into(),
+    ///     key: "/library/metadata/1".into(),
+    ///     title: "Alien".into(),
+    ///     kind: ItemKind::Movie,
+    ///     file_paths: vec!["/movies/Alien.mkv".into()],
+    ///     year: Some(1979),
+    ///     updated_at: None,
+    ///     library_section_id: Some(1),
+    /// };
+    /// cache.set_library_items("Movies", &[item]).await?;
+    /// let view = cache.library_view("Movies").await?.unwrap();
+    /// for item in view.iter() {
+    ///     assert_eq!(item.title, "Alien"); // a &str into the stored bytes
+    /// }
+    /// assert_eq!(view.find_by_path("/movies/Alien.mkv").map(|i| i.rating_key), Some("1"));
+    /// # Ok::<(), plexcache_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn library_view(&self, library: &str) -> Result<Option<Arc<LibraryView>>> {
+        self.cache
+            .get_decoded(&keys::library_key(library), |key, bytes| {
+                LibraryView::from_envelope(key, bytes.clone())
+            })
+            .await
+    }
+
+    /// The item of a library's listing that has `path` among its file paths, through the
+    /// [`library_view`](PlexCache::library_view) (no per-path entries needed). `None` when the
+    /// listing is not cached or no item has the path.
+    pub async fn find_by_path(&self, library: &str, path: &str) -> Result<Option<PlexItem>> {
+        Ok(self
+            .library_view(library)
+            .await?
+            .and_then(|v| v.find_by_path(path).map(|i| i.to_owned())))
+    }
+
+    /// The item of a library's listing with this `ratingKey`, through the view.
+    pub async fn find_by_rating_key(
+        &self,
+        library: &str,
+        rating_key: &str,
+    ) -> Result<Option<PlexItem>> {
+        Ok(self
+            .library_view(library)
+            .await?
+            .and_then(|v| v.find_by_rating_key(rating_key).map(|i| i.to_owned())))
+    }
+
+    /// Replaces everything cached for a library in one atomic write (a sync): its listing,
+    /// and with `with_matches` a match entry for every file path; the library's stale search
+    /// results and matches go in the same write. Readers in any process see the old library
+    /// or the new one, never a mix. The listing and its matches are never evicted to make room
+    /// for each other; when they do not fit under the size limit together, nothing is written
+    /// ([`Error::BatchTooLarge`](plexcache_core::Error::BatchTooLarge)) and the old library
+    /// stays.
+    pub async fn replace_library(
+        &self,
+        library: &str,
+        items: &[PlexItem],
+        with_matches: bool,
+    ) -> Result<BatchReport> {
+        let mut batch = WriteBatch::new();
+        for prefix in keys::library_prefixes(library) {
+            batch.remove_prefix(prefix);
+        }
+        batch.set_borrowed(&keys::library_key(library), items, self.library_ttl)?;
+        if with_matches {
+            self.add_matches(&mut batch, library, items)?;
+        }
+        self.cache.write_batch(batch).await
+    }
+
+    fn add_matches(&self, batch: &mut WriteBatch, library: &str, items: &[PlexItem]) -> Result<()> {
+        for item in items {
+            for path in &item.file_paths {
+                batch.set_borrowed(&keys::match_key(library, path), &Some(item), self.match_ttl)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every item of a library, shared: repeated calls while the stored list is unchanged
@@ -264,17 +361,16 @@ impl<B: CacheBackend> PlexCache<B> {
             .await
     }
 
-    /// Stores a match entry for every file path of every item (after a library sync). Returns
-    /// how many were written.
+    /// Stores a match entry for every file path of every item, in one atomic write. Returns
+    /// how many were written. [`PlexCache::replace_library`] does this and the listing
+    /// together.
     pub async fn index_matches(&self, library: &str, items: &[PlexItem]) -> Result<u64> {
-        let mut n = 0;
-        for item in items {
-            for path in &item.file_paths {
-                self.set_match(library, path, Some(item)).await?;
-                n += 1;
-            }
+        let mut batch = WriteBatch::new();
+        self.add_matches(&mut batch, library, items)?;
+        if batch.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        Ok(self.cache.write_batch(batch).await?.written)
     }
 
     /// Drops the listing, every search result and every path match of one library (and of no

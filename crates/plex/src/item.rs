@@ -283,9 +283,9 @@ mod tests {
             library_section_id: None,
         };
         let items = vec![item.clone(), item];
-        let bytes = plexcache_core::codec::encode(&items).map_err(|e| e.to_string());
+        let bytes = plexcache_core::codec::encode("k", &items).map_err(|e| e.to_string());
         let back = bytes.map_err(|e| e.to_string()).and_then(|b| {
-            plexcache_core::codec::decode::<Vec<PlexItem>>(&b).map_err(|e| e.to_string())
+            plexcache_core::codec::decode::<Vec<PlexItem>>("k", &b).map_err(|e| e.to_string())
         });
         assert_eq!(back, Ok(items));
     }

@@ -46,6 +46,7 @@ mod item;
 pub mod keys;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+pub mod view;
 
 pub use cache::{DEFAULT_LIBRARY_TTL, PlexCache, PlexCacheBuilder, default_cache_dir};
 #[cfg(feature = "client")]
@@ -59,3 +60,4 @@ pub use item::{Extracted, ItemKind, Page, PlexItem, Section};
 pub use keys::{
     KeyKind, ParsedKey, library_key, library_prefixes, match_key, parse_key, search_key,
 };
+pub use view::{LibraryView, PlexItemRef};

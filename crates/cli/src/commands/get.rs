@@ -112,7 +112,7 @@ async fn raw(
         eprintln!("not found: {key:?} is not cached (or expired)");
         return Ok(EXIT_NOT_FOUND);
     };
-    let verified = codec::verify(&bytes);
+    let verified = codec::verify(key, &bytes);
     let entry = RawEntry {
         key: key.to_owned(),
         size: meta.size,

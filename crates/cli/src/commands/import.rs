@@ -47,12 +47,12 @@ pub async fn run(g: &Global, args: ImportArgs) -> Result<u8, BoxError> {
         items.extend(page.items);
     }
     let cache = backends::open(g).await?;
-    cache.set_library_items(&args.library, &items).await?;
-    let matches = if args.no_matches {
-        0
-    } else {
-        cache.index_matches(&args.library, &items).await?
-    };
+    // One atomic write: the listing, its path matches, and no stale entries of the library.
+    let written = cache
+        .replace_library(&args.library, &items, !args.no_matches)
+        .await?
+        .written;
+    let matches = written.saturating_sub(1);
     cache.flush().await?;
     let summary = Summary {
         library: args.library,

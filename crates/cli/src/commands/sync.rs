@@ -118,8 +118,14 @@ pub async fn run(g: &Global, args: SyncArgs) -> Result<u8, BoxError> {
             (f.items, f.from_server)
         };
         bar.finish_and_clear();
-        let matches = if from_server && !args.no_matches {
-            cache.index_matches(&library, &items).await?
+        // A fetched library replaces everything cached for it in one atomic write: the
+        // listing, its path matches, and no stale search results or matches.
+        let matches = if from_server {
+            let written = cache
+                .replace_library(&library, &items, !args.no_matches)
+                .await?
+                .written;
+            written.saturating_sub(1)
         } else {
             0
         };
