@@ -48,6 +48,24 @@
 //! entry, its index members and the counters change together, atomically, whichever process
 //! runs it; `usage()` reads two counters.
 //!
+//! ## Writes, limits and batches
+//!
+//! A `put` keeps its [`WriteLimit`] in its one script: the bounded purge, the write, then
+//! eviction in policy order (or the refusal, with [`EvictionPolicy::None`]). A `write_batch`
+//! is one script too, however many entries it holds, so it is atomic on the server: it plans
+//! first (what its purge and prefixes remove, what its puts replace) and changes nothing when
+//! the batch cannot fit. A script blocks the server while it runs, so a batch of tens of
+//! thousands of entries holds up other clients for a while (past the server's
+//! `busy-reply-threshold` they get `BUSY` errors); its call may take one more command timeout
+//! per few thousand entries. There is no [`change_token`](CacheBackend::change_token): no
+//! counter is cheaper than a round trip.
+//!
+//! A metadata record this crate did not write (malformed) must not wedge the cache: eviction,
+//! purging, prefix removal, `clear` and batches remove such an entry when they meet it and
+//! count it (its size taken as its key plus its value), a write over it replaces it, `keys`
+//! skips it, reading it is an error, and
+//! [`integrity_check`](CacheBackend::integrity_check) reports it.
+//!
 //! ## Expiry and accounting
 //!
 //! Entries with `expires_at <= now` are absent for reads at once. `purge_expired` removes them
@@ -70,8 +88,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexcache_core::{
-    Access, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
-    PutOutcome, Removed, Result, Revalidated, Usage, async_trait,
+    Access, Batch, BatchOutcome, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error,
+    EvictionPolicy, Millis, PutOutcome, Removed, Result, Revalidated, Usage, WriteLimit,
+    async_trait,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
@@ -92,6 +111,10 @@ const NAME: &str = "redis";
 const BATCH: u64 = 1_000;
 /// Access records per `record_accesses` script call.
 const RECORD_BATCH: usize = 500;
+/// A `write_batch` is one script (splitting it would give up its atomicity), whose run time
+/// grows with its entries and with the entries its prefixes remove (usually about as many):
+/// its call may take one more command timeout per this many puts.
+const PUTS_PER_TIMEOUT: usize = 5_000;
 /// Counts Lua handles exactly (2^53).
 const LUA_MAX: u64 = 1 << 53;
 
@@ -310,6 +333,20 @@ impl RedisBackend {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.call_within(self.inner.timeout, what, op).await
+    }
+
+    /// [`call`](Self::call) with another timeout than the command timeout.
+    async fn call_within<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        what: impl Fn() -> String,
+        op: F,
+    ) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let attempt = async {
             match op(self.inner.conn.clone()).await {
                 Err(e) if e.is_connection_refusal() => {
@@ -319,14 +356,14 @@ impl RedisBackend {
                 other => other,
             }
         };
-        match tokio::time::timeout(self.inner.timeout, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::debug!(server = %self.inner.server, error = %e, "redis call failed");
                 Err(self.err(&what(), redact_error(&e, &self.inner.url)))
             }
             Err(_) => Err(self.err(
-                &format!("{}: no answer within {:?}", what(), self.inner.timeout),
+                &format!("{}: no answer within {timeout:?}", what()),
                 std::io::Error::from(std::io::ErrorKind::TimedOut),
             )),
         }
@@ -338,12 +375,24 @@ impl RedisBackend {
         script: &redis::Script,
         args: &[&[u8]],
     ) -> Result<Value> {
+        self.script_within(self.inner.timeout, what, script, args)
+            .await
+    }
+
+    /// [`script`](Self::script) with another timeout than the command timeout.
+    async fn script_within(
+        &self,
+        timeout: Duration,
+        what: impl Fn() -> String,
+        script: &redis::Script,
+        args: &[&[u8]],
+    ) -> Result<Value> {
         let mut invocation = script.prepare_invoke();
         invocation.arg(self.inner.prefix.as_bytes());
         for a in args {
             invocation.arg(*a);
         }
-        self.call(what, |mut conn| {
+        self.call_within(timeout, what, |mut conn| {
             let invocation = &invocation;
             async move { invocation.invoke_async::<Value>(&mut conn).await }
         })
@@ -430,6 +479,55 @@ fn triple(v: &Value) -> Option<(u64, u64, u64)> {
         Value::Array(a) if a.len() == 3 => Some((as_u64(&a[0])?, as_u64(&a[1])?, as_u64(&a[2])?)),
         _ => None,
     }
+}
+
+/// `N` integers from a script's reply (negative numbers included).
+fn ints<const N: usize>(v: &Value) -> Option<[i64; N]> {
+    let Value::Array(a) = v else { return None };
+    let mut out = [0i64; N];
+    if a.len() != N {
+        return None;
+    }
+    for (slot, item) in out.iter_mut().zip(a) {
+        *slot = as_i64(item)?;
+    }
+    Some(out)
+}
+
+/// A count or size from a script's reply (never negative; clamped to 0 if it were).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// `Removed` from an `(entries, bytes)` pair of a script's reply.
+fn removed(entries: i64, bytes: i64) -> Removed {
+    Removed {
+        entries: count(entries),
+        bytes: count(bytes),
+    }
+}
+
+/// The name of a policy's index (`z:<name>`), or empty for [`EvictionPolicy::None`] (the
+/// scripts then refuse instead of evicting).
+fn policy_index(policy: EvictionPolicy) -> &'static [u8] {
+    match policy {
+        EvictionPolicy::None => b"",
+        EvictionPolicy::LeastRecentlyStored => b"lrs",
+        EvictionPolicy::LeastRecentlyUsed => b"lru",
+        EvictionPolicy::LeastFrequentlyUsed => b"lfu",
+    }
+}
+
+/// The [`WriteLimit`] as the PUT and WRITE_BATCH scripts take it: max bytes, policy index,
+/// purge limit, now. Numbers above what Lua counts exactly are clamped: no store holds that
+/// many bytes or entries.
+fn limit_args(limit: &WriteLimit) -> [Vec<u8>; 4] {
+    [
+        num(limit.max_bytes.min(LUA_MAX)),
+        policy_index(limit.policy).to_vec(),
+        num(u64::try_from(limit.purge).unwrap_or(u64::MAX).min(LUA_MAX)),
+        num(limit.now),
+    ]
 }
 
 /// The lexicographic range of the keys starting with `prefix` (keys are UTF-8, which never
@@ -555,11 +653,11 @@ impl CacheBackend for RedisBackend {
         value: Bytes,
         stored_at: Millis,
         expires_at: Option<Millis>,
-        max_bytes: Option<u64>,
+        limit: WriteLimit,
     ) -> Result<PutOutcome> {
         let what = || format!("writing key {}", short(key));
         let ea = expires_at.map(num).unwrap_or_default();
-        let max = max_bytes.map(num).unwrap_or_default();
+        let [max, policy, purge, now] = limit_args(&limit);
         let v = self
             .script(
                 what,
@@ -570,32 +668,99 @@ impl CacheBackend for RedisBackend {
                     &num(stored_at),
                     &ea,
                     &max,
+                    &policy,
+                    &purge,
+                    &now,
                     &num(self.inner.grace_ms.min(LUA_MAX)),
                 ],
             )
             .await?;
-        let parsed = match &v {
-            Value::Array(a) if a.len() == 4 => (|| {
-                Some((
-                    as_i64(&a[0])?,
-                    as_i64(&a[1])?,
-                    as_u64(&a[2])?,
-                    as_u64(&a[3])?,
-                ))
-            })(),
-            _ => None,
-        };
-        let Some((stored, previous, entries, bytes)) = parsed else {
+        let Some([stored, previous, entries, bytes, xn, xb, en, eb]) = ints::<8>(&v) else {
             return Err(self.bad_reply(&what(), &v));
         };
-        let usage = Usage { entries, bytes };
+        let usage = Usage {
+            entries: count(entries),
+            bytes: count(bytes),
+        };
+        let expired = removed(xn, xb);
+        if expired.entries > 0 {
+            tracing::debug!(
+                entries = expired.entries,
+                bytes = expired.bytes,
+                "purged expired entries"
+            );
+        }
         Ok(if stored == 1 {
             PutOutcome::Stored {
                 previous_size: u64::try_from(previous).ok(),
                 usage,
+                expired,
+                evicted: removed(en, eb),
             }
         } else {
             PutOutcome::Refused { usage }
+        })
+    }
+
+    async fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
+        let what = || {
+            format!(
+                "writing a batch of {} entries (removing {} prefixes)",
+                batch.puts.len(),
+                batch.remove_prefixes.len()
+            )
+        };
+        let [max, policy, purge, now] = limit_args(&limit);
+        let stored_at = num(batch.stored_at);
+        let grace = num(self.inner.grace_ms.min(LUA_MAX));
+        let nprefixes = num(u64::try_from(batch.remove_prefixes.len()).unwrap_or(u64::MAX));
+        let expiries: Vec<Vec<u8>> = batch
+            .puts
+            .iter()
+            .map(|p| p.expires_at.map(num).unwrap_or_default())
+            .collect();
+        // One script call, whatever the size (see PUTS_PER_TIMEOUT).
+        let rounds = 1 + batch.puts.len().div_ceil(PUTS_PER_TIMEOUT);
+        let timeout = self
+            .inner
+            .timeout
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+        let mut args: Vec<&[u8]> =
+            Vec::with_capacity(7 + batch.remove_prefixes.len() + 3 * batch.puts.len());
+        args.extend([
+            stored_at.as_slice(),
+            &max,
+            &policy,
+            &purge,
+            &now,
+            &grace,
+            &nprefixes,
+        ]);
+        args.extend(batch.remove_prefixes.iter().map(|p| p.as_bytes()));
+        for (put, expires_at) in batch.puts.iter().zip(&expiries) {
+            args.extend([put.key.as_bytes(), &put.value, expires_at.as_slice()]);
+        }
+        let v = self
+            .script_within(timeout, what, &self.inner.scripts.write_batch, &args)
+            .await?;
+        let Some([applied, entries, bytes, rn, rb, written, xn, xb, en, eb]) = ints::<10>(&v)
+        else {
+            return Err(self.bad_reply(&what(), &v));
+        };
+        let usage = Usage {
+            entries: count(entries),
+            bytes: count(bytes),
+        };
+        Ok(if applied == 1 {
+            BatchOutcome::Applied {
+                removed: removed(rn, rb),
+                written: count(written),
+                expired: removed(xn, xb),
+                evicted: removed(en, eb),
+                usage,
+            }
+        } else {
+            BatchOutcome::Refused { usage }
         })
     }
 
@@ -661,10 +826,10 @@ impl CacheBackend for RedisBackend {
                     &[&num(now), &num(batch)],
                 )
                 .await?;
-            let (n, bytes, examined) = triple(&v).ok_or_else(|| self.bad_reply(what, &v))?;
+            let (n, bytes, done) = triple(&v).ok_or_else(|| self.bad_reply(what, &v))?;
             removed.add(Removed { entries: n, bytes });
             left = left.saturating_sub(n);
-            if examined < batch {
+            if done == 1 {
                 break;
             }
         }
@@ -684,12 +849,10 @@ impl CacheBackend for RedisBackend {
         target_bytes: u64,
         protect: Option<&str>,
     ) -> Result<Removed> {
-        let index: &[u8] = match policy {
-            EvictionPolicy::None => return Ok(Removed::default()),
-            EvictionPolicy::LeastRecentlyStored => b"lrs",
-            EvictionPolicy::LeastRecentlyUsed => b"lru",
-            EvictionPolicy::LeastFrequentlyUsed => b"lfu",
-        };
+        if policy == EvictionPolicy::None {
+            return Ok(Removed::default());
+        }
+        let index = policy_index(policy);
         let what = format!("evicting ({policy}) down to {target_bytes} bytes");
         let (guarded, protected): (&[u8], &[u8]) = match protect {
             Some(k) => (b"1", k.as_bytes()),
@@ -833,7 +996,7 @@ impl CacheBackend for RedisBackend {
             )
             .await?;
         let nums: Option<Vec<u64>> = match &v {
-            Value::Array(a) if a.len() == 11 => a.iter().map(as_u64).collect(),
+            Value::Array(a) if a.len() == 12 => a.iter().map(as_u64).collect(),
             _ => None,
         };
         let Some(n) = nums else {
@@ -869,6 +1032,12 @@ impl CacheBackend for RedisBackend {
             problems.push(format!(
                 "{} entries have lost their value before their expiry (removed by hand, by the server's maxmemory eviction, or a caller's clock runs ahead of the server's); remove them",
                 n[10]
+            ));
+        }
+        if n[11] > 0 {
+            problems.push(format!(
+                "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
+                n[11], self.inner.prefix
             ));
         }
         Ok(problems)

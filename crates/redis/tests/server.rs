@@ -10,7 +10,10 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{RedisServer, ServerOptions, connect, free_port, redis_available, unique_prefix};
-use plexcache_core::{Bytes, Cache, CacheBackend, Error, EvictionPolicy, Usage};
+use plexcache_core::{
+    Batch, BatchOutcome, BatchPut, Bytes, Cache, CacheBackend, Error, EvictionPolicy, PutOutcome,
+    Removed, Usage, WriteLimit,
+};
 use plexcache_redis::RedisBackend;
 
 fn now_ms() -> u64 {
@@ -65,7 +68,7 @@ async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_ba
                 Bytes::from(vec![7u8; 100]),
                 now,
                 None,
-                None,
+                WriteLimit::UNBOUNDED,
             )
             .await
             .unwrap();
@@ -104,7 +107,13 @@ async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_ba
         );
     }
     let err = backend
-        .put("new", Bytes::from_static(b"v"), now, None, None)
+        .put(
+            "new",
+            Bytes::from_static(b"v"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
         .await
         .expect_err("writes fail too");
     assert!(!format!("{err:?}").contains(&password));
@@ -125,7 +134,13 @@ async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_ba
     assert_eq!(entry.expect("k1 survived").value.len(), 100);
     assert_eq!(backend.usage().await.unwrap(), before);
     backend
-        .put("after", Bytes::from_static(b"v"), now, None, None)
+        .put(
+            "after",
+            Bytes::from_static(b"v"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
         .await
         .unwrap();
     assert_eq!(backend.usage().await.unwrap().entries, 21);
@@ -182,7 +197,7 @@ async fn prefixes_isolate_caches_on_one_server() {
                     Bytes::from(tag.as_bytes().to_vec()),
                     now,
                     None,
-                    None,
+                    WriteLimit::UNBOUNDED,
                 )
                 .await
                 .unwrap();
@@ -310,7 +325,7 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
             Bytes::from(vec![1u8; 50]),
             now,
             Some(now + 150),
-            None,
+            WriteLimit::UNBOUNDED,
         )
         .await
         .unwrap();
@@ -320,12 +335,18 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
             Bytes::from(vec![1u8; 50]),
             now,
             Some(now + 3_600_000),
-            None,
+            WriteLimit::UNBOUNDED,
         )
         .await
         .unwrap();
     backend
-        .put("never", Bytes::from(vec![1u8; 50]), now, None, None)
+        .put(
+            "never",
+            Bytes::from(vec![1u8; 50]),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
         .await
         .unwrap();
     // Let the server drop the short-lived value on its own.
@@ -378,7 +399,13 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
     // An expiry in the past (a caller's clock far behind the server's): the value stays until
     // purged, so a reader on that clock still sees it.
     backend
-        .put("past", Bytes::from_static(b"v"), 1_000, Some(2_000), None)
+        .put(
+            "past",
+            Bytes::from_static(b"v"),
+            1_000,
+            Some(2_000),
+            WriteLimit::UNBOUNDED,
+        )
         .await
         .unwrap();
     assert!(backend.get("past", 1_500).await.unwrap().is_some());
@@ -399,7 +426,7 @@ async fn large_batches_are_split_and_complete() {
                 Bytes::from_static(b"v"),
                 now + i,
                 Some(now + 10 + (i % 7)),
-                None,
+                WriteLimit::UNBOUNDED,
             )
             .await
             .unwrap();
@@ -431,10 +458,371 @@ async fn large_batches_are_split_and_complete() {
     );
     for i in 0..2_100u64 {
         backend
-            .put(&format!("q:{i}"), Bytes::from_static(b"v"), now, None, None)
+            .put(
+                &format!("q:{i}"),
+                Bytes::from_static(b"v"),
+                now,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
             .await
             .unwrap();
     }
     assert_eq!(backend.remove_prefix("q:").await.unwrap().entries, 2_100);
     assert_eq!(backend.usage().await.unwrap(), Usage::default());
+}
+
+/// Sets the raw metadata of `key` under `prefix`, as a bug or a hand edit could.
+fn plant_metadata(conn: &mut redis::Connection, prefix: &str, key: &str, raw: &str) {
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{prefix}meta"))
+        .arg(key)
+        .arg(raw)
+        .query(conn)
+        .unwrap();
+}
+
+fn entry_of(size: usize, key: &str) -> Bytes {
+    Bytes::from(vec![5u8; size - key.len()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_metadata_at_the_head_of_eviction_is_evicted_and_the_limit_holds() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let now = now_ms();
+    for policy in [
+        EvictionPolicy::LeastRecentlyStored,
+        EvictionPolicy::LeastRecentlyUsed,
+        EvictionPolicy::LeastFrequentlyUsed,
+    ] {
+        let prefix = unique_prefix("poison:");
+        let backend = connect(&server.url(), &prefix).await;
+        // "poison" is the oldest write, never read: the head of every eviction order. It has
+        // an expiry, so it is in the expiry index too.
+        backend
+            .put(
+                "poison",
+                entry_of(100, "poison"),
+                now,
+                Some(now + 3_600_000),
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let k = format!("k{i}");
+            backend
+                .put(
+                    &k,
+                    entry_of(100, &k),
+                    now + 1 + i,
+                    None,
+                    WriteLimit::UNBOUNDED,
+                )
+                .await
+                .unwrap();
+        }
+        plant_metadata(&mut conn, &prefix, "poison", "garbage,1,2");
+        let problems = backend.integrity_check().await.unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("malformed")),
+            "{policy}: reported: {problems:?}"
+        );
+        assert!(
+            backend.get("poison", now).await.is_err(),
+            "{policy}: reading the malformed entry is an error"
+        );
+
+        // A write that needs room evicts the malformed entry first, and counts it.
+        let limit = WriteLimit::evict_to(400, policy);
+        let out = backend
+            .put("n0", entry_of(100, "n0"), now + 10, None, limit)
+            .await
+            .unwrap();
+        match out {
+            PutOutcome::Stored { evicted, usage, .. } => {
+                assert_eq!(
+                    evicted,
+                    Removed {
+                        entries: 1,
+                        bytes: 100
+                    },
+                    "{policy}: the malformed entry evicted"
+                );
+                assert_eq!(
+                    usage,
+                    Usage {
+                        entries: 4,
+                        bytes: 400
+                    },
+                    "{policy}"
+                );
+            }
+            other => panic!("{policy}: {other:?}"),
+        }
+        assert_eq!(
+            backend.keys("", now, 100).await.unwrap(),
+            ["k0", "k1", "k2", "n0"],
+            "{policy}"
+        );
+        assert!(backend.get("poison", now).await.unwrap().is_none());
+        let value_left: u64 = redis::cmd("EXISTS")
+            .arg(format!("{prefix}v:poison"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(value_left, 0, "{policy}: its value is gone");
+        // Every index member of it is gone and the counters are exact.
+        assert_eq!(
+            backend.integrity_check().await.unwrap(),
+            Vec::<String>::new(),
+            "{policy}"
+        );
+        assert_eq!(direct_usage(&backend).await, backend.usage().await.unwrap());
+
+        // Poisoned again, at the head of what is left: later writes keep the limit.
+        plant_metadata(&mut conn, &prefix, "k0", "1,2,3,4,5");
+        for i in 1..8u64 {
+            let k = format!("n{i}");
+            let out = backend
+                .put(&k, entry_of(100, &k), now + 10 + i, None, limit)
+                .await
+                .unwrap();
+            let PutOutcome::Stored { usage, .. } = out else {
+                panic!("{policy}: {out:?}");
+            };
+            assert!(usage.bytes <= 400, "{policy}: limit kept: {usage:?}");
+        }
+        // The standalone eviction passes it too.
+        plant_metadata(&mut conn, &prefix, "n4", "");
+        let r = backend.evict(policy, 0, None).await.unwrap();
+        assert_eq!(r.entries, 4, "{policy}: everything evicted");
+        assert_eq!(backend.usage().await.unwrap(), Usage::default(), "{policy}");
+        assert_eq!(
+            backend.integrity_check().await.unwrap(),
+            Vec::<String>::new(),
+            "{policy}"
+        );
+        backend.destroy().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_metadata_does_not_block_purges_batches_listing_or_clear() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let prefix = unique_prefix("poison2:");
+    let backend = connect(&server.url(), &prefix).await;
+    let now = now_ms();
+    let put = |key: &'static str, expires_at: Option<u64>| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .put(
+                    key,
+                    entry_of(50, key),
+                    now,
+                    expires_at,
+                    WriteLimit::UNBOUNDED,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // Soonest to expire, malformed: a write's purge removes it and counts it as expired.
+    put("e:bad", Some(now + 1)).await;
+    put("e:ok", Some(now + 2)).await;
+    put("b:bad", None).await;
+    put("b:ok", None).await;
+    put("keep", None).await;
+    for k in ["e:bad", "b:bad"] {
+        plant_metadata(&mut conn, &prefix, k, "x");
+    }
+    // Listing and recording accesses pass over the malformed entries.
+    assert_eq!(
+        backend.keys("", now, 100).await.unwrap(),
+        ["b:ok", "e:ok", "keep"]
+    );
+    backend
+        .record_accesses(&[plexcache_core::Access {
+            key: "b:bad".into(),
+            at: now + 1,
+            count: 1,
+        }])
+        .await
+        .unwrap();
+    let out = backend
+        .put(
+            "w",
+            entry_of(50, "w"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED.with_purge(now + 5, 10),
+        )
+        .await
+        .unwrap();
+    let PutOutcome::Stored { expired, .. } = out else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        expired,
+        Removed {
+            entries: 2,
+            bytes: 100
+        }
+    );
+    // A batch replacing the prefix removes its malformed entry and counts it.
+    let mut batch = Batch::new(now);
+    batch.remove_prefixes = vec!["b:".into()];
+    batch.puts.push(BatchPut {
+        key: "b:new".into(),
+        value: entry_of(50, "b:new"),
+        expires_at: None,
+    });
+    match backend
+        .write_batch(&batch, WriteLimit::UNBOUNDED)
+        .await
+        .unwrap()
+    {
+        BatchOutcome::Applied {
+            removed, written, ..
+        } => {
+            assert_eq!(
+                removed,
+                Removed {
+                    entries: 2,
+                    bytes: 100
+                }
+            );
+            assert_eq!(written, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+    // Rewriting a malformed entry replaces it; clearing removes one.
+    plant_metadata(&mut conn, &prefix, "keep", "1,,1,0,50");
+    let out = backend
+        .put(
+            "keep",
+            entry_of(60, "keep"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            PutOutcome::Stored {
+                previous_size: Some(50),
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    plant_metadata(&mut conn, &prefix, "w", "?");
+    assert_eq!(
+        backend.clear().await.unwrap(),
+        Removed {
+            entries: 3,
+            bytes: 160
+        }
+    );
+    assert_eq!(backend.usage().await.unwrap(), Usage::default());
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_tens_of_thousands_of_entries_are_one_call() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server.url(), &unique_prefix("big:")).await;
+    let now = now_ms();
+    let generation = |tag: &str, n: u64| {
+        let mut batch = Batch::new(now);
+        batch.remove_prefixes = vec!["lib:".into()];
+        for i in 0..n {
+            batch.puts.push(BatchPut {
+                key: format!("lib:{tag}:{i:06}"),
+                value: Bytes::from_static(b"0123456789"),
+                expires_at: (i % 2 == 0).then_some(now + 3_600_000),
+            });
+        }
+        batch
+    };
+    backend
+        .put(
+            "other",
+            Bytes::from_static(b"v"),
+            now,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
+    let first = generation("a", 60_000);
+    let out = backend
+        .write_batch(&first, WriteLimit::UNBOUNDED)
+        .await
+        .unwrap();
+    let BatchOutcome::Applied { written, usage, .. } = out else {
+        panic!("{out:?}");
+    };
+    assert_eq!(written, 60_000);
+    assert_eq!(usage.entries, 60_001);
+    assert_eq!(usage.bytes, first.put_bytes() + 6);
+    // The next generation replaces the first whole, evicting "other" to fit.
+    let second = generation("b", 40_000);
+    let limit = WriteLimit::evict_to(second.put_bytes(), EvictionPolicy::LeastRecentlyStored);
+    match backend.write_batch(&second, limit).await.unwrap() {
+        BatchOutcome::Applied {
+            removed,
+            written,
+            evicted,
+            usage,
+            ..
+        } => {
+            assert_eq!(removed.entries, 60_000);
+            assert_eq!(written, 40_000);
+            assert_eq!(evicted.entries, 1);
+            assert_eq!(
+                usage,
+                Usage {
+                    entries: 40_000,
+                    bytes: second.put_bytes()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // One byte short of fitting: refused, nothing changes.
+    let third = generation("c", 40_001);
+    let limit = WriteLimit::evict_to(third.put_bytes() - 1, EvictionPolicy::LeastRecentlyStored);
+    assert!(matches!(
+        backend.write_batch(&third, limit).await.unwrap(),
+        BatchOutcome::Refused { .. }
+    ));
+    assert_eq!(
+        backend.keys("lib:b:", now, usize::MAX).await.unwrap().len(),
+        40_000
+    );
+    assert!(backend.keys("lib:c:", now, 1).await.unwrap().is_empty());
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
 }
