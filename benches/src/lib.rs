@@ -2,4 +2,5 @@
 //! distributions, so every backend's bench measures the same thing.
 
 pub mod harness;
+pub mod plexdata;
 pub mod workload;
