@@ -55,8 +55,8 @@ pub struct Global {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key the cache writes (caches with different prefixes share a
-    /// server without seeing each other).
+    /// Prefix of every Redis key the cache writes: a name and one final `:` (caches with
+    /// different prefixes share a server without seeing each other).
     #[arg(
         long,
         global = true,

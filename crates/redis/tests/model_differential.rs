@@ -31,7 +31,7 @@ fn key(rng: &mut Rng) -> String {
 }
 
 async fn run(url: &str, seed: u64, ops: usize) {
-    let redis = common::connect(url, &common::unique_prefix("diff:")).await;
+    let redis = common::connect(url, &common::unique_prefix("diff")).await;
     let model = ModelBackend::new();
     let mut rng = Rng(seed | 1);
     let mut now: u64 = 1_700_000_000_000;
