@@ -477,8 +477,7 @@ async fn response_bytes_past_the_byte_limit_stop_the_paging() {
         other => panic!("{other:?}"),
     }
     assert!(!err.is_retryable());
-    // Each page of 10 entries is a few hundred bytes: the limit stops the paging well before
-    // the guard (100 requests).
+    // The byte limit, not the guard (100 requests), stopped the paging.
     let requests = pms.count_path(ALL);
     assert!((2..30).contains(&requests), "{requests} requests");
 }
