@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Build python-plexapi objects from saved PMS XML responses, without a server.
 
-For every XML file given, parse it with xml.etree.ElementTree and build plexapi objects the way
-plexapi does after an HTTP request (PlexObject.findItems -> _buildItem, with the classes
-registered by plexapi.video/audio/photo/library/...), with an offline stand-in for the
-PlexServer that refuses every request. Print one JSON object per line:
+For every XML file given, parse it as PlexServer.query does (plexapi.utils.parseXMLString on the
+decoded text: xml.etree.ElementTree, and when that fails, again after cleanXMLString has removed
+the characters XML forbids) and build plexapi objects the way plexapi does after an HTTP request
+(PlexObject.findItems -> _buildItem, with the classes registered by
+plexapi.video/audio/photo/library/...), with an offline stand-in for the PlexServer that refuses
+every request. Print one JSON object per line:
 
   items mode (default):
     {"file": F, "ratingKey": "17896" | null, "key": ..., "title": ..., "cls": "Movie",
@@ -37,7 +39,7 @@ os.environ.setdefault("PLEXAPI_CONFIG_PATH", os.devnull)
 
 try:
     import plexapi
-    from plexapi import audio, collection, library, media, photo, playlist, video  # noqa: F401
+    from plexapi import audio, collection, library, media, photo, playlist, utils, video  # noqa: F401
     from plexapi.base import PlexObject
 except Exception as exc:  # pragma: no cover - depends on the machine
     print(f"plexapi is not importable: {exc}", file=sys.stderr)
@@ -132,7 +134,7 @@ def main(argv):
     out = sys.stdout
     for path in files:
         with open(path, "rb") as f:
-            root = ET.fromstring(f.read())
+            root = utils.parseXMLString(f.read().decode("utf-8"))
         if sections_mode:
             key = "/library/sections"
             for elem in root:

@@ -102,7 +102,7 @@ async fn fresh_backend(
             let millis = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
-            let prefix = format!("plexcache-bench:{}:{millis}:{n}:", std::process::id());
+            let prefix = format!("plexcache-bench-{}-{millis}-{n}:", std::process::id());
             let redis = plexcache_redis::RedisBackend::builder(url)
                 .key_prefix(prefix)
                 .connect()

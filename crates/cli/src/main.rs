@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Exit code of a successful run.
 pub const EXIT_OK: u8 = 0;
@@ -46,7 +47,9 @@ pub struct Global {
     )]
     pub backend: BackendKind,
     /// Redis server URL for `--backend redis` (`redis://[:password@]host[:port][/db]`,
-    /// `rediss://` for TLS); with `bench`, adds Redis to the compared backends.
+    /// `rediss://` for TLS); with `bench`, adds Redis to the compared backends. With a
+    /// password, prefer PLEXCACHE_REDIS_URL: an argument is visible to other users (ps) and
+    /// kept in the shell history.
     #[arg(
         long,
         global = true,
@@ -55,8 +58,8 @@ pub struct Global {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key the cache writes (caches with different prefixes share a
-    /// server without seeing each other).
+    /// Prefix of every Redis key the cache writes: a name and one final `:` (caches with
+    /// different prefixes share a server without seeing each other).
     #[arg(
         long,
         global = true,
@@ -149,9 +152,44 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// Whether argument `id` was given on the command line (not from the environment), at the top
+/// level or in the subcommand.
+fn on_command_line(matches: &ArgMatches, id: &str) -> bool {
+    let here = matches.try_contains_id(id).unwrap_or(false)
+        && matches.value_source(id) == Some(ValueSource::CommandLine);
+    here || matches
+        .subcommand()
+        .is_some_and(|(_, sub)| on_command_line(sub, id))
+}
+
+/// Warns on stderr, once for each, about secrets given as command-line arguments, which other
+/// users of the machine can read (`ps`, `/proc`) and shells keep in their history. The secret
+/// itself is never printed.
+fn warn_about_secret_arguments(cli: &Cli, matches: &ArgMatches) {
+    if let Command::Sync(args) = &cli.command
+        && args.token.is_some()
+        && on_command_line(matches, "token")
+    {
+        eprintln!(
+            "warning: --token puts the Plex token on the command line, where other users can see it (ps) and the shell history keeps it; set PLEXCACHE_TOKEN or use --token-file PATH (- for standard input) instead"
+        );
+    }
+    if let Some(url) = cli.global.redis_url.as_deref()
+        && plexcache_redis::redact_url(url) != url
+        && on_command_line(matches, "redis_url")
+    {
+        eprintln!(
+            "warning: --redis-url carries a password on the command line, where other users can see it (ps) and the shell history keeps it; set PLEXCACHE_REDIS_URL instead"
+        );
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // --help and --version are successes; everything else is a usage error (2).
             let _ = e.print();
@@ -159,6 +197,19 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose);
+    warn_about_secret_arguments(&cli, &matches);
+    if let Command::Sync(args) = &cli.command {
+        if args.token_file.is_some() && on_command_line(&matches, "token") {
+            eprintln!("error: give the Plex token once: --token-file or --token, not both");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        if args.token_file.is_none() && args.token.is_none() {
+            eprintln!(
+                "error: sync needs the Plex token: set PLEXCACHE_TOKEN, or give --token-file PATH (- for standard input)"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     if cli.global.backend == BackendKind::Redis && cli.global.redis_url.is_none() {
         eprintln!(
             "error: --backend redis needs the server's URL: --redis-url URL (or PLEXCACHE_REDIS_URL)"

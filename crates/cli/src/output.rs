@@ -1,6 +1,38 @@
 //! Human tables and JSON output.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// Text from a cache, a server or a user, made safe for a terminal: control characters
+/// (Unicode Cc: C0, DEL, C1, so no escape sequence reaches the terminal) and the bidirectional
+/// formatting characters (which reorder what is shown) are written as Rust escapes (`\u{1b}`,
+/// `\n`, `\t`); everything else is kept, backslashes and quotes included. Used by every human
+/// (non-`--json`) output that shows such text; `--json` output is exact JSON instead.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{61C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            match c {
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                _ => {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// An error and its sources on one line: `outer: inner: innermost`, without repeats.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -96,6 +128,18 @@ mod tests {
         assert_eq!(human_bytes(10), "10 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert!(matches!(
+            escape(r#"C:\Films\Amélie's "x".mkv"#),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape("\u{1b}[31mRed\u{7}\ttab\nnl\u{9b}\u{202e}"),
+            r"\u{1b}[31mRed\u{7}\ttab\nnl\u{9b}\u{202e}"
+        );
     }
 
     #[test]

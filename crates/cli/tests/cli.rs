@@ -213,3 +213,66 @@ fn bench_compares_every_embedded_backend() {
         assert!(r["ratio_to_fastest"].as_f64().unwrap() >= 1.0, "{r}");
     }
 }
+
+/// Titles and paths from a server are shown with their control characters escaped, so an
+/// escape sequence never reaches the terminal; `--json` keeps them exactly (as JSON escapes).
+#[test]
+fn get_escapes_control_characters_in_human_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let title = "\u{1b}[31mRed\u{1b}[0m Alert\u{7}";
+    let path = "/movies/\u{1b}]0;pwned\u{7}Red Alert.mkv";
+    // Written through the library, as an older release (which kept control characters) or
+    // another program may have left it: the extractor of this release strips them.
+    let item = plexcache_plex::PlexItem {
+        rating_key: "7".into(),
+        key: "/library/metadata/7".into(),
+        title: title.into(),
+        kind: plexcache_plex::ItemKind::Movie,
+        file_paths: vec![path.into()],
+        year: Some(1999),
+        updated_at: None,
+        library_section_id: Some(1),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let backend = plexcache_sqlite::SqliteBackend::open(dir.path()).unwrap();
+            let cache = plexcache_plex::PlexCache::new(backend).unwrap();
+            cache.set_library_items("Movies", &[item]).await.unwrap();
+            cache.flush().await.unwrap();
+        });
+
+    let out = plexcache(dir.path(), "sqlite")
+        .args(["get", "library", "Movies"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"\u{1b}[31mRed\u{1b}[0m Alert\u{7}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"/movies/\u{1b}]0;pwned\u{7}Red Alert.mkv"),
+        "{stdout}"
+    );
+
+    let out = plexcache(dir.path(), "sqlite")
+        .args(["get", "library", "Movies", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "JSON escapes control characters"
+    );
+    let items: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(items[0]["title"], title);
+    assert_eq!(items[0]["file_paths"][0], path);
+}

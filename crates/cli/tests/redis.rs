@@ -50,6 +50,44 @@ fn redis_without_a_url_is_a_usage_error() {
     assert!(err.contains("--redis-url"), "{err}");
 }
 
+/// A password in `--redis-url` gets one warning (other users can read arguments with `ps`),
+/// without the password; the same URL from PLEXCACHE_REDIS_URL, or a URL without a password,
+/// gets none. The warning comes before connecting, so no server is needed.
+#[test]
+fn a_password_in_the_redis_url_argument_warns_once() {
+    let port = free_port();
+    let with_password = format!("redis://:hunter2@127.0.0.1:{port}");
+    let stderr = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "nothing listens on {port}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = stderr(plexcache(Some(&with_password)).arg("stats"));
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert!(
+        err.contains("--redis-url") && err.contains("PLEXCACHE_REDIS_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    // After a subcommand, and as a user name only (which Redis may take as the password).
+    let err = stderr(plexcache(None).args([
+        "stats",
+        "--redis-url",
+        &format!("redis://hunter2@127.0.0.1:{port}"),
+    ]));
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let err = stderr(
+        plexcache(None)
+            .env("PLEXCACHE_REDIS_URL", &with_password)
+            .arg("stats"),
+    );
+    assert!(!err.contains("warning"), "{err}");
+    let err = stderr(plexcache(Some(&format!("redis://127.0.0.1:{port}"))).arg("stats"));
+    assert!(!err.contains("warning"), "{err}");
+}
+
 #[test]
 fn an_unreachable_server_is_a_clear_error_without_the_password() {
     let port = free_port();

@@ -176,3 +176,90 @@ fn help_does_not_show_the_token_from_the_environment() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
 }
+
+/// The token can come from a file or standard input; only `--token` (an argument other users
+/// can read with `ps`) gets a warning, once, without the token.
+#[test]
+fn the_token_comes_from_a_file_or_stdin_and_an_argument_warns() {
+    let pms = FakePms::builder(TOKEN)
+        .recorded_fixtures()
+        .start_blocking()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sync = || {
+        let mut cmd = plexcache(dir.path());
+        cmd.args(["sync", "--server", &pms.url(), "--library", "TV Shows"])
+            .arg("--json");
+        cmd
+    };
+    let ok = |out: std::process::Output| -> String {
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{err}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["libraries"][0]["library"], "TV Shows", "{summary}");
+        assert!(!err.contains(TOKEN), "token shown: {err}");
+        err
+    };
+
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let err = ok(sync().arg("--token-file").arg(&file).output().unwrap());
+    assert!(!err.contains("warning"), "{err}");
+
+    let err = ok(sync()
+        .args(["--token-file", "-", "--refresh"])
+        .write_stdin(format!("  {TOKEN}\r\n"))
+        .output()
+        .unwrap());
+    assert!(!err.contains("warning"), "{err}");
+
+    let err = ok(sync().env("PLEXCACHE_TOKEN", TOKEN).output().unwrap());
+    assert!(!err.contains("warning"), "{err}");
+    // The file wins over the environment.
+    ok(sync()
+        .env("PLEXCACHE_TOKEN", "stale-token")
+        .args(["--refresh", "--token-file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+
+    let err = ok(sync().args(["--token", TOKEN]).output().unwrap());
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert!(
+        err.contains("--token") && err.contains("PLEXCACHE_TOKEN") && err.contains("--token-file"),
+        "{err}"
+    );
+
+    // Usage errors: both, or neither.
+    let out = sync()
+        .args(["--token", TOKEN, "--token-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = sync().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--token-file"), "{err}");
+
+    // An empty or missing file is a one-line error naming the file.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for path in [empty, dir.path().join("missing")] {
+        let out = sync().arg("--token-file").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", path.display());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+    // A file holding more than the token is refused without showing it.
+    let two = dir.path().join("two-lines");
+    std::fs::write(&two, format!("{TOKEN}\nsecond-line-secret\n")).unwrap();
+    let out = sync().arg("--token-file").arg(&two).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !err.contains(TOKEN) && !err.contains("second-line-secret"),
+        "{err}"
+    );
+}

@@ -347,3 +347,137 @@ async fn bad_urls_and_tokens_are_refused_up_front() {
         }
     }
 }
+
+/// Fault rules for a server whose `/all` pages never end (`Fault::Endless`), then a guard: a
+/// client still paging after `guard` requests gets HTTP 410 instead, an error of another kind
+/// than the ones the paging tests expect, so a client without bounds fails them quickly.
+fn endless(
+    total_size: Option<u64>,
+    per_page: Option<u64>,
+    keyed: bool,
+    guard: u64,
+) -> [FaultRule; 2] {
+    [
+        FaultRule::new(Fault::Endless {
+            total_size,
+            per_page,
+            keyed,
+        })
+        .on(ALL)
+        .times(guard),
+        FaultRule::new(Fault::Status(410)).on(ALL),
+    ]
+}
+
+#[tokio::test]
+async fn pages_of_entries_without_a_rating_key_stop_the_paging() {
+    // Every page holds entries without a ratingKey, at the asked offset, and claims a
+    // million items: the first page adds nothing while claiming more.
+    for format in [plexcache_plex::Format::Json, plexcache_plex::Format::Xml] {
+        let pms = server(endless(Some(1_000_000), None, false, 50)).await;
+        let err = client(&pms)
+            .page_size(10)
+            .format(format)
+            .build()
+            .unwrap()
+            .library_items(1)
+            .await
+            .unwrap_err();
+        match &err {
+            ClientError::Paging { detail, .. } => {
+                assert!(detail.contains("no item with a ratingKey"), "{detail}");
+                assert!(detail.contains("totalSize 1000000"), "{detail}");
+            }
+            other => panic!("{format:?}: {other:?}"),
+        }
+        assert!(!err.is_retryable());
+        assert_eq!(pms.count_path(ALL), 1, "{format:?}");
+    }
+}
+
+#[tokio::test]
+async fn pages_past_what_total_size_needs_stop_the_paging() {
+    // A server that honours the start but sends one new item per page of 100 asked, claiming
+    // 1,000 items: 10 pages would do; the client allows 4 more, then stops.
+    let pms = server(endless(Some(1_000), Some(1), true, 200)).await;
+    let err = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Paging { detail, .. } => {
+            assert!(detail.contains("14 pages"), "{detail}");
+            assert!(detail.contains("1000 items (totalSize)"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.count_path(ALL), 10 + 4);
+}
+
+#[tokio::test]
+async fn a_claimed_total_size_above_the_item_limit_stops_at_once() {
+    let pms = server(endless(Some(1_000_000_000_000), None, true, 50)).await;
+    let err = client(&pms)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::ListingTooLarge { detail, .. } => {
+            assert!(detail.contains("claims 1000000000000 items"), "{detail}");
+            assert!(detail.contains("max_listing_items"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert_eq!(pms.count_path(ALL), 1);
+}
+
+#[tokio::test]
+async fn items_past_the_item_limit_stop_the_paging() {
+    // No totalSize, full pages of new items for ever: the third page of 10 passes 25 items.
+    let pms = server(endless(None, None, true, 100)).await;
+    let err = client(&pms)
+        .page_size(10)
+        .max_listing_items(25)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::ListingTooLarge { detail, .. } => {
+            assert!(detail.contains("more than 25 items"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pms.count_path(ALL), 3);
+}
+
+#[tokio::test]
+async fn response_bytes_past_the_byte_limit_stop_the_paging() {
+    // No totalSize, full pages of new items for ever, and no item limit in reach.
+    let pms = server(endless(None, None, true, 100)).await;
+    let err = client(&pms)
+        .page_size(10)
+        .max_listing_bytes(4_000)
+        .build()
+        .unwrap()
+        .library_items(1)
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::ListingTooLarge { detail, .. } => {
+            assert!(detail.contains("more than 4000 bytes"), "{detail}");
+            assert!(detail.contains("max_listing_bytes"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    // The byte limit, not the guard (100 requests), stopped the paging.
+    let requests = pms.count_path(ALL);
+    assert!((2..30).contains(&requests), "{requests} requests");
+}

@@ -133,6 +133,68 @@ fn xml_entities_bom_doctype_comments_and_cdata() {
     assert_eq!(photo.kind, ItemKind::Photo);
 }
 
+/// The items of `edge/control_characters.{xml,json}` without the characters python-plexapi
+/// strips, through the slice and the streaming extractors alike.
+#[test]
+fn control_characters_are_stripped_as_plexapi_does() {
+    for name in ["control_characters.xml", "control_characters.json"] {
+        let bytes = edge(name);
+        let page = extract_items(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let streamed =
+            extract_items_from_reader(BufReader::with_capacity(7, Cursor::new(&bytes))).unwrap();
+        assert_eq!(page.items, streamed.items, "{name}");
+        let [movie, show] = &page.items[..] else {
+            panic!("{name}: 2 items expected, got {:?}", page.items)
+        };
+        assert_eq!(movie.rating_key, "10", "{name}");
+        assert_eq!(movie.key, "/library/metadata/10", "{name}");
+        // ESC, BEL, CSI (U+009B), U+FFFE, U+FDD0, U+1FFFE and U+10FFFF go; NEL (U+0085) stays.
+        assert_eq!(movie.title, "Red [31mAlert[0m 2J\u{85}!", "{name}");
+        assert_eq!(
+            movie.year,
+            Some(1999),
+            "{name}: a vertical tab inside the year"
+        );
+        assert_eq!(movie.file_paths, ["/movies/Red Alert (1999).mkv"], "{name}");
+        assert_eq!(show.rating_key, "20", "{name}");
+        assert_eq!(
+            show.title, "Show Name é\u{1f3ac}",
+            "{name}: DEL and U+0084 go"
+        );
+        assert_eq!(show.file_paths, ["/tv/Show Name"], "{name}");
+        for item in &page.items {
+            for s in [&item.rating_key, &item.key, &item.title]
+                .into_iter()
+                .chain(&item.file_paths)
+            {
+                assert!(
+                    !s.chars().any(|c| c.is_control() && c != '\u{85}'),
+                    "{name}: {s:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn control_characters_in_character_references_and_sections() {
+    // A character reference to a control character decodes to it, then goes like a raw one.
+    let xml = br#"<MediaContainer size="1"><Video ratingKey="1" key="/k" type="movie" title="A&#x1b;[2JB&#7;"/></MediaContainer>"#;
+    let page = extract_items_xml(xml).unwrap();
+    assert_eq!(page.items[0].title, "A[2JB");
+    // Section titles, keys and locations too, in both formats.
+    let json = "{\"MediaContainer\":{\"Directory\":[{\"key\":\"1\\u0000\",\"title\":\"Mov\\u001bies\",\"type\":\"movie\",\"Location\":[{\"path\":\"/m\\u0007\"}]}]}}";
+    let xml = "<MediaContainer><Directory key=\"1\u{0}\" title=\"Mov\u{1b}ies\" type=\"movie\"><Location path=\"/m\u{7}\"/></Directory></MediaContainer>";
+    for doc in [json, xml] {
+        let sections = extract_sections(doc.as_bytes()).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        assert_eq!(sections.len(), 1, "{doc}");
+        assert_eq!(sections[0].id, 1, "{doc}");
+        assert_eq!(sections[0].key, "1", "{doc}");
+        assert_eq!(sections[0].title, "Movies", "{doc}");
+        assert_eq!(sections[0].locations, ["/m"], "{doc}");
+    }
+}
+
 #[test]
 fn nested_hub_items_are_excluded_json() {
     let page = extract_items(&edge("nested_hubs.json")).unwrap();

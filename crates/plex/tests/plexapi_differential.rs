@@ -256,9 +256,14 @@ fn rust_extraction_matches_plexapi() {
     let mut files = xml_files("xml", false);
     files.extend(xml_files("xml_from_json", false));
     files.extend(
-        ["windows_paths.xml", "entities.xml", "size_mismatch.xml"]
-            .iter()
-            .map(|n| crate_dir().join("tests/fixtures/edge").join(n)),
+        [
+            "windows_paths.xml",
+            "entities.xml",
+            "size_mismatch.xml",
+            "control_characters.xml",
+        ]
+        .iter()
+        .map(|n| crate_dir().join("tests/fixtures/edge").join(n)),
     );
     files.push(synthetic);
     let py: Vec<PyItem> = run_script(&files, false);
@@ -310,6 +315,68 @@ fn rust_extraction_matches_plexapi() {
         report.children_keys,
         report.parts_without_file,
         report.no_locations_attr,
+    );
+}
+
+/// Every character python-plexapi's `cleanXMLString` removes is removed from extracted strings,
+/// and no other: a title holding every Unicode scalar value, extracted from JSON and from XML,
+/// equals `cleanXMLString` of it (in XML, after attribute-value normalisation turns tab, line
+/// feed and carriage return into spaces, as ElementTree does too).
+#[test]
+fn stripped_characters_are_those_of_plexapi_clean_xml_string() {
+    if plexapi_version().is_none() {
+        return;
+    }
+    let every: String = (0..=0x10_FFFFu32).filter_map(char::from_u32).collect();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from plexapi import utils\n\
+             s = ''.join(chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF)\n\
+             sys.stdout.buffer.write(utils.cleanXMLString(s).encode('utf-8'))",
+        ])
+        .env("PLEXAPI_CONFIG_PATH", "/dev/null")
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cleaned = String::from_utf8(out.stdout).expect("UTF-8 output");
+    assert!(cleaned.len() < every.len(), "plexapi removed nothing");
+
+    let json = format!(
+        r#"{{"MediaContainer":{{"Metadata":[{{"ratingKey":"1","title":{}}}]}}}}"#,
+        serde_json::to_string(&every).unwrap()
+    );
+    let from_json = extract_items(json.as_bytes()).unwrap();
+    assert!(
+        from_json.items[0].title == cleaned,
+        "JSON: the stripped characters differ from plexapi's"
+    );
+
+    let escaped = every
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;");
+    let xml =
+        format!(r#"<MediaContainer><Video ratingKey="1" title="{escaped}"/></MediaContainer>"#);
+    let from_xml = extract_items(xml.as_bytes()).unwrap();
+    let normalised: String = cleaned
+        .chars()
+        .map(|c| {
+            if matches!(c, '\t' | '\n' | '\r') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    assert!(
+        from_xml.items[0].title == normalised,
+        "XML: the stripped characters differ from plexapi's"
     );
 }
 

@@ -24,7 +24,8 @@
 //! The URL carries the password, TLS (`rediss://`, rustls with the platform's root
 //! certificates) and the database number. Every key the backend writes starts with the key
 //! prefix, so several caches can share one server: `clear` and `remove_prefix` only touch
-//! their own keys.
+//! their own keys. A prefix is a name and one `:` that ends it (`plexcache:`, `app-a:`; see
+//! [`RedisBackendBuilder::key_prefix`]), so no two caches' keys can overlap.
 //!
 //! ## Layout (under the prefix `P`)
 //!
@@ -143,6 +144,15 @@ impl fmt::Debug for RedisBackendBuilder {
 impl RedisBackendBuilder {
     /// The prefix of every key the backend writes (default `plexcache:`). Caches with
     /// different prefixes on one server do not see each other.
+    ///
+    /// The prefix is a name followed by one `:`, its only one: `plexcache:`, `app-a:`,
+    /// `media.cache:`. The `:` ends the name, so no cache's prefix plus one of its keys can
+    /// spell another cache's prefix, and `clear`, `remove_prefix` and
+    /// [`destroy`](RedisBackend::destroy) never reach another cache's entries (with nested
+    /// prefixes such as `p:` and `p:v:`, the first cache's key `v:meta` would be the second
+    /// cache's metadata). Separate words of the name with `-` or `.`, not `:`.
+    /// [`connect`](Self::connect) refuses an empty prefix, one that does not end with `:`, and
+    /// one with another `:` with [`Error::Config`].
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -168,7 +178,13 @@ impl RedisBackendBuilder {
     }
 
     /// Connects to the server (failing within the connect timeout if it does not answer).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a key prefix that breaks the rule of
+    /// [`key_prefix`](Self::key_prefix) (checked before connecting); [`Error::Backend`] for an
+    /// invalid URL or a server that cannot be reached.
     pub async fn connect(self) -> Result<RedisBackend> {
+        check_prefix(&self.key_prefix)?;
         let server = url::redact(&self.url);
         if self.url.starts_with("rediss://") || self.url.starts_with("valkeys://") {
             // rustls needs a process-wide crypto provider; another part of the program may
@@ -223,6 +239,40 @@ impl RedisBackendBuilder {
             }),
         })
     }
+}
+
+/// The key prefix rule (see [`RedisBackendBuilder::key_prefix`]): a non-empty name without `:`,
+/// then `:`. Two distinct valid prefixes never start the same key, since a key's first `:`
+/// ends the name of the one prefix it can belong to.
+fn check_prefix(prefix: &str) -> Result<()> {
+    let invalid = |why: String| {
+        Err(Error::Config(format!(
+            "invalid Redis key prefix {prefix:?}: {why}"
+        )))
+    };
+    let Some(name) = prefix.strip_suffix(':') else {
+        return if prefix.is_empty() {
+            invalid(
+                "it is empty; every cache needs a prefix of its own, such as \"plexcache:\" (with none, clearing or destroying the cache could delete other applications' keys)"
+                    .into(),
+            )
+        } else {
+            invalid(format!(
+                "it must end with ':' (such as \"{}:\")",
+                prefix.replace(':', "-")
+            ))
+        };
+    };
+    if name.is_empty() {
+        return invalid("the name before the ':' is empty (such as \"plexcache:\")".into());
+    }
+    if name.contains(':') {
+        return invalid(format!(
+            "':' may only end it, so that no cache's prefix can hold another's (\"p:\" and \"p:v:\" would overlap); separate words with '-' or '.', such as \"{}:\"",
+            name.replace(':', "-")
+        ));
+    }
+    Ok(())
 }
 
 /// A Redis error as a boxed source, with the URL's password removed from its text.

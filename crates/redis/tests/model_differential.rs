@@ -101,7 +101,7 @@ struct Seen {
 }
 
 async fn run(url: &str, seed: u64, ops: usize, seen: &mut Seen) {
-    let redis = common::connect(url, &common::unique_prefix("diff:")).await;
+    let redis = common::connect(url, &common::unique_prefix("diff")).await;
     let model = ModelBackend::new();
     let mut rng = Rng(seed | 1);
     let mut now: u64 = 1_700_000_000_000;

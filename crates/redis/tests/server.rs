@@ -249,12 +249,139 @@ async fn prefixes_isolate_caches_on_one_server() {
     assert_eq!(all, ["app-a:counters", "app-a:stats"]);
 }
 
+/// Prefixes that could let one cache's keys fall under another's are refused before any
+/// connection is made (so this needs no server).
+#[tokio::test]
+async fn empty_unterminated_and_nesting_prefixes_are_refused() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    for (prefix, says) in [
+        ("", "empty"),
+        (":", "the name before the ':' is empty"),
+        ("p", "must end with ':'"),
+        ("p:v", "must end with ':'"),
+        ("p:v:", "':' may only end it"),
+        ("app:plexcache:", "such as \"app-plexcache:\""),
+    ] {
+        let err = RedisBackend::builder(&url)
+            .key_prefix(prefix)
+            .command_timeout(Duration::from_millis(200))
+            .connect()
+            .await
+            .expect_err(prefix);
+        match &err {
+            Error::Config(msg) => {
+                assert!(msg.contains(says), "{prefix:?}: {msg}");
+                assert!(msg.contains(&format!("{prefix:?}")), "{prefix:?}: {msg}");
+            }
+            other => panic!("{prefix:?}: {other:?}"),
+        }
+    }
+}
+
+/// `p:` and `pv:` (the nearest two valid prefixes come: one name starts the other) are two
+/// caches: neither sees, clears, removes or destroys the other's entries, whatever their keys
+/// (here keys that spell the other layout's internal names), nor keys of other applications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbouring_prefixes_never_touch_each_others_entries() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    // Another application's keys, some with the names of the layout's own keys.
+    let foreign = ["counters", "stats", "meta", "p", "pv", "v:x", "z:keys"];
+    for k in foreign {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg("theirs")
+            .query(&mut conn)
+            .unwrap();
+    }
+    let a = connect(&server.url(), "p:").await;
+    let b = connect(&server.url(), "pv:").await;
+    let now = now_ms();
+    let keys = [
+        "k", "v:meta", "meta", "counters", "stats", "z:keys", "v:v:k", "",
+    ];
+    let fill = |backend: &RedisBackend, tag: &'static str| {
+        let backend = backend.clone();
+        async move {
+            for k in keys {
+                backend
+                    .put(k, Bytes::from(tag.as_bytes().to_vec()), now, None, None)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let check = |backend: &RedisBackend, tag: &'static str, entries: usize| {
+        let backend = backend.clone();
+        async move {
+            let mut listed = backend.keys("", now, 100).await.unwrap();
+            listed.sort();
+            let mut want: Vec<&str> = if entries == 0 { vec![] } else { keys.to_vec() };
+            want.sort();
+            assert_eq!(listed, want, "{tag}");
+            assert_eq!(
+                backend.usage().await.unwrap().entries,
+                entries as u64,
+                "{tag}"
+            );
+            for k in keys {
+                let got = backend.get(k, now).await.unwrap().map(|e| e.value);
+                let want = (entries > 0).then(|| Bytes::from(tag.as_bytes().to_vec()));
+                assert_eq!(got, want, "{tag}: {k:?}");
+            }
+            assert_eq!(
+                backend.integrity_check().await.unwrap(),
+                Vec::<String>::new()
+            );
+        }
+    };
+    let foreign_intact = |conn: &mut redis::Connection| {
+        for k in foreign {
+            let v: Option<String> = redis::cmd("GET").arg(k).query(conn).unwrap();
+            assert_eq!(v.as_deref(), Some("theirs"), "{k}");
+        }
+    };
+    let n = keys.len();
+    fill(&a, "a").await;
+    fill(&b, "b").await;
+    check(&a, "a", n).await;
+    check(&b, "b", n).await;
+
+    assert_eq!(a.clear().await.unwrap().entries, n as u64);
+    check(&a, "a", 0).await;
+    check(&b, "b", n).await;
+    fill(&a, "a").await;
+    assert_eq!(b.remove_prefix("").await.unwrap().entries, n as u64);
+    check(&b, "b", 0).await;
+    check(&a, "a", n).await;
+    assert_eq!(a.remove_prefix("v").await.unwrap().entries, 2);
+    fill(&a, "a").await;
+    fill(&b, "b").await;
+    foreign_intact(&mut conn);
+
+    a.destroy().await.unwrap();
+    let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    all.retain(|k| !foreign.contains(&k.as_str()));
+    assert!(all.iter().all(|k| k.starts_with("pv:")), "{all:?}");
+    check(&b, "b", n).await;
+    b.destroy().await.unwrap();
+    let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    all.sort();
+    let mut want = foreign.to_vec();
+    want.sort_unstable();
+    assert_eq!(all, want);
+    foreign_intact(&mut conn);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_on_one_prefix_keep_exact_usage() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let prefix = unique_prefix("shared:");
+    let prefix = unique_prefix("shared");
     // Two backends, two connections: as two processes would share the cache.
     let p1 = connect(&server.url(), &prefix).await;
     let p2 = connect(&server.url(), &prefix).await;
@@ -311,7 +438,7 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let prefix = unique_prefix("grace:");
+    let prefix = unique_prefix("grace");
     let backend = RedisBackend::builder(server.url())
         .key_prefix(prefix.clone())
         .expiry_grace(Duration::ZERO)
@@ -417,7 +544,7 @@ async fn large_batches_are_split_and_complete() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let backend = connect(&server.url(), &unique_prefix("batch:")).await;
+    let backend = connect(&server.url(), &unique_prefix("batch")).await;
     let now = now_ms();
     for i in 0..2_500u64 {
         backend
@@ -499,7 +626,7 @@ async fn malformed_metadata_at_the_head_of_eviction_is_evicted_and_the_limit_hol
         EvictionPolicy::LeastRecentlyUsed,
         EvictionPolicy::LeastFrequentlyUsed,
     ] {
-        let prefix = unique_prefix("poison:");
+        let prefix = unique_prefix("poison");
         let backend = connect(&server.url(), &prefix).await;
         // "poison" is the oldest write, never read: the head of every eviction order. It has
         // an expiry, so it is in the expiry index too.
@@ -617,7 +744,7 @@ async fn malformed_metadata_does_not_block_purges_batches_listing_or_clear() {
     };
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
-    let prefix = unique_prefix("poison2:");
+    let prefix = unique_prefix("poison2");
     let backend = connect(&server.url(), &prefix).await;
     let now = now_ms();
     let put = |key: &'static str, expires_at: Option<u64>| {
@@ -750,7 +877,7 @@ async fn batches_of_tens_of_thousands_of_entries_are_one_call() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let backend = connect(&server.url(), &unique_prefix("big:")).await;
+    let backend = connect(&server.url(), &unique_prefix("big")).await;
     let now = now_ms();
     let generation = |tag: &str, n: u64| {
         let mut batch = Batch::new(now);

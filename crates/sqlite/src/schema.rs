@@ -220,10 +220,71 @@ fn pragma_i64(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
 }
 
+/// Creates a missing database file empty with mode 0600 (on unix), before SQLite opens it:
+/// SQLite would create it 0644 less the umask, and it gives the `-wal`, `-shm` and `-journal`
+/// files it creates the database file's mode, so they are 0600 too. The mode is set after
+/// creating, so the umask does not matter. An existing file is left alone here; a failure is
+/// left for SQLite's open to report.
+fn create_private_database(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        if let Ok(file) = created
+            && let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::debug!(path = %path.display(), error = %e, "cannot set the new database's mode");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Removes group and other permissions from the database and its `-wal` and `-shm` files, for
+/// files made before the database was created private (0644, and so their `-wal` and `-shm`).
+/// Files of another owner are left as they are.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.to_path_buf(), wal_path(path), shm_path(path)] {
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if !meta.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)) {
+                Ok(()) => tracing::debug!(
+                    path = %file.display(),
+                    from = format_args!("{:o}", mode & 0o777),
+                    "made a cache file private to its owner"
+                ),
+                Err(e) => tracing::debug!(
+                    path = %file.display(),
+                    error = %e,
+                    "cannot make a cache file private to its owner"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// Opens the writer connection: header check, settings, schema creation or validation.
+///
+/// The database, `-wal` and `-shm` files are private to their owner (mode 0600 on unix), like
+/// the directory: see [`create_private_database`] and [`restrict_permissions`].
 pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection> {
     let path = ctx.path.as_path();
     check_header(path)?;
+    create_private_database(path);
     let conn = ctx.retry("open", || connect(cfg, path, false))?;
     let version = ctx.retry("read the schema version", || {
         pragma_i64(&conn, "user_version")
@@ -255,6 +316,8 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection> 
             std::io::Error::other("WAL unavailable"),
         ));
     }
+    // The WAL files exist now (`-shm` only in the shared mode).
+    restrict_permissions(path);
     let mut conn = conn;
     if version == 0 {
         create_schema(&mut conn, ctx)?;

@@ -128,7 +128,7 @@ async fn raw(
         output::print_json(&entry)?;
     } else {
         let rows = vec![
-            vec!["key".into(), entry.key.clone()],
+            vec!["key".into(), output::escape(&entry.key).into_owned()],
             vec!["size".into(), output::human_bytes(entry.size)],
             vec!["stored at (ms)".into(), entry.stored_at.to_string()],
             vec![
@@ -142,7 +142,10 @@ async fn raw(
             ],
             vec![
                 "envelope".into(),
-                entry.problem.clone().unwrap_or_else(|| "ok".into()),
+                entry
+                    .problem
+                    .as_deref()
+                    .map_or_else(|| "ok".into(), |p| output::escape(p).into_owned()),
             ],
         ];
         print!("{}", output::table(&["field", "value"], &rows));

@@ -46,7 +46,7 @@ pub async fn run(g: &Global, args: KeysArgs) -> Result<u8, BoxError> {
             .iter()
             .map(|r| {
                 vec![
-                    r.key.escape_debug().to_string(),
+                    output::escape(&r.key).into_owned(),
                     output::human_bytes(r.size),
                     r.expires_in_seconds
                         .map_or("never".into(), |s| format!("{s} s")),

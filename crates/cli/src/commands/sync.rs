@@ -1,5 +1,7 @@
 //! `plexcache sync`: fetch libraries from a Plex server into the cache.
 
+use std::io::Read as _;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
@@ -17,14 +19,20 @@ pub struct SyncArgs {
     /// Base URL of the Plex Media Server, e.g. http://192.168.1.10:32400.
     #[arg(long, env = "PLEXCACHE_SERVER", value_name = "URL")]
     pub server: String,
-    /// X-Plex-Token (sent as a header; never cached, logged or shown).
+    /// X-Plex-Token (sent as a header; never cached, logged or shown). Prefer
+    /// PLEXCACHE_TOKEN or --token-file: an argument is visible to other users (ps) and kept in
+    /// the shell history.
     #[arg(
         long,
         env = "PLEXCACHE_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN"
     )]
-    pub token: String,
+    pub token: Option<String>,
+    /// Read the X-Plex-Token from this file (surrounding whitespace ignored); `-` reads it from
+    /// standard input. Takes precedence over PLEXCACHE_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Library to sync (repeatable); default: every library of the server.
     #[arg(long = "library", short = 'l', value_name = "NAME")]
     pub libraries: Vec<String>,
@@ -74,10 +82,54 @@ fn bar(json: bool, library: &str) -> ProgressBar {
     bar
 }
 
+/// The most bytes read from a token file (a token is a few dozen).
+const TOKEN_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The token from `--token-file` (`-`: standard input), else from `--token` or
+/// `PLEXCACHE_TOKEN`. Errors never show the token or the file's content.
+fn token(args: &SyncArgs) -> Result<String, BoxError> {
+    let Some(path) = &args.token_file else {
+        return args.token.clone().ok_or_else(|| {
+            "sync needs the Plex token: set PLEXCACHE_TOKEN, or give --token-file PATH (- for standard input)"
+                .into()
+        });
+    };
+    let (shown, read) = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        let read = std::io::stdin()
+            .lock()
+            .take(TOKEN_FILE_LIMIT)
+            .read_to_end(&mut buf)
+            .map(|_| buf);
+        ("standard input".to_owned(), read)
+    } else {
+        let read = std::fs::File::open(path).and_then(|f| {
+            let mut buf = Vec::new();
+            f.take(TOKEN_FILE_LIMIT).read_to_end(&mut buf).map(|_| buf)
+        });
+        (path.display().to_string(), read)
+    };
+    let bytes = read.map_err(|e| format!("cannot read the token from {shown}: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("the token read from {shown} is not UTF-8 text"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("no token in {shown}: it is empty").into());
+    }
+    if token.contains(['\n', '\r']) {
+        return Err(format!(
+            "the token read from {shown} spans several lines: the file must hold the token alone"
+        )
+        .into());
+    }
+    Ok(token.to_owned())
+}
+
 /// Runs `sync`.
 pub async fn run(g: &Global, args: SyncArgs) -> Result<u8, BoxError> {
     let started = Instant::now();
-    let client = PlexClient::builder(&args.server, args.token)
+    let token = token(&args)?;
+    let client = PlexClient::builder(&args.server, token)
         .page_size(args.page_size)
         .build()?;
     let cache = backends::open(g).await?;

@@ -81,16 +81,24 @@ pub(crate) enum BodyError {
     Extract(ExtractError),
     /// The extraction task panicked or was cancelled.
     Task(String),
+    /// The body is longer than the bytes it may have (the client's listing limit).
+    TooLarge {
+        /// The bytes it could have.
+        limit: u64,
+    },
 }
 
-/// Streams `response`'s body into `extract` (run on a blocking thread) and returns its result.
+/// Streams `response`'s body into `extract` (run on a blocking thread) and returns its result
+/// and the number of body bytes read.
 ///
 /// A network failure while reading the body wins over whatever the extractor made of the cut
-/// body, so that the caller can retry.
+/// body, so that the caller can retry. A body longer than `limit` bytes is cut there and
+/// reported as [`BodyError::TooLarge`].
 pub(crate) async fn extract_body<T, F>(
     mut response: reqwest::Response,
+    limit: u64,
     extract: F,
-) -> Result<T, BodyError>
+) -> Result<(T, u64), BodyError>
 where
     T: Send + 'static,
     F: FnOnce(&mut dyn BufRead) -> Result<T, ExtractError> + Send + 'static,
@@ -101,11 +109,21 @@ where
         extract(&mut reader)
     });
     let mut network_error = None;
+    let mut read = 0u64;
+    let mut too_large = false;
     loop {
         match response.chunk().await {
             Ok(Some(bytes)) => {
                 if bytes.is_empty() {
                     continue;
+                }
+                read = read.saturating_add(bytes.len() as u64);
+                if read > limit {
+                    // Not a clean end of the document: the extractor fails, and the limit is
+                    // what gets reported.
+                    let _ = tx.send(Msg::Failed).await;
+                    too_large = true;
+                    break;
                 }
                 if tx.send(Msg::Data(bytes)).await.is_err() {
                     // The extractor stopped early (an error in the document): no need to read on.
@@ -128,8 +146,11 @@ where
     if let Some(e) = network_error {
         return Err(BodyError::Network(e));
     }
+    if too_large {
+        return Err(BodyError::TooLarge { limit });
+    }
     match extracted {
-        Ok(Ok(v)) => Ok(v),
+        Ok(Ok(v)) => Ok((v, read)),
         Ok(Err(e)) => Err(BodyError::Extract(e)),
         Err(join) => Err(BodyError::Task(if join.is_panic() {
             "the extraction task panicked".to_owned()

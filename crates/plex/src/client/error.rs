@@ -163,13 +163,25 @@ pub enum ClientError {
         #[source]
         source: Box<ExtractError>,
     },
-    /// The server does not page `/library/sections/{id}/all` as asked (it ignored
-    /// `X-Plex-Container-Start`, or sent the same page again).
+    /// The server does not page `/library/sections/{id}/all` as asked: it ignored
+    /// `X-Plex-Container-Start`, sent a page that adds no new item while claiming more, or
+    /// needed more requests than its `totalSize` allows.
     #[error("the Plex server at {url} does not page its answer correctly: {detail}")]
     Paging {
         /// The request's address (no query string).
         url: String,
         /// What went wrong.
+        detail: String,
+    },
+    /// A listing is larger than the client accepts: the server claims (`totalSize`) or sends
+    /// more items than [`max_listing_items`](crate::client::PlexClientBuilder::max_listing_items),
+    /// or more response bytes than
+    /// [`max_listing_bytes`](crate::client::PlexClientBuilder::max_listing_bytes). Not retried.
+    #[error("the listing at {url} is larger than this client accepts: {detail}")]
+    ListingTooLarge {
+        /// The request's address (no query string).
+        url: String,
+        /// Which limit, and what the server claimed or sent.
         detail: String,
     },
     /// An internal task failed (the extraction thread panicked or was cancelled).

@@ -50,6 +50,17 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// The value of the `X-Plex-Product` header.
 pub const PRODUCT: &str = "plexcache";
+/// The default most items one listing may have (claimed in `totalSize` or received); see
+/// [`PlexClientBuilder::max_listing_items`].
+pub const DEFAULT_MAX_LISTING_ITEMS: u64 = 5_000_000;
+/// The default most response bytes one listing (all its pages) may take; see
+/// [`PlexClientBuilder::max_listing_bytes`].
+pub const DEFAULT_MAX_LISTING_BYTES: u64 = 4 << 30;
+/// Requests a paged listing may make beyond the pages its `totalSize` needs (the library may
+/// grow while it is paged): this many, plus one in [`PAGING_MARGIN_DIVISOR`].
+const PAGING_MARGIN: u64 = 4;
+/// See [`PAGING_MARGIN`].
+const PAGING_MARGIN_DIVISOR: u64 = 32;
 
 const X_PLEX_TOKEN: HeaderName = HeaderName::from_static("x-plex-token");
 const X_PLEX_CLIENT_IDENTIFIER: HeaderName = HeaderName::from_static("x-plex-client-identifier");
@@ -104,6 +115,8 @@ pub struct PlexClientBuilder {
     client_identifier: Option<String>,
     format: Format,
     accept_invalid_certs: bool,
+    max_listing_items: u64,
+    max_listing_bytes: u64,
 }
 
 impl fmt::Debug for PlexClientBuilder {
@@ -118,6 +131,8 @@ impl fmt::Debug for PlexClientBuilder {
             .field("client_identifier", &self.client_identifier)
             .field("format", &self.format)
             .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("max_listing_items", &self.max_listing_items)
+            .field("max_listing_bytes", &self.max_listing_bytes)
             .finish()
     }
 }
@@ -134,6 +149,8 @@ impl PlexClientBuilder {
             client_identifier: None,
             format: Format::Json,
             accept_invalid_certs: false,
+            max_listing_items: DEFAULT_MAX_LISTING_ITEMS,
+            max_listing_bytes: DEFAULT_MAX_LISTING_BYTES,
         }
     }
 
@@ -193,6 +210,23 @@ impl PlexClientBuilder {
     /// the token could be read by whoever answers. Default false.
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// The most items one listing (a library, a search) may have: a server whose `totalSize`
+    /// claims more, or that sends more, gets [`ClientError::ListingTooLarge`] instead of being
+    /// read on. Default [`DEFAULT_MAX_LISTING_ITEMS`]; 0 is taken as 1.
+    pub fn max_listing_items(mut self, items: u64) -> Self {
+        self.max_listing_items = items.max(1);
+        self
+    }
+
+    /// The most response bytes one listing may take, all its pages together (and any single
+    /// response, such as an item's metadata): past it the body is no longer read and the call
+    /// fails with [`ClientError::ListingTooLarge`]. Default [`DEFAULT_MAX_LISTING_BYTES`]
+    /// (4 GiB); 0 is taken as 1.
+    pub fn max_listing_bytes(mut self, bytes: u64) -> Self {
+        self.max_listing_bytes = bytes.max(1);
         self
     }
 
@@ -266,9 +300,22 @@ impl PlexClientBuilder {
                 retry: self.retry,
                 client_identifier,
                 format: self.format,
+                max_listing_items: self.max_listing_items,
+                max_listing_bytes: self.max_listing_bytes,
             }),
         })
     }
+}
+
+/// The most requests a paged listing may make: the pages of the largest `totalSize` claimed
+/// so far (capped at `max_items`), or of `max_items` when no `totalSize` was sent, plus a
+/// margin.
+fn request_limit(claimed: Option<u64>, page_size: u64, max_items: u64) -> u64 {
+    let items = claimed.unwrap_or(max_items).min(max_items);
+    let pages = items.div_ceil(page_size.max(1));
+    pages
+        .saturating_add(PAGING_MARGIN)
+        .saturating_add(pages / PAGING_MARGIN_DIVISOR)
 }
 
 /// Redirects are followed (up to 5) only to the same scheme, host and port, since the token
@@ -339,6 +386,8 @@ struct Inner {
     retry: RetryPolicy,
     client_identifier: String,
     format: Format,
+    max_listing_items: u64,
+    max_listing_bytes: u64,
 }
 
 impl fmt::Debug for PlexClient {
@@ -352,6 +401,8 @@ impl fmt::Debug for PlexClient {
             .field("retry", &i.retry)
             .field("client_identifier", &i.client_identifier)
             .field("format", &i.format)
+            .field("max_listing_items", &i.max_listing_items)
+            .field("max_listing_bytes", &i.max_listing_bytes)
             .finish()
     }
 }
@@ -436,9 +487,18 @@ impl PlexClient {
     /// Every item of a library section (`/library/sections/{id}/all`), fetched in pages of
     /// [`page_size`](PlexClientBuilder::page_size) items until `totalSize`.
     ///
+    /// The paging always ends: a page that adds no new item while the server claims more is an
+    /// error, and so is needing more requests than `totalSize` allows (a few pages of margin
+    /// for a library that grows meanwhile; without `totalSize`, as many as
+    /// [`max_listing_items`](PlexClientBuilder::max_listing_items) allows).
+    ///
     /// # Errors
     /// [`ClientError::NotFound`] when there is no such section, [`ClientError::Paging`] when the
-    /// server does not honour `X-Plex-Container-Start`, and the errors of
+    /// server does not page as asked (it ignores `X-Plex-Container-Start`, repeats pages,
+    /// sends pages of entries without a `ratingKey`, or keeps sending pages past its
+    /// `totalSize`), [`ClientError::ListingTooLarge`] past the client's
+    /// [item](PlexClientBuilder::max_listing_items) or
+    /// [byte](PlexClientBuilder::max_listing_bytes) limit, and the errors of
     /// [`PlexClient::sections`].
     pub async fn library_items(&self, section_id: u32) -> Result<Vec<PlexItem>, ClientError> {
         self.library_items_with_progress(section_id, |_, _| {})
@@ -476,7 +536,9 @@ impl PlexClient {
     ) -> Result<Extracted, ClientError> {
         let url = self.section_all_url(section_id);
         let what = move || format!("library section {section_id}");
-        self.fetch_page(&url, start, size, &what).await
+        self.fetch_page(&url, start, size, &what, self.inner.max_listing_bytes)
+            .await
+            .map(|(page, _)| page)
     }
 
     /// The items of a library section whose title contains `title` (case-insensitive, as PMS
@@ -571,14 +633,47 @@ impl PlexClient {
         F: FnMut(u64, Option<u64>) + Send,
     {
         let size = u64::from(self.inner.page_size);
+        let max_items = self.inner.max_listing_items;
+        let max_bytes = self.inner.max_listing_bytes;
         let started = Instant::now();
         let mut items: Vec<PlexItem> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut start = 0u64;
         let mut requests = 0u64;
+        let mut bytes = 0u64;
+        // The largest totalSize claimed so far (the library may grow while it is paged).
+        let mut claimed: Option<u64> = None;
         loop {
-            let mut page = self.fetch_page(url, start, size, what).await?;
+            let allowed = request_limit(claimed, size, max_items);
+            if requests >= allowed {
+                let detail = match claimed {
+                    Some(total) => format!(
+                        "{requests} pages of up to {size} items did not reach the end of a listing of {total} items (totalSize); the server keeps claiming more"
+                    ),
+                    None => format!(
+                        "{requests} full pages of {size} items and still no end (the server sends no totalSize)"
+                    ),
+                };
+                return Err(ClientError::Paging {
+                    url: self.show(url),
+                    detail,
+                });
+            }
+            let budget = max_bytes.saturating_sub(bytes);
+            let (mut page, page_bytes) = self
+                .fetch_page(url, start, size, what, budget)
+                .await
+                .map_err(|e| match e {
+                    ClientError::ListingTooLarge { url, .. } => ClientError::ListingTooLarge {
+                        url,
+                        detail: format!(
+                            "its pages take more than {max_bytes} bytes (PlexClientBuilder::max_listing_bytes)"
+                        ),
+                    },
+                    other => other,
+                })?;
             requests += 1;
+            bytes = bytes.saturating_add(page_bytes);
             if let Some(offset) = page.offset
                 && offset != start
             {
@@ -588,6 +683,16 @@ impl PlexClient {
                         "asked for items from {start} (X-Plex-Container-Start), got a page starting at {offset}"
                     ),
                 });
+            }
+            if let Some(total) = page.total_size {
+                if total > max_items {
+                    return Err(self.too_many(
+                        url,
+                        max_items,
+                        format!("claims {total} items (totalSize)"),
+                    ));
+                }
+                claimed = Some(claimed.map_or(total, |c| c.max(total)));
             }
             page.offset = Some(start);
             let next = match page.total_size {
@@ -603,6 +708,13 @@ impl PlexClient {
                 }
             }
             let new = items.len() - before;
+            if items.len() as u64 > max_items {
+                return Err(self.too_many(
+                    url,
+                    max_items,
+                    format!("sent more than {max_items} items"),
+                ));
+            }
             if received > 0 && new < received {
                 tracing::debug!(
                     url = %self.show(url),
@@ -611,12 +723,23 @@ impl PlexClient {
                     "PMS page repeats items already received (the library changed while paging?)"
                 );
             }
-            if received > 0 && new == 0 && next.is_some() {
+            if new == 0 && next.is_some() {
+                let detail = if received > 0 {
+                    format!(
+                        "the page from {start} repeats items already received (is X-Plex-Container-Start ignored?)"
+                    )
+                } else {
+                    format!(
+                        "the page from {start} has {} entries and no item with a ratingKey, yet claims more{}",
+                        page.entries,
+                        page.total_size
+                            .map(|t| format!(" (totalSize {t})"))
+                            .unwrap_or_default()
+                    )
+                };
                 return Err(ClientError::Paging {
                     url: self.show(url),
-                    detail: format!(
-                        "the page from {start} repeats items already received (is X-Plex-Container-Start ignored?)"
-                    ),
+                    detail,
                 });
             }
             progress(items.len() as u64, page.total_size);
@@ -629,10 +752,20 @@ impl PlexClient {
             url = %self.show(url),
             items = items.len(),
             requests,
+            bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "fetched PMS listing"
         );
         Ok(items)
+    }
+
+    fn too_many(&self, url: &Url, max_items: u64, what: String) -> ClientError {
+        ClientError::ListingTooLarge {
+            url: self.show(url),
+            detail: format!(
+                "the server {what}, more than the limit of {max_items} (PlexClientBuilder::max_listing_items)"
+            ),
+        }
     }
 
     async fn fetch_page(
@@ -641,16 +774,20 @@ impl PlexClient {
         start: u64,
         size: u64,
         what: What<'_>,
-    ) -> Result<Extracted, ClientError> {
+        budget: u64,
+    ) -> Result<(Extracted, u64), ClientError> {
         let headers = [
             (X_PLEX_CONTAINER_START, HeaderValue::from(start)),
             (X_PLEX_CONTAINER_SIZE, HeaderValue::from(size)),
         ];
-        self.fetch(url, &headers, what, |r| extract_items_from_reader(r))
-            .await
+        self.fetch_counted(url, &headers, what, budget, |r| {
+            extract_items_from_reader(r)
+        })
+        .await
     }
 
-    /// One GET with retries, its body streamed into `extract`.
+    /// One GET with retries, its body streamed into `extract`, at most
+    /// [`max_listing_bytes`](PlexClientBuilder::max_listing_bytes) of it.
     async fn fetch<T: Send + 'static>(
         &self,
         url: &Url,
@@ -658,12 +795,28 @@ impl PlexClient {
         what: What<'_>,
         extract: fn(&mut dyn BufRead) -> Result<T, ExtractError>,
     ) -> Result<T, ClientError> {
+        let budget = self.inner.max_listing_bytes;
+        self.fetch_counted(url, headers, what, budget, extract)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// One GET with retries, its body (at most `budget` bytes of it) streamed into `extract`;
+    /// the result and the body's length.
+    async fn fetch_counted<T: Send + 'static>(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, HeaderValue)],
+        what: What<'_>,
+        budget: u64,
+        extract: fn(&mut dyn BufRead) -> Result<T, ExtractError>,
+    ) -> Result<(T, u64), ClientError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let started = Instant::now();
             tracing::debug!(url = %self.show(url), attempt, "PMS request");
-            match self.attempt(url, headers, extract).await {
+            match self.attempt(url, headers, budget, extract).await {
                 Ok(v) => {
                     tracing::debug!(
                         url = %self.show(url),
@@ -697,8 +850,9 @@ impl PlexClient {
         &self,
         url: &Url,
         headers: &[(HeaderName, HeaderValue)],
+        budget: u64,
         extract: fn(&mut dyn BufRead) -> Result<T, ExtractError>,
-    ) -> Result<T, Failure> {
+    ) -> Result<(T, u64), Failure> {
         let mut request = self
             .inner
             .http
@@ -738,7 +892,7 @@ impl PlexClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(80).collect::<String>());
-        extract_body(response, extract)
+        extract_body(response, budget, extract)
             .await
             .map_err(|error| Failure::Body {
                 status,
@@ -805,6 +959,12 @@ impl PlexClient {
                     source: Box::new(source),
                 },
                 BodyError::Task(detail) => ClientError::Internal { url: shown, detail },
+                BodyError::TooLarge { limit } => ClientError::ListingTooLarge {
+                    url: shown,
+                    detail: format!(
+                        "the response is longer than {limit} bytes (PlexClientBuilder::max_listing_bytes)"
+                    ),
+                },
             },
         }
     }
@@ -853,6 +1013,7 @@ impl Failure {
                 BodyError::Network(e) => format!("reading the body: {}", error_chain(e)),
                 BodyError::Extract(e) => e.to_string(),
                 BodyError::Task(d) => d.clone(),
+                BodyError::TooLarge { limit } => format!("longer than {limit} bytes"),
             },
         }
     }

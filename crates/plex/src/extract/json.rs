@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Collector, Entry, Mode, parse_int};
+use super::{Collector, Entry, Mode, parse_int, strip_str, strip_string};
 use crate::error::{ExtractError, Format, Position};
 
 /// One step of the path to the value being read, for error messages.
@@ -201,7 +201,8 @@ impl Visitor<'_> for NamedFieldSeed {
 }
 
 /// A string field. Numbers are accepted and kept in their decimal form (a `ratingKey` or a
-/// section `key` sent as a number); `null` is absent.
+/// section `key` sent as a number); `null` is absent. The characters python-plexapi strips
+/// ([`super::is_stripped`]) are removed, as from XML.
 struct StrSeed;
 
 impl<'de> DeserializeSeed<'de> for StrSeed {
@@ -217,10 +218,10 @@ impl Visitor<'_> for StrSeed {
         f.write_str("a string or a number")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(v.to_owned()))
+        Ok(Some(strip_str(v).into_owned()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(v))
+        Ok(Some(strip_string(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         Ok(Some(v.to_string()))
@@ -286,7 +287,7 @@ where
         }
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        parse_int::<T>(v).map_err(E::custom)
+        parse_int::<T>(&strip_str(v)).map_err(E::custom)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)

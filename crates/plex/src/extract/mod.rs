@@ -14,11 +14,14 @@
 //! - an entry without a `ratingKey` is not an item;
 //! - `file_paths` are every `Part` `file` of every `Media`, else the `Location` `path`s;
 //! - `librarySectionID` is copied down from the hub or container to items that lack it;
-//! - numbers may be sent as numbers or numeric strings; `MediaContainer.size` is not trusted.
+//! - numbers may be sent as numbers or numeric strings; `MediaContainer.size` is not trusted;
+//! - the characters python-plexapi removes before parsing (XML 1.0's forbidden control
+//!   characters, and a few more: [`is_stripped`]) are removed from every string kept.
 
 mod json;
 mod xml;
 
+use std::borrow::Cow;
 use std::io::{BufRead, Read as _};
 
 use crate::error::{ExtractError, Format};
@@ -179,6 +182,52 @@ impl Collector {
             size: self.size,
             library_section_id: self.library_section_id,
         }
+    }
+}
+
+/// Whether `c` is one of the characters python-plexapi removes from a response before parsing
+/// it (`plexapi.utils.cleanXMLString`, used by `parseXMLString`): C0 controls but tab, line
+/// feed and carriage return; DEL and the C1 controls but U+0085; U+FDD0..=U+FDDF; and
+/// U+xFFFE, U+xFFFF in every plane. The extractors drop them from every string they keep.
+pub(crate) fn is_stripped(c: char) -> bool {
+    let u = u32::from(c);
+    matches!(
+        u,
+        0x00..=0x08 | 0x0B..=0x0C | 0x0E..=0x1F | 0x7F..=0x84 | 0x86..=0x9F | 0xFDD0..=0xFDDF
+    ) || u & 0xFFFE == 0xFFFE
+}
+
+/// A cheap first look: false when `s` surely holds no [`is_stripped`] character. Every such
+/// character is ASCII below 0x20 or 0x7F, or its UTF-8 form starts with 0xC2 (U+0080..U+00BF),
+/// 0xEF (U+F000..U+FFFF) or 0xF0..=0xF4 (the other planes).
+fn may_need_stripping(s: &str) -> bool {
+    s.bytes().any(|b| {
+        (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7F || b == 0xC2 || b >= 0xEF
+    })
+}
+
+/// `s` without the [`is_stripped`] characters; borrowed (no allocation) when it has none.
+pub(crate) fn strip_str(s: &str) -> Cow<'_, str> {
+    if may_need_stripping(s) && s.chars().any(is_stripped) {
+        Cow::Owned(s.chars().filter(|&c| !is_stripped(c)).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `s` without the [`is_stripped`] characters, removed in place.
+pub(crate) fn strip_string(mut s: String) -> String {
+    if may_need_stripping(&s) {
+        s.retain(|c| !is_stripped(c));
+    }
+    s
+}
+
+/// An owned copy of `s` without the [`is_stripped`] characters: one allocation either way.
+pub(crate) fn stripped_owned(s: Cow<'_, str>) -> String {
+    match s {
+        Cow::Borrowed(b) => strip_str(b).into_owned(),
+        Cow::Owned(o) => strip_string(o),
     }
 }
 
@@ -402,6 +451,24 @@ mod tests {
         assert!(parse_int::<u32>("1.5").is_err());
         assert!(parse_int::<u64>("5000000000").is_ok());
         assert!(parse_int::<u32>("5000000000").is_err());
+    }
+
+    #[test]
+    fn strings_without_stripped_characters_are_not_copied() {
+        for clean in [
+            "",
+            "Alien",
+            "Amélie © 2001 🎬",
+            "tab\there\r\n",
+            "NEL\u{85}",
+            "\u{FFFD}",
+        ] {
+            assert!(matches!(strip_str(clean), Cow::Borrowed(_)), "{clean:?}");
+            assert_eq!(strip_string(clean.to_owned()), clean);
+        }
+        assert_eq!(strip_str("a\u{1b}[31mb\u{7f}\u{9b}\u{10FFFF}"), "a[31mb");
+        assert_eq!(stripped_owned(Cow::Borrowed("x\u{0}y")), "xy");
+        assert_eq!(stripped_owned(Cow::Owned("x\u{FDD0}y".to_owned())), "xy");
     }
 
     #[test]

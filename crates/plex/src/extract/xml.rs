@@ -11,7 +11,7 @@ use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
-use super::{Collector, Entry, Mode, parse_int};
+use super::{Collector, Entry, Mode, parse_int, stripped_owned};
 use crate::error::{ExtractError, Format, Position};
 use crate::item::ItemKind;
 
@@ -388,7 +388,8 @@ impl State {
     }
 
     /// The decoded value of an attribute (entities and character references resolved, the
-    /// value normalised as XML 1.0 says).
+    /// value normalised as XML 1.0 says), without the characters python-plexapi strips
+    /// ([`super::is_stripped`]).
     fn text(
         &self,
         attr: &Attribute<'_>,
@@ -397,7 +398,7 @@ impl State {
         name: &str,
     ) -> Result<String, ExtractError> {
         attr.normalized_value(XmlVersion::Implicit1_0)
-            .map(std::borrow::Cow::into_owned)
+            .map(stripped_owned)
             .map_err(|err| ExtractError::Syntax {
                 format: Format::Xml,
                 position: Position::at_offset(pos),

@@ -19,10 +19,11 @@ pub use plexcache_redis::test_server::{
 
 static PREFIXES: AtomicU64 = AtomicU64::new(0);
 
-/// A key prefix no other test of this process uses.
+/// A key prefix no other test of this process uses: `{tag}-{pid}-{n}:` (a prefix has one `:`,
+/// at its end).
 pub fn unique_prefix(tag: &str) -> String {
     format!(
-        "{tag}{}:{}:",
+        "{tag}-{}-{}:",
         std::process::id(),
         PREFIXES.fetch_add(1, Ordering::Relaxed)
     )
@@ -56,7 +57,7 @@ impl BackendFactory for RedisFactory {
     type Backend = RedisBackend;
 
     async fn create(&self) -> RedisBackend {
-        connect(&self.server.url(), &unique_prefix("conformance:")).await
+        connect(&self.server.url(), &unique_prefix("conformance")).await
     }
 
     async fn reopen(&self, backend: RedisBackend) -> Option<RedisBackend> {

@@ -29,7 +29,8 @@
 //! [`FaultRule`]s, added at build time or while running ([`FakePms::add_fault`]), make chosen
 //! requests fail: a status (500, 503 with `Retry-After`, 401, 404...), a delay (to trigger
 //! client timeouts), a connection closed before answering or in the middle of the body, an
-//! HTML page or a truncated body with status 200, a redirect, or a server that ignores paging.
+//! HTML page or a truncated body with status 200, a redirect, a server that ignores paging, or
+//! one whose pages never end.
 //!
 //! ```
 //! # #[cfg(feature = "client")]
@@ -227,6 +228,19 @@ pub enum Fault {
     IgnorePaging,
     /// Answer `302 Found` with this `Location` (absolute, or a path on this server).
     Redirect(String),
+    /// Answer with a made-up page at the asked `X-Plex-Container-Start` (which it reports as
+    /// `offset`), however far that is: a server that never runs out. `per_page` entries (at
+    /// most the asked size; the asked size when `None`), each with a fresh `ratingKey` (the
+    /// entry's index) when `keyed`, without one otherwise; `totalSize` as given (none when
+    /// `None`).
+    Endless {
+        /// The container's `totalSize`.
+        total_size: Option<u64>,
+        /// Entries per page.
+        per_page: Option<u64>,
+        /// Whether the entries have a `ratingKey`.
+        keyed: bool,
+    },
 }
 
 /// A [`Fault`] and which requests it applies to: those whose path starts with a prefix

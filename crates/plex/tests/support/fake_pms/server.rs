@@ -145,6 +145,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
             paging = Paging::IgnoreStart { report_offset };
         }
         Some(Fault::IgnorePaging) => paging = Paging::Ignore,
+        Some(Fault::Endless {
+            total_size,
+            per_page,
+            keyed,
+        }) => {
+            let body = endless_page(start.unwrap_or(0), size, total_size, per_page, keyed, json);
+            return answer(body, json, Mangle::None);
+        }
         Some(Fault::Redirect(location)) => {
             return Response::builder()
                 .status(StatusCode::FOUND)
@@ -272,6 +280,42 @@ fn listing(library: &FakeLibrary, r: &Req, filter: Option<&str>, paging: Paging)
             page_of(attrs, filtered, start, size, report_offset, r.json)
         }
     }
+}
+
+/// A page of [`Fault::Endless`].
+fn endless_page(
+    start: u64,
+    size: Option<u64>,
+    total_size: Option<u64>,
+    per_page: Option<u64>,
+    keyed: bool,
+    json: bool,
+) -> Vec<u8> {
+    let asked = size.unwrap_or(50);
+    let n = per_page.map_or(asked, |p| p.min(asked));
+    let entries: Vec<Value> = (0..n)
+        .map(|i| {
+            let index = start.saturating_add(i);
+            let mut entry = Map::new();
+            if keyed {
+                entry.insert("ratingKey".into(), Value::from(index.to_string()));
+                entry.insert(
+                    "key".into(),
+                    Value::from(format!("/library/metadata/{index}")),
+                );
+            }
+            entry.insert("type".into(), Value::from("movie"));
+            entry.insert("title".into(), Value::from(format!("Endless {index}")));
+            Value::Object(entry)
+        })
+        .collect();
+    let mut attrs = Map::new();
+    attrs.insert("size".into(), Value::from(n));
+    attrs.insert("offset".into(), Value::from(start));
+    if let Some(total) = total_size {
+        attrs.insert("totalSize".into(), Value::from(total));
+    }
+    render(&attrs, "Metadata", entries.iter(), json)
 }
 
 fn page_of<'a>(
