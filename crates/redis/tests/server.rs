@@ -308,7 +308,13 @@ async fn neighbouring_prefixes_never_touch_each_others_entries() {
         async move {
             for k in keys {
                 backend
-                    .put(k, Bytes::from(tag.as_bytes().to_vec()), now, None, None)
+                    .put(
+                        k,
+                        Bytes::from(tag.as_bytes().to_vec()),
+                        now,
+                        None,
+                        WriteLimit::UNBOUNDED,
+                    )
                     .await
                     .unwrap();
             }

@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use plexcache_core::WriteLimit;
 use plexcache_core::{Bytes, CacheBackend};
 use plexcache_sqlite::SqliteBackend;
 
@@ -35,7 +36,13 @@ fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
 fn write(backend: &SqliteBackend) {
     rt().block_on(async {
         backend
-            .put("k", Bytes::from_static(b"value"), 1_000, None, None)
+            .put(
+                "k",
+                Bytes::from_static(b"value"),
+                1_000,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
             .await
             .unwrap();
     });
