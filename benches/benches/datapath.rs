@@ -107,7 +107,12 @@ fn rounds(n: u64, quick: bool) -> usize {
     if quick { r / 2 } else { r }
 }
 
-async fn library_rows<B: CacheBackend>(prefix: &str, cache: &PlexCache<B>, sizes: &[u64], quick: bool) {
+async fn library_rows<B: CacheBackend>(
+    prefix: &str,
+    cache: &PlexCache<B>,
+    sizes: &[u64],
+    quick: bool,
+) {
     for &n in sizes {
         let items = plex_library(n);
         let r = rounds(n, quick);
@@ -117,7 +122,11 @@ async fn library_rows<B: CacheBackend>(prefix: &str, cache: &PlexCache<B>, sizes
             cache.set_library_items("Movies", &items).await.unwrap();
             set.push(t.elapsed());
         }
-        Row { name: format!("{prefix}list_set_{n}"), samples: set }.print();
+        Row {
+            name: format!("{prefix}list_set_{n}"),
+            samples: set,
+        }
+        .print();
         let mut view = Vec::new();
         for _ in 0..r {
             let t = Instant::now();
@@ -125,7 +134,11 @@ async fn library_rows<B: CacheBackend>(prefix: &str, cache: &PlexCache<B>, sizes
             black_box(touch_view(&v));
             view.push(t.elapsed());
         }
-        Row { name: format!("{prefix}list_get_view_{n}"), samples: view }.print();
+        Row {
+            name: format!("{prefix}list_get_view_{n}"),
+            samples: view,
+        }
+        .print();
         let mut owned = Vec::new();
         for _ in 0..r {
             let t = Instant::now();
@@ -133,7 +146,11 @@ async fn library_rows<B: CacheBackend>(prefix: &str, cache: &PlexCache<B>, sizes
             black_box(touch_owned(&v));
             owned.push(t.elapsed());
         }
-        Row { name: format!("{prefix}list_get_owned_{n}"), samples: owned }.print();
+        Row {
+            name: format!("{prefix}list_get_owned_{n}"),
+            samples: owned,
+        }
+        .print();
     }
 }
 
@@ -146,7 +163,11 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         cache.set(&keys[i], &values[i]).await.unwrap();
         set.push(t.elapsed());
     }
-    Row { name: "small_set".into(), samples: set }.print();
+    Row {
+        name: "small_set".into(),
+        samples: set,
+    }
+    .print();
     let mut hit = Vec::new();
     for i in shuffled(SMALL, 11) {
         let t = Instant::now();
@@ -154,7 +175,11 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         hit.push(t.elapsed());
         assert!(v.is_some());
     }
-    Row { name: "small_get_hit".into(), samples: hit }.print();
+    Row {
+        name: "small_get_hit".into(),
+        samples: hit,
+    }
+    .print();
     let mut miss = Vec::new();
     for i in 0..SMALL {
         let key = absent_key(i);
@@ -163,14 +188,21 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         miss.push(t.elapsed());
         assert!(v.is_none());
     }
-    Row { name: "small_get_miss".into(), samples: miss }.print();
+    Row {
+        name: "small_get_miss".into(),
+        samples: miss,
+    }
+    .print();
     let mut gets = Vec::new();
     let mut sets = Vec::new();
     let mut all = Vec::new();
     for (is_set, i) in zipf_ops(MIX_OPS, SMALL, 7) {
         let t = Instant::now();
         if is_set {
-            cache.set(&keys[i as usize], &values[i as usize]).await.unwrap();
+            cache
+                .set(&keys[i as usize], &values[i as usize])
+                .await
+                .unwrap();
         } else {
             let _: Option<Vec<PlexItem>> = cache.get(&keys[i as usize]).await.unwrap();
         }
@@ -178,9 +210,21 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         all.push(d);
         if is_set { sets.push(d) } else { gets.push(d) }
     }
-    Row { name: "mix_90_10".into(), samples: all }.print();
-    Row { name: "mix_90_10_gets".into(), samples: gets }.print();
-    Row { name: "mix_90_10_sets".into(), samples: sets }.print();
+    Row {
+        name: "mix_90_10".into(),
+        samples: all,
+    }
+    .print();
+    Row {
+        name: "mix_90_10_gets".into(),
+        samples: gets,
+    }
+    .print();
+    Row {
+        name: "mix_90_10_sets".into(),
+        samples: sets,
+    }
+    .print();
 }
 
 async fn cull_rows(dir: &Path) {
@@ -202,7 +246,11 @@ async fn cull_rows(dir: &Path) {
     }
     assert!(cache.backend().usage().await.unwrap().bytes <= CULL_LIMIT);
     assert!(cache.stats().await.unwrap().session.evictions > 0);
-    Row { name: "cull_set_5mib".into(), samples }.print();
+    Row {
+        name: "cull_set_5mib".into(),
+        samples,
+    }
+    .print();
 }
 
 /// The floor: raw rusqlite, the backend's pragmas, a bare key/value table.
@@ -219,13 +267,24 @@ fn raw_rows(dir: &Path, sizes: &[u64], quick: bool) {
         .collect();
     let mut set = Vec::new();
     {
-        let mut put = conn.prepare_cached("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)").unwrap();
+        let mut put = conn
+            .prepare_cached("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)")
+            .unwrap();
         for i in 0..SMALL as usize {
-            timed(&mut set, || put.execute(rusqlite::params![keys[i], &values[i][..]]).unwrap());
+            timed(&mut set, || {
+                put.execute(rusqlite::params![keys[i], &values[i][..]])
+                    .unwrap()
+            });
         }
     }
-    Row { name: "raw_set".into(), samples: set }.print();
-    let mut get = conn.prepare_cached("SELECT value FROM t WHERE key = ?1").unwrap();
+    Row {
+        name: "raw_set".into(),
+        samples: set,
+    }
+    .print();
+    let mut get = conn
+        .prepare_cached("SELECT value FROM t WHERE key = ?1")
+        .unwrap();
     let mut hit = Vec::new();
     for i in shuffled(SMALL, 11) {
         timed(&mut hit, || {
@@ -233,27 +292,38 @@ fn raw_rows(dir: &Path, sizes: &[u64], quick: bool) {
             black_box(v)
         });
     }
-    Row { name: "raw_get_hit".into(), samples: hit }.print();
+    Row {
+        name: "raw_get_hit".into(),
+        samples: hit,
+    }
+    .print();
     let mut miss = Vec::new();
     for i in 0..SMALL {
         let key = absent_key(i);
         timed(&mut miss, || {
-            let v: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(
-                get.query_row([&key], |r| r.get(0)),
-            )
-            .unwrap();
+            let v: Option<Vec<u8>> =
+                rusqlite::OptionalExtension::optional(get.query_row([&key], |r| r.get(0))).unwrap();
             black_box(v)
         });
     }
-    Row { name: "raw_get_miss".into(), samples: miss }.print();
+    Row {
+        name: "raw_get_miss".into(),
+        samples: miss,
+    }
+    .print();
     let mut gets = Vec::new();
     let mut sets = Vec::new();
     {
-        let mut put = conn.prepare_cached("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)").unwrap();
+        let mut put = conn
+            .prepare_cached("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)")
+            .unwrap();
         for (is_set, i) in zipf_ops(MIX_OPS, SMALL, 7) {
             let i = i as usize;
             if is_set {
-                timed(&mut sets, || put.execute(rusqlite::params![keys[i], &values[i][..]]).unwrap());
+                timed(&mut sets, || {
+                    put.execute(rusqlite::params![keys[i], &values[i][..]])
+                        .unwrap()
+                });
             } else {
                 timed(&mut gets, || {
                     let v: Vec<u8> = get.query_row([&keys[i]], |r| r.get(0)).unwrap();
@@ -262,13 +332,24 @@ fn raw_rows(dir: &Path, sizes: &[u64], quick: bool) {
             }
         }
     }
-    Row { name: "raw_mix_gets".into(), samples: gets }.print();
-    Row { name: "raw_mix_sets".into(), samples: sets }.print();
+    Row {
+        name: "raw_mix_gets".into(),
+        samples: gets,
+    }
+    .print();
+    Row {
+        name: "raw_mix_sets".into(),
+        samples: sets,
+    }
+    .print();
     for &n in sizes {
         let key = keys::library_key("Movies");
         let lib = codec::encode(&key, &plex_library(n)).unwrap();
-        conn.execute("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)", rusqlite::params![key, &lib[..]])
-            .unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)",
+            rusqlite::params![key, &lib[..]],
+        )
+        .unwrap();
         let mut samples = Vec::new();
         for _ in 0..rounds(n, quick) {
             timed(&mut samples, || {
@@ -276,24 +357,43 @@ fn raw_rows(dir: &Path, sizes: &[u64], quick: bool) {
                 black_box(v)
             });
         }
-        Row { name: format!("raw_list_select_{n}"), samples }.print();
+        Row {
+            name: format!("raw_list_select_{n}"),
+            samples,
+        }
+        .print();
         let mut samples = Vec::new();
         let mut set = Vec::new();
         for _ in 0..rounds(n, quick) {
             timed(&mut set, || {
-                conn.execute("INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)", rusqlite::params![key, &lib[..]])
-                    .unwrap()
+                conn.execute(
+                    "INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)",
+                    rusqlite::params![key, &lib[..]],
+                )
+                .unwrap()
             });
-            let rowid: i64 = conn.query_row("SELECT rowid FROM t WHERE key = ?1", [&key], |r| r.get(0)).unwrap();
+            let rowid: i64 = conn
+                .query_row("SELECT rowid FROM t WHERE key = ?1", [&key], |r| r.get(0))
+                .unwrap();
             timed(&mut samples, || {
-                let blob = conn.blob_open(rusqlite::MAIN_DB, "t", "value", rowid, true).unwrap();
+                let blob = conn
+                    .blob_open(rusqlite::MAIN_DB, "t", "value", rowid, true)
+                    .unwrap();
                 let mut buf = vec![0u8; blob.len()];
                 blob.read_at_exact(&mut buf, 0).unwrap();
                 black_box(buf)
             });
         }
-        Row { name: format!("raw_list_blob_{n}"), samples }.print();
-        Row { name: format!("raw_list_set_{n}"), samples: set }.print();
+        Row {
+            name: format!("raw_list_blob_{n}"),
+            samples,
+        }
+        .print();
+        Row {
+            name: format!("raw_list_set_{n}"),
+            samples: set,
+        }
+        .print();
     }
 }
 
@@ -307,7 +407,10 @@ async fn tier_rows(dir: &Path, sizes: &[u64], quick: bool) {
         .spawn()
         .unwrap();
     for &n in sizes {
-        cache.set_library_items("Movies", &plex_library(n)).await.unwrap();
+        cache
+            .set_library_items("Movies", &plex_library(n))
+            .await
+            .unwrap();
         let mut samples = Vec::new();
         let until = Instant::now() + Duration::from_millis(if quick { 500 } else { 1500 });
         while Instant::now() < until {
@@ -316,7 +419,11 @@ async fn tier_rows(dir: &Path, sizes: &[u64], quick: bool) {
             black_box(touch_view(&v));
             samples.push(t.elapsed());
         }
-        Row { name: format!("tier_list_get_view_{n}"), samples }.print();
+        Row {
+            name: format!("tier_list_get_view_{n}"),
+            samples,
+        }
+        .print();
     }
     let _ = writer.kill();
     let _ = writer.wait();
@@ -340,8 +447,17 @@ fn rss(dir: &Path, n: u64) {
     let rt = runtime();
     rt.block_on(async {
         let cache = plex(SqliteBackend::open(dir).unwrap(), false, 1 << 30);
-        if cache.cache().get_raw(&keys::library_key("Movies")).await.unwrap().is_none() {
-            cache.set_library_items("Movies", &plex_library(n)).await.unwrap();
+        if cache
+            .cache()
+            .get_raw(&keys::library_key("Movies"))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            cache
+                .set_library_items("Movies", &plex_library(n))
+                .await
+                .unwrap();
             return;
         }
         let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -375,15 +491,29 @@ async fn import_rows(root: &Path, n: usize) {
         let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
         let t = Instant::now();
         let items = plexcache_plex::extract_items(&xml).unwrap().items;
-        cache.replace_library("Movies", &items, matches).await.unwrap();
+        cache
+            .replace_library("Movies", &items, matches)
+            .await
+            .unwrap();
         cache.flush().await.unwrap();
-        let name = if matches { "import_with_matches" } else { "import_no_matches" };
-        Row { name: format!("{name}_{n}"), samples: vec![t.elapsed()] }.print();
+        let name = if matches {
+            "import_with_matches"
+        } else {
+            "import_no_matches"
+        };
+        Row {
+            name: format!("{name}_{n}"),
+            samples: vec![t.elapsed()],
+        }
+        .print();
     }
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.first().map(String::as_str) {
         Some("writer") => return writer(Path::new(&args[1])),
         Some("rss") => return rss(Path::new(&args[1]), args[2].parse().unwrap()),
@@ -398,7 +528,11 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let only: Option<&String> = args.iter().find(|a| a.as_str() != "quick");
     let want = |group: &str| only.is_none_or(|o| o == group);
-    let sizes: &[u64] = if quick { &[1_000, 10_000] } else { &[1_000, 10_000, 50_000] };
+    let sizes: &[u64] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 50_000]
+    };
     let root = tempfile::tempdir().unwrap();
     let rt = runtime();
     rt.block_on(async {

@@ -56,7 +56,9 @@ pub fn plex_library(n: u64) -> Vec<PlexItem> {
 
 /// The value of small entry `i`: a search result of 0 to 3 items.
 pub fn small_value(i: u64) -> Vec<PlexItem> {
-    (0..i % 4).map(|j| plex_item(1_000_000 + i * 4 + j)).collect()
+    (0..i % 4)
+        .map(|j| plex_item(1_000_000 + i * 4 + j))
+        .collect()
 }
 
 /// The key of small entry `i` (`search:Movies:{title}`).
@@ -87,7 +89,12 @@ pub fn zipf_ops(ops: usize, keys: u64, seed: u64) -> Vec<(bool, u64)> {
 
 /// The dataset as JSON for the Python side: the libraries' item counts, the small entries,
 /// the shuffled orders and the mix, so both sides run exactly the same operations.
-pub fn write_dataset(path: &std::path::Path, sizes: &[u64], small: u64, mix: usize) -> std::io::Result<()> {
+pub fn write_dataset(
+    path: &std::path::Path,
+    sizes: &[u64],
+    small: u64,
+    mix: usize,
+) -> std::io::Result<()> {
     let item = |it: &PlexItem| {
         serde_json::json!({
             "rating_key": it.rating_key,
@@ -110,5 +117,8 @@ pub fn write_dataset(path: &std::path::Path, sizes: &[u64], small: u64, mix: usi
         "get_order": shuffled(small, 11),
         "mix": zipf_ops(mix, small, 7),
     });
-    std::fs::write(path, serde_json::to_vec(&doc).map_err(std::io::Error::other)?)
+    std::fs::write(
+        path,
+        serde_json::to_vec(&doc).map_err(std::io::Error::other)?,
+    )
 }
