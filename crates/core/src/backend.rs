@@ -235,6 +235,22 @@ impl Batch {
         }
     }
 
+    /// The puts that take effect: each key's last put, in the order of those last puts (the
+    /// order a backend writes them in).
+    pub fn effective_puts(&self) -> Vec<&BatchPut> {
+        let mut last: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(self.puts.len());
+        for (i, p) in self.puts.iter().enumerate() {
+            last.insert(&p.key, i);
+        }
+        self.puts
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| last.get(p.key.as_str()) == Some(i))
+            .map(|(_, p)| p)
+            .collect()
+    }
+
     /// Logical bytes of the puts (a key written twice counts once per put).
     pub fn put_bytes(&self) -> u64 {
         self.puts

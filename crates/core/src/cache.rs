@@ -234,8 +234,6 @@ impl<B: CacheBackend> CacheBuilder<B> {
 /// An entry as a read found it, with the decoded form the memory tier holds for it.
 struct Read {
     value: Bytes,
-    #[allow(dead_code)] // kept for readers that want the metadata of what they decoded
-    meta: EntryMeta,
     decoded: Option<Decoded>,
 }
 
@@ -243,7 +241,6 @@ impl Read {
     fn fresh(entry: Entry) -> Self {
         Self {
             value: entry.value,
-            meta: entry.meta,
             decoded: None,
         }
     }
@@ -411,7 +408,6 @@ impl<B: CacheBackend> Cache<B> {
         match tier.lookup(key, now, token) {
             Some(found) if found.valid => Ok(Some(Read {
                 value: found.value,
-                meta: found.meta,
                 decoded: found.decoded,
             })),
             Some(found) => {
@@ -428,7 +424,6 @@ impl<B: CacheBackend> Cache<B> {
                         tier.confirm(key, &found.value, meta, token);
                         Ok(Some(Read {
                             value: found.value,
-                            meta,
                             decoded: found.decoded,
                         }))
                     }

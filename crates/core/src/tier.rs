@@ -51,7 +51,6 @@ struct State {
 /// What the tier holds for a key.
 pub(crate) struct Found {
     pub(crate) value: Bytes,
-    pub(crate) meta: EntryMeta,
     /// The slot may be served without asking the store.
     pub(crate) valid: bool,
     pub(crate) decoded: Option<Decoded>,
@@ -93,7 +92,6 @@ impl Tier {
         slot.last_used = tick;
         Some(Found {
             value: slot.value.clone(),
-            meta: slot.meta,
             valid: token.is_some() && slot.stamp == token,
             decoded: slot.decoded.clone(),
         })

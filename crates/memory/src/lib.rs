@@ -418,14 +418,10 @@ impl CacheBackend for MemoryBackend {
         // Every shard is locked for the whole batch: readers see it all or nothing.
         let mut all = self.lock_all();
         let before = self.usage_now();
-        // The last put of a key wins.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (n, put) in batch.puts.iter().enumerate() {
-            last.insert(&put.key, n);
-        }
-        let own: u64 = last
+        let puts = batch.effective_puts();
+        let own: u64 = puts
             .iter()
-            .map(|(k, n)| plexcache_core::backend::entry_size(k, batch.puts[*n].value.len()))
+            .map(|p| plexcache_core::backend::entry_size(&p.key, p.value.len()))
             .sum();
         if limit.policy != EvictionPolicy::None && own > limit.max_bytes {
             return Ok(BatchOutcome::Refused { usage: before });
@@ -447,10 +443,8 @@ impl CacheBackend for MemoryBackend {
                 }
             }
         }
-        let mut order: Vec<(&str, usize)> = last.into_iter().collect();
-        order.sort_unstable_by_key(|(_, n)| *n);
-        for (key, n) in &order {
-            let put = &batch.puts[*n];
+        for put in &puts {
+            let key = put.key.as_str();
             let i = self.shard_of(key);
             if let Some((k, slot)) = all[i].remove(key) {
                 self.account_removed(slot.meta.size);
@@ -458,7 +452,7 @@ impl CacheBackend for MemoryBackend {
             }
             let meta = EntryMeta::new(key, put.value.len(), batch.stored_at, put.expires_at);
             self.insert_in(&mut all[i], key, put.value.clone(), meta);
-            log.inserted.push((i, Arc::from(*key)));
+            log.inserted.push((i, Arc::from(key)));
         }
         if limit.policy == EvictionPolicy::None
             && self.bytes.load(Ordering::Acquire) > limit.max_bytes
@@ -478,12 +472,13 @@ impl CacheBackend for MemoryBackend {
         self.bump();
         let mut evicted = Removed::default();
         if let Some(p) = policy_index(limit.policy) {
-            let own_keys: std::collections::HashSet<&str> = order.iter().map(|(k, _)| *k).collect();
+            let own_keys: std::collections::HashSet<&str> =
+                puts.iter().map(|p| p.key.as_str()).collect();
             evicted = self.evict_in(&mut all, p, limit.max_bytes, &|k| own_keys.contains(k));
         }
         Ok(BatchOutcome::Applied {
             removed,
-            written: order.len() as u64,
+            written: puts.len() as u64,
             expired,
             evicted,
             usage: self.usage_now(),

@@ -47,7 +47,7 @@
 //! the marker (a crash mid-batch) removes every entry under those prefixes and every key of
 //! the batch, so the library reads as absent (a miss), never as a mix of old and new.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
@@ -742,18 +742,7 @@ impl Store {
     /// section, with the readers' gate held exclusive, between writing its marker and removing
     /// it.
     pub(crate) fn write_batch(&self, batch: &Batch, limit: WriteLimit) -> Result<BatchOutcome> {
-        // Each key's last put, in the order of those last puts (the order they are written in).
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(batch.puts.len());
-        for (i, p) in batch.puts.iter().enumerate() {
-            last.insert(p.key.as_str(), i);
-        }
-        let puts: Vec<&BatchPut> = batch
-            .puts
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| last.get(p.key.as_str()) == Some(i))
-            .map(|(_, p)| p)
-            .collect();
+        let puts: Vec<&BatchPut> = batch.effective_puts();
         let own: HashSet<&[u8]> = puts.iter().map(|p| p.key.as_bytes()).collect();
         let order = Order::for_policy(limit.policy);
         let mut state = self.write_lock();

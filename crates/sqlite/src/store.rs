@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use plexcache_core::{
     Access, Batch, BatchOutcome, Bytes, Counters, Entry, EntryMeta, Error, EvictionPolicy, Millis,
@@ -448,14 +448,11 @@ pub(crate) fn write_batch(
     limit: WriteLimit,
 ) -> rusqlite::Result<(BatchOutcome, bool)> {
     let before = usage(tx)?;
-    // The last put of a key wins.
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(batch.puts.len());
-    for (n, put) in batch.puts.iter().enumerate() {
-        last.insert(&put.key, n);
-    }
-    let own: u64 = last
+    let puts = batch.effective_puts();
+    let own_keys: HashSet<&str> = puts.iter().map(|p| p.key.as_str()).collect();
+    let own: u64 = puts
         .iter()
-        .map(|(k, n)| plexcache_core::backend::entry_size(k, batch.puts[*n].value.len()))
+        .map(|p| plexcache_core::backend::entry_size(&p.key, p.value.len()))
         .fold(0u64, u64::saturating_add);
     if limit.policy != EvictionPolicy::None && own > limit.max_bytes {
         return Ok((BatchOutcome::Refused { usage: before }, false));
@@ -468,10 +465,8 @@ pub(crate) fn write_batch(
     let mut c = counts(tx)?;
     {
         let mut previous = tx.prepare_cached(PREVIOUS_SIZE_SQL)?;
-        let mut order: Vec<(&str, usize)> = last.iter().map(|(k, n)| (*k, *n)).collect();
-        order.sort_unstable_by_key(|(_, n)| *n);
-        for (key, n) in order {
-            let put = &batch.puts[n];
+        for put in &puts {
+            let key = put.key.as_str();
             let size = plexcache_core::backend::entry_size(key, put.value.len());
             let old: Option<i64> = previous.query_row([key], |r| r.get(0)).optional()?;
             c.seq = c.seq.saturating_add(1);
@@ -500,7 +495,7 @@ pub(crate) fn write_batch(
         if limit.policy.tracks_access() {
             ensure_access_indexes(tx)?;
         }
-        evicted = evict(tx, limit.policy, limit.max_bytes, &|k| last.contains_key(k))?.0;
+        evicted = evict(tx, limit.policy, limit.max_bytes, &|k| own_keys.contains(k))?.0;
     }
     let after = usage(tx)?;
     if after.bytes > limit.max_bytes {
@@ -509,7 +504,7 @@ pub(crate) fn write_batch(
     }
     let outcome = BatchOutcome::Applied {
         removed,
-        written: last.len() as u64,
+        written: puts.len() as u64,
         expired,
         evicted,
         usage: after,
