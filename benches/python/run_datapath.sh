@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 QUICK="${1:-}"; [ "$QUICK" = "quick" ] || QUICK=""
 ROUNDS="${2:-2}"
-OUT=target/datapath
+OUT="$PWD/target/datapath"
 mkdir -p "$OUT"
 cargo bench -p plexcache-benches --bench datapath --no-run >/dev/null 2>&1
 BENCH=(cargo bench -q -p plexcache-benches --bench datapath --)
