@@ -517,6 +517,31 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("writer") => return writer(Path::new(&args[1])),
         Some("rss") => return rss(Path::new(&args[1]), args[2].parse().unwrap()),
+        Some("profile") => {
+            let n: u64 = args[1].parse().unwrap();
+            let iters: usize = args[2].parse().unwrap();
+            let inline: u64 = args.get(3).map(|a| a.parse().unwrap()).unwrap_or(64 * 1024);
+            let dir = tempfile::tempdir().unwrap();
+            let rt = runtime();
+            rt.block_on(async {
+                let b = SqliteBackend::builder(dir.path())
+                    .inline_read_limit(inline)
+                    .open()
+                    .unwrap();
+                let cache = plex(b, false, 1 << 30);
+                cache
+                    .set_library_items("Movies", &plex_library(n))
+                    .await
+                    .unwrap();
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let v = cache.library_view("Movies").await.unwrap().unwrap();
+                    black_box(touch_view(&v));
+                }
+                eprintln!("view {n}: {:?}/iter", t.elapsed() / iters as u32);
+            });
+            return;
+        }
         Some("dataset") => {
             let sizes = [1_000, 10_000, 50_000];
             plexcache_benches::plexdata::write_dataset(Path::new(&args[1]), &sizes, SMALL, MIX_OPS)

@@ -203,19 +203,17 @@ pub fn encode<T: CacheValue>(key: &str, value: &T) -> Result<Bytes, postcard::Er
     encode_tagged(key, value, T::SCHEMA)
 }
 
-/// A borrowed form of a [`CacheValue`] that serializes byte for byte like the owned value, so
-/// it can be stored without first cloning it into the owned type: `[T]` for `Vec<T>`, and
-/// `Option<&T>` for `Option<T>`. Sealed: only forms whose postcard encoding is provably the
-/// owned one's are implemented.
-pub trait BorrowedValue: Serialize + sealed::Sealed {
+/// A borrowed (or pre-encoded) form of a [`CacheValue`] that serializes byte for byte like
+/// the owned value, so it can be stored without first cloning it into the owned type: `[T]`
+/// for `Vec<T>`, `Option<&T>` for `Option<T>`, and for example `plexcache-plex`'s
+/// `EncodedListing` for its `Listing`.
+///
+/// Implementing it is a promise: the form's serde output must be exactly what `Owned`
+/// serializes to and deserializes from, or values written through it read back wrong or as
+/// decode failures. Test the round trip.
+pub trait BorrowedValue: Serialize {
     /// The owned type whose schema tag the envelope carries (and that reads it back).
     type Owned: CacheValue;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl<T> Sealed for [T] {}
-    impl<T> Sealed for Option<&T> {}
 }
 
 impl<T: CacheValue> BorrowedValue for [T] {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use plexcache_core::{
     BatchReport, BoxError, Cache, CacheBackend, CacheBuilder, Clock, EvictionPolicy, Result, Stats,
-    Ttl, WriteBatch,
+    Ttl, WriteBatch, codec,
 };
 
 use crate::item::PlexItem;
 use crate::keys::{self, KeyKind};
+use crate::listing::{EncodedListing, Listing};
 use crate::view::LibraryView;
 
 /// The default TTL of library data: one hour, as the Python tool had it.
@@ -265,7 +266,11 @@ impl<B: CacheBackend> PlexCache<B> {
         for prefix in keys::library_prefixes(library) {
             batch.remove_prefix(prefix);
         }
-        batch.set_borrowed(&keys::library_key(library), items, self.library_ttl)?;
+        batch.set_borrowed(
+            &keys::library_key(library),
+            &EncodedListing::new(items),
+            self.library_ttl,
+        )?;
         if with_matches {
             self.add_matches(&mut batch, library, items)?;
         }
@@ -287,13 +292,21 @@ impl<B: CacheBackend> PlexCache<B> {
     /// store, so a list rewritten by another process or invalidated is never served stale.
     /// Prefer it to [`PlexCache::library_items`] for large libraries read often.
     pub async fn library_items_shared(&self, library: &str) -> Result<Option<Arc<Vec<PlexItem>>>> {
-        self.cache.get_shared(&keys::library_key(library)).await
+        self.cache
+            .get_decoded(&keys::library_key(library), |key, bytes| {
+                codec::decode::<Listing>(key, bytes).map(|l| l.0)
+            })
+            .await
     }
 
     /// Stores every item of a library.
     pub async fn set_library_items(&self, library: &str, items: &[PlexItem]) -> Result<()> {
         self.cache
-            .set_borrowed(&keys::library_key(library), items, self.library_ttl)
+            .set_borrowed(
+                &keys::library_key(library),
+                &EncodedListing::new(items),
+                self.library_ttl,
+            )
             .await
     }
 
@@ -308,9 +321,13 @@ impl<B: CacheBackend> PlexCache<B> {
         Fut: Future<Output = std::result::Result<Vec<PlexItem>, E>>,
         E: Into<BoxError>,
     {
-        self.cache
-            .get_or_fetch(&keys::library_key(library), self.library_ttl, fetch)
-            .await
+        let listing: Listing = self
+            .cache
+            .get_or_fetch(&keys::library_key(library), self.library_ttl, || async {
+                fetch().await.map(Listing)
+            })
+            .await?;
+        Ok(listing.0)
     }
 
     /// The cached results of a title search in a library.

@@ -44,6 +44,7 @@ mod extract;
 pub mod fake_server;
 mod item;
 pub mod keys;
+pub mod listing;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 pub mod view;
@@ -60,4 +61,5 @@ pub use item::{Extracted, ItemKind, Page, PlexItem, Section};
 pub use keys::{
     KeyKind, ParsedKey, library_key, library_prefixes, match_key, parse_key, search_key,
 };
-pub use view::{LibraryView, PlexItemRef};
+pub use listing::{EncodedListing, Listing, PlexItemRef};
+pub use view::LibraryView;

@@ -1,15 +1,17 @@
 //! [`LibraryView`]: a stored library listing read in place, items borrowing their strings
 //! from the stored bytes.
 //!
-//! A listing is stored as a `Vec<PlexItem>` in the cache's envelope. Decoding it into owned
-//! items allocates five or six strings per item; a view instead checks the envelope once
-//! (schema, checksum bound to the key), walks the payload once (every string checked as
-//! UTF-8 there), and hands out [`PlexItemRef`]s whose fields are `&str`s into the stored
-//! bytes. The view owns those bytes (shared, not copied, with the cache's memory tier), so it
-//! can be kept, shared between threads (`Arc<LibraryView>`) and outlive the read.
+//! A listing is stored as a [`Listing`] in the cache's envelope: all its strings in one text,
+//! with tables of where each string ends and fixed records per item (see
+//! [`crate::listing`]). Decoding it into owned items allocates five or six strings per item;
+//! a view instead checks the envelope once (schema, checksum bound to the key) and the
+//! tables once (the text as UTF-8 in one pass, every offset in bounds and on a character
+//! boundary), and hands out [`PlexItemRef`]s whose fields are `&str`s into the stored bytes.
+//! The view owns those bytes (shared, not copied, with the cache's memory tier), so it can be
+//! kept, shared between threads (`Arc<LibraryView>`) and outlive the read.
 //!
 //! ```
-//! use plexcache_plex::{ItemKind, LibraryView, PlexItem};
+//! use plexcache_plex::{EncodedListing, ItemKind, LibraryView, PlexItem};
 //!
 //! let items = vec![PlexItem {
 //!     rating_key: "7".into(),
@@ -22,12 +24,13 @@
 //!     library_section_id: Some(1),
 //! }];
 //! let key = plexcache_plex::keys::library_key("Movies");
-//! let bytes = plexcache_core::codec::encode(&key, &items).unwrap();
+//! let bytes = plexcache_core::codec::encode_borrowed(&key, &EncodedListing::new(&items))?;
 //! let view = LibraryView::from_envelope(&key, bytes).unwrap();
 //! assert_eq!(view.len(), 1);
 //! let item = view.find_by_path("/movies/Amélie (2001)/Amélie.mkv").unwrap();
 //! assert_eq!(item.title, "Amélie");
 //! assert_eq!(item.to_owned(), items[0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::HashMap;
@@ -36,75 +39,17 @@ use std::sync::OnceLock;
 use plexcache_core::Bytes;
 use plexcache_core::codec::{self, CacheValue, DecodeError};
 
-use crate::item::{ItemKind, PlexItem};
-
-/// One item of a [`LibraryView`]: the fields of [`PlexItem`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlexItemRef<'a> {
-    /// The item's `ratingKey`.
-    pub rating_key: &'a str,
-    /// The item's `key`.
-    pub key: &'a str,
-    /// The item's title.
-    pub title: &'a str,
-    /// The item's PMS type string (`movie`, `episode`, ...; see [`PlexItemRef::kind`]).
-    pub kind_str: &'a str,
-    /// Every file path of the item, in document order.
-    pub file_paths: &'a [&'a str],
-    /// `year`, when present.
-    pub year: Option<u32>,
-    /// `updatedAt`, when present.
-    pub updated_at: Option<i64>,
-    /// `librarySectionID`, when present.
-    pub library_section_id: Option<u32>,
-}
-
-impl PlexItemRef<'_> {
-    /// The item's kind.
-    pub fn kind(&self) -> ItemKind {
-        ItemKind::from_plex_type(self.kind_str)
-    }
-
-    /// An owned copy.
-    #[allow(clippy::wrong_self_convention)] // `to_owned` is the name users look for
-    pub fn to_owned(&self) -> PlexItem {
-        PlexItem {
-            rating_key: self.rating_key.to_owned(),
-            key: self.key.to_owned(),
-            title: self.title.to_owned(),
-            kind: self.kind(),
-            file_paths: self.file_paths.iter().map(|p| (*p).to_owned()).collect(),
-            year: self.year,
-            updated_at: self.updated_at,
-            library_section_id: self.library_section_id,
-        }
-    }
-}
-
-/// An item's fields, with its paths as a range of the view's path table.
-#[derive(Debug)]
-struct Row<'a> {
-    rating_key: &'a str,
-    key: &'a str,
-    title: &'a str,
-    kind: &'a str,
-    paths: (u32, u32),
-    year: Option<u32>,
-    updated_at: Option<i64>,
-    library_section_id: Option<u32>,
-}
-
-#[derive(Debug)]
-struct Index<'a> {
-    rows: Vec<Row<'a>>,
-    paths: Vec<&'a str>,
-}
+use crate::item::PlexItem;
+#[cfg(test)]
+use crate::listing::EncodedListing;
+pub use crate::listing::PlexItemRef;
+use crate::listing::{Listing, Parts};
 
 self_cell::self_cell!(
     struct Cell {
         owner: Bytes,
         #[covariant]
-        dependent: Index,
+        dependent: Parts,
     }
 
     impl {Debug}
@@ -129,13 +74,13 @@ impl std::fmt::Debug for LibraryView {
 }
 
 impl LibraryView {
-    /// Checks `envelope` (the stored bytes of a `Vec<PlexItem>` written under `key`) and
-    /// indexes its items. Any damage, another type or another key is a [`DecodeError`].
+    /// Checks `envelope` (the stored bytes of a [`Listing`] written under `key`) and its
+    /// tables. Any damage, another type or another key is a [`DecodeError`].
     pub fn from_envelope(key: &str, envelope: Bytes) -> Result<Self, DecodeError> {
-        codec::check_envelope(key, &envelope, <Vec<PlexItem>>::SCHEMA)?;
+        codec::check_envelope(key, &envelope, Listing::SCHEMA)?;
         // The envelope was checked: its payload starts after the header.
         let cell = Cell::try_new(envelope, |bytes| {
-            parse(bytes.get(codec::HEADER_LEN..).unwrap_or_default())
+            Parts::parse(bytes.get(codec::HEADER_LEN..).unwrap_or_default())
         })?;
         Ok(Self {
             cell,
@@ -146,7 +91,7 @@ impl LibraryView {
 
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.cell.borrow_dependent().rows.len()
+        self.cell.borrow_dependent().len()
     }
 
     /// Whether the library has no items.
@@ -161,14 +106,12 @@ impl LibraryView {
 
     /// Item `i`, in stored order.
     pub fn get(&self, i: usize) -> Option<PlexItemRef<'_>> {
-        let index = self.cell.borrow_dependent();
-        index.rows.get(i).map(|row| item(index, row))
+        self.cell.borrow_dependent().item(i)
     }
 
     /// Every item, in stored order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = PlexItemRef<'_>> + '_ {
-        let index = self.cell.borrow_dependent();
-        index.rows.iter().map(move |row| item(index, row))
+        self.cell.borrow_dependent().items()
     }
 
     /// Every item, owned.
@@ -220,138 +163,11 @@ fn hash(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
 }
 
-fn item<'a>(index: &'a Index<'a>, row: &Row<'a>) -> PlexItemRef<'a> {
-    let (start, len) = (row.paths.0 as usize, row.paths.1 as usize);
-    PlexItemRef {
-        rating_key: row.rating_key,
-        key: row.key,
-        title: row.title,
-        kind_str: row.kind,
-        file_paths: index.paths.get(start..start + len).unwrap_or(&[]),
-        year: row.year,
-        updated_at: row.updated_at,
-        library_section_id: row.library_section_id,
-    }
-}
-
-/// A cursor over postcard bytes, for the layout of `Vec<PlexItem>`.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-fn payload(detail: impl Into<String>) -> DecodeError {
-    DecodeError::Payload(detail.into())
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self
-            .bytes
-            .get(self.at)
-            .ok_or_else(|| payload("unexpected end of the library listing"))?;
-        self.at += 1;
-        Ok(b)
-    }
-
-    fn varint(&mut self, max_bytes: u32) -> Result<u64, DecodeError> {
-        let mut out = 0u64;
-        for i in 0..max_bytes {
-            let b = self.byte()?;
-            out |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(out);
-            }
-        }
-        Err(payload("varint too long"))
-    }
-
-    fn len(&mut self) -> Result<usize, DecodeError> {
-        let n = self.varint(10)?;
-        let n = usize::try_from(n).map_err(|_| payload("length out of range"))?;
-        // A length longer than what is left is damage, not an allocation request.
-        if n > self.bytes.len() - self.at {
-            return Err(payload("length beyond the end of the listing"));
-        }
-        Ok(n)
-    }
-
-    fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let n = self.len()?;
-        let raw = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        simdutf8::basic::from_utf8(raw).map_err(|_| payload("a string is not valid UTF-8"))
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        u32::try_from(self.varint(5)?).map_err(|_| payload("u32 out of range"))
-    }
-
-    fn i64(&mut self) -> Result<i64, DecodeError> {
-        let z = self.varint(10)?;
-        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
-    }
-
-    fn option<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
-    ) -> Result<Option<T>, DecodeError> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => f(self).map(Some),
-            b => Err(payload(format!("option tag {b}"))),
-        }
-    }
-}
-
-/// Walks a `Vec<PlexItem>` in postcard (the layout serde gives [`PlexItem`]'s fields, in
-/// declaration order), checking every string.
-fn parse(bytes: &[u8]) -> Result<Index<'_>, DecodeError> {
-    let mut r = Reader { bytes, at: 0 };
-    let n = r.len()?;
-    let mut rows = Vec::with_capacity(n);
-    let mut paths = Vec::with_capacity(n + n / 4);
-    for _ in 0..n {
-        let rating_key = r.str()?;
-        let key = r.str()?;
-        let title = r.str()?;
-        let kind = r.str()?;
-        let count = r.len()?;
-        let start = paths.len();
-        for _ in 0..count {
-            paths.push(r.str()?);
-        }
-        let year = r.option(Reader::u32)?;
-        let updated_at = r.option(Reader::i64)?;
-        let library_section_id = r.option(Reader::u32)?;
-        let range = (
-            u32::try_from(start).map_err(|_| payload("too many paths"))?,
-            u32::try_from(count).map_err(|_| payload("too many paths"))?,
-        );
-        rows.push(Row {
-            rating_key,
-            key,
-            title,
-            kind,
-            paths: range,
-            year,
-            updated_at,
-            library_section_id,
-        });
-    }
-    if r.at != bytes.len() {
-        return Err(payload(format!(
-            "{} trailing bytes after the listing",
-            bytes.len() - r.at
-        )));
-    }
-    Ok(Index { rows, paths })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::item::ItemKind;
 
     fn items() -> Vec<PlexItem> {
         (0..50)
@@ -378,10 +194,19 @@ mod tests {
             .collect()
     }
 
+    fn enc(key: &str, items: &[PlexItem]) -> Bytes {
+        codec::encode_borrowed(key, &EncodedListing::new(items)).unwrap()
+    }
+
     #[test]
     fn a_view_reads_exactly_what_serde_decodes() {
         let items = items();
-        let bytes = codec::encode("lib", &items).unwrap();
+        let bytes = enc("lib", &items);
+        assert_eq!(codec::decode::<Listing>("lib", &bytes).unwrap().0, items);
+        assert_eq!(
+            codec::encode("lib", &Listing(items.clone())).unwrap(),
+            bytes
+        );
         let view = LibraryView::from_envelope("lib", bytes).unwrap();
         assert_eq!(view.to_vec(), items);
         assert_eq!(view.len(), items.len());
@@ -392,8 +217,7 @@ mod tests {
     #[test]
     fn lookups_by_rating_key_and_path() {
         let items = items();
-        let view =
-            LibraryView::from_envelope("lib", codec::encode("lib", &items).unwrap()).unwrap();
+        let view = LibraryView::from_envelope("lib", enc("lib", &items)).unwrap();
         assert_eq!(view.find_by_rating_key("1007").unwrap().title, "Title 7");
         assert!(view.find_by_rating_key("1").is_none());
         assert_eq!(
@@ -406,7 +230,7 @@ mod tests {
     #[test]
     fn damage_another_key_or_another_type_is_an_error() {
         let items = items();
-        let bytes = codec::encode("lib", &items).unwrap();
+        let bytes = enc("lib", &items);
         assert_eq!(
             LibraryView::from_envelope("other", bytes.clone()).err(),
             Some(DecodeError::Checksum)
@@ -416,6 +240,12 @@ mod tests {
             LibraryView::from_envelope("lib", strings),
             Err(DecodeError::SchemaMismatch { .. })
         ));
+        // A listing of an earlier release (a plain `Vec<PlexItem>`) is another type.
+        let old = codec::encode("lib", &items).unwrap();
+        assert!(matches!(
+            LibraryView::from_envelope("lib", old),
+            Err(DecodeError::SchemaMismatch { .. })
+        ));
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
             assert!(LibraryView::from_envelope("lib", bytes.slice(..cut)).is_err());
         }
@@ -423,30 +253,116 @@ mod tests {
 
     #[test]
     fn a_payload_with_a_valid_checksum_but_bad_contents_is_an_error() {
-        // Lengths that point past the end, invalid UTF-8, bad option tags, trailing bytes:
-        // re-sealed with a valid checksum, so only the walk can catch them.
-        let seal = |payload: &[u8]| {
-            codec::encode_tagged("lib", &Raw(payload), <Vec<PlexItem>>::SCHEMA).unwrap()
-        };
-        for payload in [
-            &[0x05][..],
-            &[0x01, 0x03, b'a'][..],
-            &[0x01, 0x01, 0xff, 0, 0, 0, 0, 0, 0, 0][..],
-            &[0x01, 0, 0, 0, 0, 0, 7, 0, 0][..],
-            &[0x00, 0x00][..],
-            &[
-                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-            ][..],
-        ] {
-            assert!(
-                LibraryView::from_envelope("lib", seal(payload)).is_err(),
-                "{payload:?}"
-            );
+        // Tables that disagree with the text or with each other, invalid UTF-8, lengths past
+        // the end, trailing bytes: re-sealed with a valid checksum, so only the table checks
+        // can catch them, in the view and in the owned decode alike.
+        fn varint(out: &mut Vec<u8>, mut n: usize) {
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
         }
+        fn payload(text: &[u8], ends: &[u32], records: &[[u32; 7]]) -> Vec<u8> {
+            let mut out = Vec::new();
+            varint(&mut out, text.len());
+            out.extend_from_slice(text);
+            varint(&mut out, ends.len() * 4);
+            ends.iter()
+                .for_each(|e| out.extend_from_slice(&e.to_le_bytes()));
+            varint(&mut out, records.len() * 28);
+            for r in records {
+                r.iter()
+                    .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+            }
+            out
+        }
+        let seal =
+            |payload: &[u8]| codec::encode_tagged("lib", &Raw(payload), Listing::SCHEMA).unwrap();
+        // "1" "/k" "Amé" "movie" "/p": five strings, one item with one path.
+        let text = "1/kAmémovie/p".as_bytes();
+        let ends = [1, 3, 7, 12, 14];
+        let good = [0, 1, 0, 0, 0, 0, 0];
+        let fine = payload(text, &ends, &[good]);
+        let view = LibraryView::from_envelope("lib", seal(&fine)).unwrap();
+        assert_eq!(view.get(0).unwrap().title, "Amé");
+        assert_eq!(view.get(0).unwrap().file_paths, ["/p"]);
+        let mut trailing = fine.clone();
+        trailing.push(0);
+        let mut cut = fine.clone();
+        cut.pop();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("trailing bytes", trailing),
+            ("cut short", cut),
+            ("a length past the end", vec![0x05]),
+            (
+                "invalid UTF-8",
+                payload(b"1/kAm\xff\xffmovie/p", &ends, &[good]),
+            ),
+            (
+                "an end past the text",
+                payload(text, &[1, 3, 7, 12, 15], &[good]),
+            ),
+            (
+                "ends out of order",
+                payload(text, &[3, 1, 7, 12, 14], &[good]),
+            ),
+            (
+                "an end inside a character",
+                payload(text, &[1, 3, 6, 12, 14], &[good]),
+            ),
+            (
+                "text no string covers",
+                payload(text, &[1, 3, 7, 12, 13], &[good]),
+            ),
+            (
+                "a record's first string",
+                payload(text, &ends, &[[1, 1, 0, 0, 0, 0, 0]]),
+            ),
+            (
+                "an unknown mask bit",
+                payload(text, &ends, &[[0, 1, 8, 0, 0, 0, 0]]),
+            ),
+            (
+                "an absent year set",
+                payload(text, &ends, &[[0, 1, 0, 1999, 0, 0, 0]]),
+            ),
+            (
+                "an absent date set",
+                payload(text, &ends, &[[0, 1, 5, 1, 1, 0, 1]]),
+            ),
+            (
+                "paths past the strings",
+                payload(text, &ends, &[[0, 2, 0, 0, 0, 0, 0]]),
+            ),
+            (
+                "strings no item holds",
+                payload(text, &ends, &[[0, 0, 0, 0, 0, 0, 0]]),
+            ),
+            ("a partial record", {
+                let mut p = payload(text, &ends, &[]);
+                p.pop();
+                p.extend_from_slice(&[3, 0, 0, 0]);
+                p
+            }),
+        ];
+        for (what, payload) in cases {
+            let sealed = seal(&payload);
+            assert!(
+                LibraryView::from_envelope("lib", sealed.clone()).is_err(),
+                "{what}"
+            );
+            assert!(codec::decode::<Listing>("lib", &sealed).is_err(), "{what}");
+        }
+        let empty = payload(b"", &[], &[]);
         assert!(
-            LibraryView::from_envelope("lib", seal(&[0x00]))
+            LibraryView::from_envelope("lib", seal(&empty))
                 .unwrap()
                 .is_empty()
+        );
+        assert_eq!(
+            codec::decode::<Listing>("lib", &seal(&empty)).unwrap().0,
+            vec![]
         );
     }
 

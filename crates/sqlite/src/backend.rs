@@ -514,6 +514,29 @@ impl SqliteBackend {
         .await
     }
 
+    /// A read of a large value (shared mode). On a multi-threaded runtime it runs on this
+    /// thread inside `block_in_place`: the worker hands its other tasks to another thread
+    /// and this task goes on without waiting for a hop to the blocking pool and back. On a
+    /// current-thread runtime, where that is not possible, it runs on the blocking pool.
+    async fn read_large<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.read(what, false, f).await;
+        }
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| Error::backend(NAME, "reader pool closed", e))?;
+        tokio::task::block_in_place(|| self.inner.read_here(what, f))
+    }
+
     /// A read that is short enough to run inline unless the offload mode is `Always`.
     async fn quick_read<T: Send + 'static>(
         &self,
@@ -822,10 +845,10 @@ impl CacheBackend for SqliteBackend {
                 Some(Fetched::TooLargeForInline) => {}
             }
         }
-        let key = key.to_owned();
         let got = self
-            .read("get", false, move |conn| {
-                store::get(conn, &key, now, u64::MAX)
+            .read_large("get", {
+                let key = key.to_owned();
+                move |conn| store::get(conn, &key, now, u64::MAX)
             })
             .await?;
         Ok(match got {

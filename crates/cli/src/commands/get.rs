@@ -72,9 +72,8 @@ pub async fn run(g: &Global, args: GetArgs) -> Result<u8, BoxError> {
         }
         What::Key { key } => {
             let typed: Option<Vec<PlexItem>> = match parse_key(&key) {
-                Some(ParsedKey::Library { .. } | ParsedKey::Search { .. }) => {
-                    cache.cache().get(&key).await?
-                }
+                Some(ParsedKey::Library { name }) => cache.library_items(&name).await?,
+                Some(ParsedKey::Search { .. }) => cache.cache().get(&key).await?,
                 Some(ParsedKey::Match { .. }) => cache
                     .cache()
                     .get::<Option<PlexItem>>(&key)

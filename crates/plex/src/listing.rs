@@ -1,0 +1,400 @@
+//! How a library listing is stored: a columnar layout that a reader checks in a few passes
+//! over whole tables instead of one check per string.
+//!
+//! A listing of `n` items is three postcard fields (a tuple, so each is its length and its
+//! bytes):
+//!
+//! 1. `text`, a `str`: every string of every item, back to back, in item order; per item its
+//!    `ratingKey`, `key`, title, type string, then its file paths.
+//! 2. `ends`, bytes: for each string of `text`, the offset where it ends (`u32`, little
+//!    endian); a string starts where the previous one ends.
+//! 3. `records`, bytes: one fixed record of [`RECORD_LEN`] bytes per item (little endian):
+//!    the number of its first string (`u32`), its number of file paths (`u32`), a presence
+//!    mask (`u32`: bit 0 `year`, bit 1 `updatedAt`, bit 2 `librarySectionID`), `year` (`u32`),
+//!    `librarySectionID` (`u32`) and `updatedAt` (`i64`); an absent field is stored as 0.
+//!
+//! Checking it (see [`Parts::check`]) is one UTF-8 validation of `text`, one pass over `ends`
+//! (in order, in bounds, on character boundaries) and one over `records` (consistent string
+//! numbers, known mask bits, absent fields zero), slicing every string out of `text` once on
+//! the way, without another UTF-8 check; item `i` is then found without walking items
+//! `0..i`.
+
+use std::fmt;
+
+use plexcache_core::codec::{BorrowedValue, DecodeError};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::item::{ItemKind, PlexItem};
+
+/// Bytes of one item record.
+pub(crate) const RECORD_LEN: usize = 28;
+/// Strings of an item before its file paths.
+const FIXED_STRINGS: usize = 4;
+const HAS_YEAR: u32 = 1;
+const HAS_UPDATED_AT: u32 = 2;
+const HAS_SECTION: u32 = 4;
+
+/// A library listing as stored under `library:{name}:all`: the owned items, read and written
+/// in the columnar layout of this module. Most callers use
+/// [`PlexCache::library_items`](crate::PlexCache::library_items) or
+/// [`PlexCache::library_view`](crate::PlexCache::library_view) instead; this type is what a
+/// plain [`Cache`](plexcache_core::Cache) reads such an entry as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing(pub Vec<PlexItem>);
+
+plexcache_core::cache_value!(Listing, "plexcache.Listing", 1);
+
+impl From<Vec<PlexItem>> for Listing {
+    fn from(items: Vec<PlexItem>) -> Self {
+        Self(items)
+    }
+}
+
+impl From<Listing> for Vec<PlexItem> {
+    fn from(listing: Listing) -> Self {
+        listing.0
+    }
+}
+
+/// Items encoded in the stored layout, ready to be written without copying them into a
+/// [`Listing`]: `cache.set_borrowed(key, &EncodedListing::new(&items), ttl)`.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedListing {
+    text: String,
+    ends: Vec<u8>,
+    records: Vec<u8>,
+    /// The items do not fit the layout's 32-bit offsets: serializing fails.
+    too_large: bool,
+}
+
+impl EncodedListing {
+    /// Encodes `items`. A listing over 4 GiB of strings does not fit the layout: writing it
+    /// then fails with an encode error.
+    pub fn new(items: &[PlexItem]) -> Self {
+        let mut strings = 0usize;
+        let mut text_len = 0usize;
+        for item in items {
+            strings += FIXED_STRINGS + item.file_paths.len();
+            text_len += item.rating_key.len()
+                + item.key.len()
+                + item.title.len()
+                + item.kind.as_str().len()
+                + item.file_paths.iter().map(String::len).sum::<usize>();
+        }
+        if u32::try_from(text_len).is_err() || u32::try_from(strings).is_err() {
+            return Self {
+                too_large: true,
+                ..Self::default()
+            };
+        }
+        let mut out = Self {
+            text: String::with_capacity(text_len),
+            ends: Vec::with_capacity(strings * 4),
+            records: Vec::with_capacity(items.len() * RECORD_LEN),
+            too_large: false,
+        };
+        let mut first = 0u32;
+        for item in items {
+            for s in [
+                item.rating_key.as_str(),
+                &item.key,
+                &item.title,
+                item.kind.as_str(),
+            ]
+            .into_iter()
+            .chain(item.file_paths.iter().map(String::as_str))
+            {
+                out.text.push_str(s);
+                // In range: the total was checked against u32 above.
+                out.ends
+                    .extend_from_slice(&(out.text.len() as u32).to_le_bytes());
+            }
+            let paths = item.file_paths.len() as u32;
+            let mask = (u32::from(item.year.is_some()) * HAS_YEAR)
+                | (u32::from(item.updated_at.is_some()) * HAS_UPDATED_AT)
+                | (u32::from(item.library_section_id.is_some()) * HAS_SECTION);
+            let r = &mut out.records;
+            r.extend_from_slice(&first.to_le_bytes());
+            r.extend_from_slice(&paths.to_le_bytes());
+            r.extend_from_slice(&mask.to_le_bytes());
+            r.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
+            r.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
+            r.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
+            first += FIXED_STRINGS as u32 + paths;
+        }
+        out
+    }
+
+    /// Bytes of the encoded tables (about the stored size).
+    pub fn len(&self) -> usize {
+        self.text.len() + self.ends.len() + self.records.len()
+    }
+
+    /// Whether it encodes no items.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Serializes as `serialize_bytes` (postcard: its length, then the bytes).
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl Serialize for EncodedListing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.too_large {
+            return Err(serde::ser::Error::custom(
+                "a library listing over 4 GiB of strings cannot be stored",
+            ));
+        }
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(self.text.as_str())?;
+        t.serialize_element(&RawBytes(&self.ends))?;
+        t.serialize_element(&RawBytes(&self.records))?;
+        t.end()
+    }
+}
+
+impl BorrowedValue for EncodedListing {
+    type Owned = Listing;
+}
+
+impl Serialize for Listing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EncodedListing::new(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listing {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Listing;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a library listing (text, ends, records)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listing, A::Error> {
+                let missing = || de::Error::custom("a library listing has three fields");
+                let text: &'de str = seq.next_element()?.ok_or_else(missing)?;
+                let ends: &'de [u8] = seq.next_element()?.ok_or_else(missing)?;
+                let records: &'de [u8] = seq.next_element()?.ok_or_else(missing)?;
+                let parts = Parts::check(text, ends, records).map_err(de::Error::custom)?;
+                Ok(Listing(parts.items().map(|i| i.to_owned()).collect()))
+            }
+        }
+        d.deserialize_tuple(3, V)
+    }
+}
+
+/// The tables of a listing, checked (see the [module documentation](self)), with every
+/// string sliced out of the text once.
+#[derive(Debug)]
+pub(crate) struct Parts<'a> {
+    strings: Vec<&'a str>,
+    records: &'a [u8],
+}
+
+fn damaged(detail: impl Into<String>) -> DecodeError {
+    DecodeError::Payload(detail.into())
+}
+
+#[inline]
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_le_bytes(w)
+}
+
+#[inline]
+fn le_i64(b: &[u8], at: usize) -> i64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        w.copy_from_slice(s);
+    }
+    i64::from_le_bytes(w)
+}
+
+impl<'a> Parts<'a> {
+    /// Reads the three fields of a listing's postcard payload (the envelope's payload),
+    /// checking `text` as UTF-8 in one pass.
+    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut at = 0usize;
+        let mut field = |name: &str| -> Result<&'a [u8], DecodeError> {
+            let mut len = 0u64;
+            let mut shift = 0u32;
+            loop {
+                let b = *payload.get(at).ok_or_else(|| {
+                    damaged(format!("the listing ends inside the length of {name}"))
+                })?;
+                at += 1;
+                len |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+                if shift > 63 {
+                    return Err(damaged("a length of the listing is too long"));
+                }
+            }
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| at.checked_add(len))
+                .filter(|end| *end <= payload.len())
+                .ok_or_else(|| damaged(format!("{name} runs past the end of the listing")))?;
+            let bytes = &payload[at..end];
+            at = end;
+            Ok(bytes)
+        };
+        let text = field("the text")?;
+        let ends = field("the string table")?;
+        let records = field("the item table")?;
+        if at != payload.len() {
+            return Err(damaged(format!(
+                "{} trailing bytes after the listing",
+                payload.len() - at
+            )));
+        }
+        let text = simdutf8::basic::from_utf8(text)
+            .map_err(|_| damaged("the listing's text is not valid UTF-8"))?;
+        Self::check(text, ends, records)
+    }
+
+    /// Checks the string and item tables against `text`.
+    pub(crate) fn check(
+        text: &'a str,
+        ends: &'a [u8],
+        records: &'a [u8],
+    ) -> Result<Self, DecodeError> {
+        if !ends.len().is_multiple_of(4) || !records.len().is_multiple_of(RECORD_LEN) {
+            return Err(damaged("a table of the listing has a partial row"));
+        }
+        let mut strings = Vec::with_capacity(ends.len() / 4);
+        let mut prev = 0usize;
+        for end in ends.chunks_exact(4) {
+            let end = le_u32(end, 0) as usize;
+            let s = text
+                .get(prev..end)
+                .ok_or_else(|| damaged("a string of the listing is out of bounds"))?;
+            strings.push(s);
+            prev = end;
+        }
+        if prev != text.len() {
+            return Err(damaged("the listing's strings do not cover its text"));
+        }
+        let mut next = 0usize;
+        for r in records.chunks_exact(RECORD_LEN) {
+            let (first, paths, mask) = (le_u32(r, 0), le_u32(r, 4), le_u32(r, 8));
+            if first as usize != next || mask & !(HAS_YEAR | HAS_UPDATED_AT | HAS_SECTION) != 0 {
+                return Err(damaged("an item record of the listing is inconsistent"));
+            }
+            let absent_nonzero = (mask & HAS_YEAR == 0 && le_u32(r, 12) != 0)
+                || (mask & HAS_SECTION == 0 && le_u32(r, 16) != 0)
+                || (mask & HAS_UPDATED_AT == 0 && le_i64(r, 20) != 0);
+            if absent_nonzero {
+                return Err(damaged("an item record of the listing is inconsistent"));
+            }
+            next = next
+                .checked_add(FIXED_STRINGS + paths as usize)
+                .filter(|n| *n <= strings.len())
+                .ok_or_else(|| damaged("an item of the listing has strings it does not hold"))?;
+        }
+        if next != strings.len() {
+            return Err(damaged("the listing has strings no item holds"));
+        }
+        Ok(Self { strings, records })
+    }
+
+    /// Number of items.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    /// Item `i`.
+    pub(crate) fn item(&self, i: usize) -> Option<PlexItemRef<'_>> {
+        let r = self.records.get(i * RECORD_LEN..(i + 1) * RECORD_LEN)?;
+        let (first, paths, mask) = (le_u32(r, 0) as usize, le_u32(r, 4) as usize, le_u32(r, 8));
+        // Checked: every record's strings are in the table.
+        let s = self.strings.get(first..first + FIXED_STRINGS + paths)?;
+        Some(PlexItemRef {
+            rating_key: s[0],
+            key: s[1],
+            title: s[2],
+            kind_str: s[3],
+            file_paths: &s[FIXED_STRINGS..],
+            year: (mask & HAS_YEAR != 0).then(|| le_u32(r, 12)),
+            updated_at: (mask & HAS_UPDATED_AT != 0).then(|| le_i64(r, 20)),
+            library_section_id: (mask & HAS_SECTION != 0).then(|| le_u32(r, 16)),
+        })
+    }
+
+    /// Every item, in stored order.
+    pub(crate) fn items(&self) -> impl ExactSizeIterator<Item = PlexItemRef<'_>> {
+        // Every `i < len` has a record whose strings were checked, so the fallback is never
+        // taken; it keeps the iterator exact-sized without a panic path.
+        (0..self.len()).map(|i| self.item(i).unwrap_or(PlexItemRef::EMPTY))
+    }
+}
+
+/// One item of a [`LibraryView`](crate::LibraryView): the fields of [`PlexItem`], borrowed
+/// from the stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlexItemRef<'a> {
+    /// The item's `ratingKey`.
+    pub rating_key: &'a str,
+    /// The item's `key`.
+    pub key: &'a str,
+    /// The item's title.
+    pub title: &'a str,
+    /// The item's PMS type string (`movie`, `episode`, ...; see [`PlexItemRef::kind`]).
+    pub kind_str: &'a str,
+    /// Every file path of the item, in document order.
+    pub file_paths: &'a [&'a str],
+    /// `year`, when present.
+    pub year: Option<u32>,
+    /// `updatedAt`, when present.
+    pub updated_at: Option<i64>,
+    /// `librarySectionID`, when present.
+    pub library_section_id: Option<u32>,
+}
+
+impl PlexItemRef<'_> {
+    const EMPTY: Self = PlexItemRef {
+        rating_key: "",
+        key: "",
+        title: "",
+        kind_str: "",
+        file_paths: &[],
+        year: None,
+        updated_at: None,
+        library_section_id: None,
+    };
+
+    /// The item's kind.
+    pub fn kind(&self) -> ItemKind {
+        ItemKind::from_plex_type(self.kind_str)
+    }
+
+    /// An owned copy.
+    #[allow(clippy::wrong_self_convention)] // `to_owned` is the name users look for
+    pub fn to_owned(&self) -> PlexItem {
+        PlexItem {
+            rating_key: self.rating_key.to_owned(),
+            key: self.key.to_owned(),
+            title: self.title.to_owned(),
+            kind: self.kind(),
+            file_paths: self.file_paths.iter().map(|p| (*p).to_owned()).collect(),
+            year: self.year,
+            updated_at: self.updated_at,
+            library_section_id: self.library_section_id,
+        }
+    }
+}
