@@ -533,6 +533,12 @@ fn main() {
                     .set_library_items("Movies", &plex_library(n))
                     .await
                     .unwrap();
+                let items = plex_library(n);
+                let t = Instant::now();
+                for _ in 0..iters {
+                    cache.set_library_items("Movies", &items).await.unwrap();
+                }
+                eprintln!("set {n}: {:?}/iter", t.elapsed() / iters as u32);
                 let t = Instant::now();
                 for _ in 0..iters {
                     let v = cache.library_view("Movies").await.unwrap().unwrap();

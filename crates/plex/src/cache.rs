@@ -13,7 +13,7 @@ use plexcache_core::{
 
 use crate::item::PlexItem;
 use crate::keys::{self, KeyKind};
-use crate::listing::{EncodedListing, Listing};
+use crate::listing::{Listing, ListingRef};
 use crate::view::LibraryView;
 
 /// The default TTL of library data: one hour, as the Python tool had it.
@@ -268,7 +268,7 @@ impl<B: CacheBackend> PlexCache<B> {
         }
         batch.set_borrowed(
             &keys::library_key(library),
-            &EncodedListing::new(items),
+            &ListingRef::new(items),
             self.library_ttl,
         )?;
         if with_matches {
@@ -304,7 +304,7 @@ impl<B: CacheBackend> PlexCache<B> {
         self.cache
             .set_borrowed(
                 &keys::library_key(library),
-                &EncodedListing::new(items),
+                &ListingRef::new(items),
                 self.library_ttl,
             )
             .await

@@ -61,5 +61,5 @@ pub use item::{Extracted, ItemKind, Page, PlexItem, Section};
 pub use keys::{
     KeyKind, ParsedKey, library_key, library_prefixes, match_key, parse_key, search_key,
 };
-pub use listing::{EncodedListing, Listing, PlexItemRef};
+pub use listing::{Listing, ListingRef, PlexItemRef};
 pub use view::LibraryView;

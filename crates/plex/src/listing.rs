@@ -58,83 +58,100 @@ impl From<Listing> for Vec<PlexItem> {
     }
 }
 
-/// Items encoded in the stored layout, ready to be written without copying them into a
-/// [`Listing`]: `cache.set_borrowed(key, &EncodedListing::new(&items), ttl)`.
-#[derive(Clone, Debug, Default)]
-pub struct EncodedListing {
-    text: String,
-    ends: Vec<u8>,
-    records: Vec<u8>,
-    /// The items do not fit the layout's 32-bit offsets: serializing fails.
-    too_large: bool,
+/// Items borrowed for writing in the stored layout, without copying them into a [`Listing`]:
+/// `cache.set_borrowed(key, &ListingRef::new(&items), ttl)`. The layout is written straight
+/// into the stored value's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct ListingRef<'a> {
+    items: &'a [PlexItem],
+    text_len: usize,
+    strings: usize,
 }
 
-impl EncodedListing {
-    /// Encodes `items`. A listing over 4 GiB of strings does not fit the layout: writing it
-    /// then fails with an encode error.
-    pub fn new(items: &[PlexItem]) -> Self {
+fn strings_of(item: &PlexItem) -> impl Iterator<Item = &str> {
+    [
+        item.rating_key.as_str(),
+        &item.key,
+        &item.title,
+        item.kind.as_str(),
+    ]
+    .into_iter()
+    .chain(item.file_paths.iter().map(String::as_str))
+}
+
+fn varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn varint_len(n: usize) -> usize {
+    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+impl<'a> ListingRef<'a> {
+    /// Borrows `items` for writing. A listing over 4 GiB of strings does not fit the layout:
+    /// writing it fails with an encode error.
+    pub fn new(items: &'a [PlexItem]) -> Self {
         let mut strings = 0usize;
         let mut text_len = 0usize;
         for item in items {
-            strings += FIXED_STRINGS + item.file_paths.len();
-            text_len += item.rating_key.len()
-                + item.key.len()
-                + item.title.len()
-                + item.kind.as_str().len()
-                + item.file_paths.iter().map(String::len).sum::<usize>();
+            strings = strings.saturating_add(FIXED_STRINGS + item.file_paths.len());
+            text_len = strings_of(item).fold(text_len, |n, s| n.saturating_add(s.len()));
         }
-        if u32::try_from(text_len).is_err() || u32::try_from(strings).is_err() {
-            return Self {
-                too_large: true,
-                ..Self::default()
-            };
+        Self {
+            items,
+            text_len,
+            strings,
         }
-        let mut out = Self {
-            text: String::with_capacity(text_len),
-            ends: Vec::with_capacity(strings * 4),
-            records: Vec::with_capacity(items.len() * RECORD_LEN),
-            too_large: false,
-        };
-        let mut first = 0u32;
-        for item in items {
-            for s in [
-                item.rating_key.as_str(),
-                &item.key,
-                &item.title,
-                item.kind.as_str(),
-            ]
-            .into_iter()
-            .chain(item.file_paths.iter().map(String::as_str))
-            {
-                out.text.push_str(s);
-                // In range: the total was checked against u32 above.
-                out.ends
-                    .extend_from_slice(&(out.text.len() as u32).to_le_bytes());
+    }
+
+    fn fits(&self) -> bool {
+        u32::try_from(self.text_len).is_ok() && u32::try_from(self.strings).is_ok()
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        for item in self.items {
+            strings_of(item).for_each(|s| out.extend_from_slice(s.as_bytes()));
+        }
+    }
+
+    fn write_ends(&self, out: &mut Vec<u8>) {
+        // In range: `fits` was checked.
+        let mut end = 0u32;
+        for item in self.items {
+            for s in strings_of(item) {
+                end += s.len() as u32;
+                out.extend_from_slice(&end.to_le_bytes());
             }
+        }
+    }
+
+    fn write_records(&self, out: &mut Vec<u8>) {
+        let mut first = 0u32;
+        for item in self.items {
             let paths = item.file_paths.len() as u32;
             let mask = (u32::from(item.year.is_some()) * HAS_YEAR)
                 | (u32::from(item.updated_at.is_some()) * HAS_UPDATED_AT)
                 | (u32::from(item.library_section_id.is_some()) * HAS_SECTION);
-            let r = &mut out.records;
-            r.extend_from_slice(&first.to_le_bytes());
-            r.extend_from_slice(&paths.to_le_bytes());
-            r.extend_from_slice(&mask.to_le_bytes());
-            r.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
-            r.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
-            r.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&paths.to_le_bytes());
+            out.extend_from_slice(&mask.to_le_bytes());
+            out.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
             first += FIXED_STRINGS as u32 + paths;
         }
-        out
     }
 
-    /// Bytes of the encoded tables (about the stored size).
-    pub fn len(&self) -> usize {
-        self.text.len() + self.ends.len() + self.records.len()
-    }
-
-    /// Whether it encodes no items.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+    fn tables(&self) -> (usize, usize, usize) {
+        (
+            self.text_len,
+            self.strings * 4,
+            self.items.len() * RECORD_LEN,
+        )
     }
 }
 
@@ -147,28 +164,58 @@ impl Serialize for RawBytes<'_> {
     }
 }
 
-impl Serialize for EncodedListing {
+impl Serialize for ListingRef<'_> {
+    /// The serde path (the cache writes through [`BorrowedValue::write_payload`] instead):
+    /// the same bytes, built in three buffers first.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.too_large {
+        if !self.fits() {
             return Err(serde::ser::Error::custom(
                 "a library listing over 4 GiB of strings cannot be stored",
             ));
         }
-        let mut t = s.serialize_tuple(3)?;
-        t.serialize_element(self.text.as_str())?;
-        t.serialize_element(&RawBytes(&self.ends))?;
-        t.serialize_element(&RawBytes(&self.records))?;
-        t.end()
+        let (t, e, r) = self.tables();
+        let (mut text, mut ends, mut records) = (
+            Vec::with_capacity(t),
+            Vec::with_capacity(e),
+            Vec::with_capacity(r),
+        );
+        self.write_text(&mut text);
+        self.write_ends(&mut ends);
+        self.write_records(&mut records);
+        let text = std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?;
+        let mut tuple = s.serialize_tuple(3)?;
+        tuple.serialize_element(text)?;
+        tuple.serialize_element(&RawBytes(&ends))?;
+        tuple.serialize_element(&RawBytes(&records))?;
+        tuple.end()
     }
 }
 
-impl BorrowedValue for EncodedListing {
+impl BorrowedValue for ListingRef<'_> {
     type Owned = Listing;
+
+    fn payload_len(&self) -> Option<usize> {
+        if !self.fits() {
+            return None; // serde then reports the error
+        }
+        let (t, e, r) = self.tables();
+        Some(varint_len(t) + t + varint_len(e) + e + varint_len(r) + r)
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        let (t, e, r) = self.tables();
+        varint(out, t);
+        self.write_text(out);
+        varint(out, e);
+        self.write_ends(out);
+        varint(out, r);
+        self.write_records(out);
+    }
 }
 
 impl Serialize for Listing {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        EncodedListing::new(&self.0).serialize(s)
+        ListingRef::new(&self.0).serialize(s)
     }
 }
 

@@ -11,7 +11,7 @@
 //! kept, shared between threads (`Arc<LibraryView>`) and outlive the read.
 //!
 //! ```
-//! use plexcache_plex::{EncodedListing, ItemKind, LibraryView, PlexItem};
+//! use plexcache_plex::{ListingRef, ItemKind, LibraryView, PlexItem};
 //!
 //! let items = vec![PlexItem {
 //!     rating_key: "7".into(),
@@ -24,7 +24,7 @@
 //!     library_section_id: Some(1),
 //! }];
 //! let key = plexcache_plex::keys::library_key("Movies");
-//! let bytes = plexcache_core::codec::encode_borrowed(&key, &EncodedListing::new(&items))?;
+//! let bytes = plexcache_core::codec::encode_borrowed(&key, &ListingRef::new(&items))?;
 //! let view = LibraryView::from_envelope(&key, bytes).unwrap();
 //! assert_eq!(view.len(), 1);
 //! let item = view.find_by_path("/movies/Amélie (2001)/Amélie.mkv").unwrap();
@@ -41,7 +41,7 @@ use plexcache_core::codec::{self, CacheValue, DecodeError};
 
 use crate::item::PlexItem;
 #[cfg(test)]
-use crate::listing::EncodedListing;
+use crate::listing::ListingRef;
 pub use crate::listing::PlexItemRef;
 use crate::listing::{Listing, Parts};
 
@@ -195,7 +195,7 @@ mod tests {
     }
 
     fn enc(key: &str, items: &[PlexItem]) -> Bytes {
-        codec::encode_borrowed(key, &EncodedListing::new(items)).unwrap()
+        codec::encode_borrowed(key, &ListingRef::new(items)).unwrap()
     }
 
     #[test]

@@ -12,7 +12,7 @@ use plexcache_core::{
     EvictionPolicy, Millis, PutOutcome, Removed, Result, Revalidated, Usage, WriteLimit,
     async_trait,
 };
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
@@ -478,12 +478,19 @@ impl SqliteBackend {
         tokio::runtime::Handle::try_current().is_ok()
     }
 
-    /// Runs `job` on the blocking pool when `offload` and a runtime is available, else here.
+    /// Runs `job` off the runtime when `offload` and a runtime is available, else here. On a
+    /// multi-threaded runtime "off the runtime" is `block_in_place`: the job runs on this
+    /// thread while the worker's other tasks move to another one, so the caller does not wait
+    /// for a hop to the blocking pool and back. A current-thread runtime cannot do that: there
+    /// it runs on the blocking pool.
     async fn run<T: Send + 'static>(
         offload: bool,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         if offload && let Ok(handle) = tokio::runtime::Handle::try_current() {
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                return tokio::task::block_in_place(job);
+            }
             return handle.spawn_blocking(job).await.map_err(join_error)?;
         }
         job()
@@ -512,29 +519,6 @@ impl SqliteBackend {
             out
         })
         .await
-    }
-
-    /// A read of a large value (shared mode). On a multi-threaded runtime it runs on this
-    /// thread inside `block_in_place`: the worker hands its other tasks to another thread
-    /// and this task goes on without waiting for a hop to the blocking pool and back. On a
-    /// current-thread runtime, where that is not possible, it runs on the blocking pool.
-    async fn read_large<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !multi_thread {
-            return self.read(what, false, f).await;
-        }
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| Error::backend(NAME, "reader pool closed", e))?;
-        tokio::task::block_in_place(|| self.inner.read_here(what, f))
     }
 
     /// A read that is short enough to run inline unless the offload mode is `Always`.
@@ -677,12 +661,7 @@ impl SqliteBackend {
         f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
         conn.busy_timeout(Duration::ZERO)?;
-        let out = (|| -> rusqlite::Result<T> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
+        let out = store::immediate(conn, |tx| f(tx).map(|out| (out, true)));
         let restore = conn.busy_timeout(crate::schema::busy_handler_timeout(&self.inner.cfg));
         let out = out?;
         restore?;
@@ -846,7 +825,7 @@ impl CacheBackend for SqliteBackend {
             }
         }
         let got = self
-            .read_large("get", {
+            .read("get", false, {
                 let key = key.to_owned();
                 move |conn| store::get(conn, &key, now, u64::MAX)
             })

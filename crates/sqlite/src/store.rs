@@ -13,7 +13,7 @@ use plexcache_core::{
     PutOutcome, Removed, Result, Revalidated, Usage, WriteLimit,
 };
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::prefix::successor;
 use crate::schema::wal_path;
@@ -109,13 +109,36 @@ impl Ctx {
         what: &str,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        self.retry(what, || {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
+        self.retry(what, || immediate(conn, |tx| f(tx).map(|out| (out, true))))
     }
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction on `conn`, committed when `f` returns
+/// `(_, true)`, rolled back when it returns `(_, false)` or fails. The statements that begin
+/// and end it are prepared once per connection (a small write is a handful of statements, so
+/// parsing these two each time would be a visible share of it).
+pub(crate) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<(T, bool)>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let ended = match f(conn) {
+        Ok((out, true)) => conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| out),
+        Ok((out, false)) => conn
+            .prepare_cached("ROLLBACK")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| out),
+        Err(e) => Err(e),
+    };
+    if ended.is_err() && !conn.is_autocommit() {
+        // The error is the one to report; a failed rollback leaves nothing more to undo
+        // (SQLite then rolls the transaction back itself).
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    ended
 }
 
 impl Ctx {
@@ -127,16 +150,7 @@ impl Ctx {
         what: &str,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<(T, bool)>,
     ) -> Result<T> {
-        self.retry(what, || {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (out, commit) = f(&tx)?;
-            if commit {
-                tx.commit()?;
-            } else {
-                tx.rollback()?;
-            }
-            Ok(out)
-        })
+        self.retry(what, || immediate(conn, &mut f))
     }
 }
 
@@ -350,6 +364,31 @@ struct Counts {
     seq: i64,
 }
 
+/// What a put reads before it writes: the size of the entry it replaces (expired or not), the
+/// counters, and whether any entry is expired at `now`.
+fn put_reads(
+    tx: &Connection,
+    key: &str,
+    now: Millis,
+) -> rusqlite::Result<(Option<i64>, Counts, bool)> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,
+                EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2)
+         FROM counters WHERE id = 1",
+    )?;
+    stmt.query_row(params![key, to_sql(now)], |r| {
+        Ok((
+            r.get(0)?,
+            Counts {
+                entries: r.get(1)?,
+                bytes: r.get(2)?,
+                seq: r.get(3)?,
+            },
+            r.get(4)?,
+        ))
+    })
+}
+
 fn counts(tx: &Connection) -> rusqlite::Result<Counts> {
     let mut stmt = tx.prepare_cached("SELECT entries, bytes, seq FROM counters WHERE id = 1")?;
     stmt.query_row([], |r| {
@@ -557,14 +596,17 @@ pub(crate) fn put_counted(
     expires_at: Option<Millis>,
     limit: WriteLimit,
 ) -> rusqlite::Result<(PutOutcome, Option<PendingRow>)> {
-    let expired = purge_for(tx, &limit)?;
     let max_bytes = (limit.policy == EvictionPolicy::None).then_some(limit.max_bytes);
     let size = plexcache_core::backend::entry_size(key, value_len);
-    let previous: Option<i64> = tx
-        .prepare_cached(PREVIOUS_SIZE_SQL)?
-        .query_row([key], |r| r.get(0))
-        .optional()?;
-    let mut c = counts(tx)?;
+    // The replaced entry's size, the counters and whether anything expired, in one statement:
+    // a small put is a handful of statements and each one counts.
+    let (mut previous, mut c, any_expired) = put_reads(tx, key, limit.now)?;
+    let mut expired = Removed::default();
+    if any_expired && limit.purge > 0 {
+        expired = purge_expired(tx, limit.now, limit.purge)?;
+        // The purge may have removed `key` itself and changed the counters.
+        (previous, c, _) = put_reads(tx, key, limit.now)?;
+    }
     let after = c
         .bytes
         .saturating_sub(previous.unwrap_or(0))
