@@ -342,9 +342,51 @@ fn raw_rows(dir: &Path, sizes: &[u64], quick: bool) {
         samples: sets,
     }
     .print();
+    // The cull workload on a bare table that keeps its total size in the process and deletes
+    // the oldest rows (rowid order) in the same transaction until it is under the limit: the
+    // least an engine does to set while culling.
+    conn.execute_batch(
+        "CREATE TABLE c (key TEXT PRIMARY KEY, size INTEGER NOT NULL, value BLOB NOT NULL);",
+    )
+    .unwrap();
+    let mut total_bytes = 0u64;
+    let mut cull = Vec::new();
+    let total = 4 * SMALL;
+    for i in 0..total {
+        let key = format!("{}#{i}", small_key(i));
+        let value = codec::encode(&key, &small_value(i)).unwrap();
+        let t = Instant::now();
+        let tx = conn.unchecked_transaction().unwrap();
+        let size = (key.len() + value.len()) as u64;
+        tx.prepare_cached("INSERT INTO c (key, size, value) VALUES (?1, ?2, ?3)")
+            .unwrap()
+            .execute(rusqlite::params![key, size as i64, &value[..]])
+            .unwrap();
+        total_bytes += size;
+        while total_bytes > CULL_LIMIT {
+            let freed: i64 = tx
+                .prepare_cached(
+                    "DELETE FROM c WHERE rowid = (SELECT min(rowid) FROM c) RETURNING size",
+                )
+                .unwrap()
+                .query_row([], |r| r.get(0))
+                .unwrap();
+            total_bytes -= freed as u64;
+        }
+        tx.commit().unwrap();
+        if i >= total / 2 {
+            cull.push(t.elapsed());
+        }
+    }
+    Row {
+        name: "raw_cull_set".into(),
+        samples: cull,
+    }
+    .print();
     for &n in sizes {
         let key = keys::library_key("Movies");
-        let lib = codec::encode(&key, &plex_library(n)).unwrap();
+        let lib = codec::encode_borrowed(&key, &plexcache_plex::ListingRef::new(&plex_library(n)))
+            .unwrap();
         conn.execute(
             "INSERT OR REPLACE INTO t (key, value) VALUES (?1, ?2)",
             rusqlite::params![key, &lib[..]],
@@ -491,11 +533,15 @@ async fn import_rows(root: &Path, n: usize) {
         let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
         let t = Instant::now();
         let items = plexcache_plex::extract_items(&xml).unwrap().items;
+        let extracted = t.elapsed();
         cache
             .replace_library("Movies", &items, matches)
             .await
             .unwrap();
         cache.flush().await.unwrap();
+        if std::env::var_os("IMPORT_SPLIT").is_some() {
+            eprintln!("extract {extracted:?}, write {:?}", t.elapsed() - extracted);
+        }
         let name = if matches {
             "import_with_matches"
         } else {
@@ -545,6 +591,23 @@ fn main() {
                     black_box(touch_view(&v));
                 }
                 eprintln!("view {n}: {:?}/iter", t.elapsed() / iters as u32);
+            });
+            return;
+        }
+        Some("profile-import") => {
+            use plexcache_plex::synthetic::{Spec, generate_xml};
+            let xml = generate_xml(&Spec::new(50_000));
+            let items = plexcache_plex::extract_items(&xml).unwrap().items;
+            let rt = runtime();
+            rt.block_on(async {
+                for _ in 0..3 {
+                    let dir = tempfile::tempdir().unwrap();
+                    let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
+                    let t = Instant::now();
+                    cache.replace_library("Movies", &items, true).await.unwrap();
+                    cache.flush().await.unwrap();
+                    eprintln!("write with matches {:?}", t.elapsed());
+                }
             });
             return;
         }

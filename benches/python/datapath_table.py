@@ -66,6 +66,7 @@ floors = [
     ("mix: gets", "raw_mix_gets", "mix_90_10_gets"),
     ("mix: sets", "raw_mix_sets", "mix_90_10_sets"),
     ("cull: sets (floor: a plain set)", "raw_set", "cull_set_5mib"),
+    ("cull: sets (bare table: insert, delete oldest until under 5 MiB)", "raw_cull_set", "cull_set_5mib"),
 ]
 for n in (1000, 10000, 50000):
     floors += [

@@ -504,11 +504,30 @@ pub(crate) fn write_batch(
     let mut c = counts(tx)?;
     {
         let mut previous = tx.prepare_cached(PREVIOUS_SIZE_SQL)?;
-        for put in &puts {
+        // Written in key order, so the key index is filled in order (each of its pages is
+        // touched once, not once per key); the write order, which eviction ties follow, is
+        // still the batch's: each entry's `seq` is its position in the batch.
+        let mut order: Vec<usize> = (0..puts.len()).collect();
+        order.sort_unstable_by(|&a, &b| puts[a].key.cmp(&puts[b].key));
+        let base = c.seq;
+        for i in order {
+            let put = puts[i];
             let key = put.key.as_str();
             let size = plexcache_core::backend::entry_size(key, put.value.len());
-            let old: Option<i64> = previous.query_row([key], |r| r.get(0)).optional()?;
-            c.seq = c.seq.saturating_add(1);
+            // A key under a prefix this batch removed is gone: no need to look.
+            let old: Option<i64> = if batch
+                .remove_prefixes
+                .iter()
+                .any(|p| key.starts_with(p.as_str()))
+            {
+                None
+            } else {
+                previous.query_row([key], |r| r.get(0)).optional()?
+            };
+            let seq = base
+                .saturating_add(i64::try_from(i).unwrap_or(i64::MAX))
+                .saturating_add(1);
+            c.seq = c.seq.max(seq);
             c.bytes = c
                 .bytes
                 .saturating_sub(old.unwrap_or(0))
@@ -520,7 +539,7 @@ pub(crate) fn write_batch(
                 stored_at: batch.stored_at,
                 expires_at: put.expires_at,
                 size,
-                seq: c.seq,
+                seq,
             };
             row.write(tx, key, &put.value)?;
         }
