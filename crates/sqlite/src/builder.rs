@@ -22,11 +22,13 @@ pub enum Offload {
     /// The default: point reads of values up to [`SqliteBuilder::inline_read_limit`] bytes,
     /// usage and stats reads run inline (a few microseconds; in WAL mode they never wait for a
     /// lock); small writes run inline when the writer connection and the database write lock
-    /// are free right now, and otherwise wait on the blocking pool; larger reads and writes,
-    /// scans, checkpoints and flushes run on tokio's blocking pool.
+    /// are free right now, and otherwise wait off the runtime; larger reads and writes, scans,
+    /// checkpoints and flushes run off the runtime. "Off the runtime" is `block_in_place` on a
+    /// multi-threaded runtime (this thread, after handing the worker's other tasks to another
+    /// one) and tokio's blocking pool on a current-thread runtime.
     #[default]
     Auto,
-    /// Every call runs on tokio's blocking pool.
+    /// Every call runs off the runtime (see `Auto`).
     Always,
 }
 
