@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use plexcache_redis::test_server::{RedisServer, free_port, send};
+use plexcache_testsupport::redis_server::{RedisServer, free_port, send};
 
 fn start_server() -> Option<RedisServer> {
     RedisServer::start()
