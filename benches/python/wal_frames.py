@@ -21,6 +21,11 @@ CREATE TABLE counters (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NO
 INSERT INTO counters VALUES (1, 0, 0, 0);
 """
 BARE_SCHEMA = "CREATE TABLE t (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+# The alternative to the least-recently-stored index: every write gives its row a fresh rowid
+# (the write sequence), so rowid order is store order.
+ROWID_ORDER_SCHEMA = PLEXCACHE_SCHEMA.replace(
+    "CREATE INDEX entries_lrs ON entries (stored_at, seq);", ""
+)
 
 
 def put_plexcache(c, key, value, now):
@@ -40,6 +45,29 @@ def put_plexcache(c, key, value, now):
         " value) VALUES (?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET"
         " stored_at = excluded.stored_at, accessed_at = excluded.accessed_at, access_count = 0,"
         " size = excluded.size, seq = excluded.seq, value = excluded.value",
+        (key, now, n, seq + 1, value),
+    )
+    c.execute("COMMIT")
+
+
+def put_rowid_order(c, key, value, now):
+    c.execute("BEGIN IMMEDIATE")
+    old, entries, size, seq, _ = c.execute(
+        "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,"
+        " EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2) FROM counters WHERE id = 1",
+        (key, now),
+    ).fetchone()
+    n = len(key) + len(value)
+    c.execute(
+        "UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1",
+        (entries + (old is None), size - (old or 0) + n, seq + 1),
+    )
+    c.execute(
+        "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count, size,"
+        " seq, value) VALUES (?4, ?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE"
+        " SET rowid = excluded.rowid, stored_at = excluded.stored_at,"
+        " accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,"
+        " seq = excluded.seq, value = excluded.value",
         (key, now, n, seq + 1, value),
     )
     c.execute("COMMIT")
@@ -73,4 +101,8 @@ for rewrite in (False, True):
     what = "rewrite of an existing key" if rewrite else "new key"
     bare = frames(BARE_SCHEMA, put_bare, rewrite)
     ours = frames(PLEXCACHE_SCHEMA, put_plexcache, rewrite)
-    print(f"{what}: bare table {bare:.1f} frames per commit, plexcache schema {ours:.1f}")
+    rowid = frames(ROWID_ORDER_SCHEMA, put_rowid_order, rewrite)
+    print(
+        f"{what}: bare table {bare:.1f} frames per commit, plexcache schema {ours:.1f},"
+        f" rowid order instead of the store-order index {rowid:.1f}"
+    )
