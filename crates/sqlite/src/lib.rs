@@ -64,6 +64,7 @@
 
 mod backend;
 mod builder;
+mod ctx;
 mod lock;
 mod prefix;
 mod schema;
