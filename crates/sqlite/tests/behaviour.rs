@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use plexcache_core::WriteLimit;
-use plexcache_core::model::ModelBackend;
-use plexcache_core::{Access, Bytes, Cache, CacheBackend, EvictionPolicy, Ttl};
+use plexcache_core::{Bytes, Cache, CacheBackend, EvictionPolicy, Ttl};
 use plexcache_sqlite::{Offload, SqliteBackend};
+use plexcache_testsupport::differential::{AWKWARD_ALPHABET, Coverage, Target, run};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -18,35 +18,32 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-const ALPHABET: [&str; 10] = [
-    "a",
-    "b",
-    "\0",
-    "\u{10FFFF}",
-    "é",
-    "%",
-    "_",
-    "\u{7F}",
-    "\u{D7FF}",
-    "\u{E000}",
-];
-
-fn key(x: u64) -> String {
-    (0..1 + x % 3)
-        .map(|i| ALPHABET[((x >> (8 * i + 4)) % ALPHABET.len() as u64) as usize])
-        .collect()
-}
-
-/// Random raw backend operations on SQLite and on the model give the same results.
+/// Random raw backend operations on SQLite and on the model give the same results (the
+/// shared driver of `plexcache_testsupport::differential`, keys of awkward code points), with
+/// reopens.
 #[test]
 fn differential_against_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    rt().block_on(differential(SqliteBackend::open(dir.path()).unwrap()));
+    let path = dir.path().to_path_buf();
+    rt().block_on(async {
+        let mut seen = Coverage::default();
+        for seed in [3, 17] {
+            let p = path.join(format!("c{seed}"));
+            let reopen_at = p.clone();
+            let target = Target::new(SqliteBackend::open(&p).unwrap())
+                .key_alphabet(AWKWARD_ALPHABET)
+                .reopen_with(move |old| {
+                    drop(old);
+                    SqliteBackend::open(&reopen_at).unwrap()
+                });
+            seen.add(run(target, seed, 2_000).await.1);
+        }
+        seen.assert_complete();
+    });
 }
 
-/// The same in exclusive mode, with a memory tier small enough that it keeps replacing what
-/// it holds and a commit interval short enough that batches commit during the run: the tier
-/// never disagrees with the database.
+/// The same in exclusive mode, with a commit interval short enough that batches commit
+/// during the run.
 #[test]
 fn differential_against_the_model_in_exclusive_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,10 +52,13 @@ fn differential_against_the_model_in_exclusive_mode() {
         .commit_interval(Duration::from_millis(2))
         .open()
         .unwrap();
-    rt().block_on(differential(sqlite));
+    rt().block_on(async {
+        let target = Target::new(sqlite).key_alphabet(AWKWARD_ALPHABET);
+        run(target, 5, 2_000).await;
+    });
 }
 
-/// The same with most values "large" (over a 100-byte inline limit), so most `put`s are
+/// The same with many values "large" (over a 100-byte inline limit), so those `put`s are
 /// counted at once and their rows written later by the commit thread or by the next use of
 /// the connection: results must not show it.
 #[test]
@@ -70,135 +70,10 @@ fn differential_against_the_model_with_deferred_rows() {
         .commit_interval(Duration::from_millis(3))
         .open()
         .unwrap();
-    rt().block_on(differential(sqlite));
-}
-
-async fn differential(sqlite: SqliteBackend) {
-    {
-        let model = ModelBackend::new();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut now = 1_000_000u64;
-        for step in 0..4_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            now += x % 3;
-            let k = key(x >> 5);
-            let ctx = format!("step {step}, key {k:?}");
-            match x % 11 {
-                0..=2 => {
-                    let v = Bytes::from(vec![b'v'; ((x >> 30) % 300) as usize]);
-                    let exp = (x >> 40).is_multiple_of(3).then_some(now + (x >> 50) % 20);
-                    let limit = match (x >> 45) % 5 {
-                        0 => WriteLimit::refuse_above(2_000),
-                        1 => WriteLimit::evict_to(2_000, EvictionPolicy::LeastRecentlyStored)
-                            .with_purge(now, 3),
-                        2 => WriteLimit::evict_to(2_500, EvictionPolicy::LeastRecentlyUsed),
-                        3 => WriteLimit::UNBOUNDED.with_purge(now, 2),
-                        _ => WriteLimit::UNBOUNDED,
-                    };
-                    let a = sqlite.put(&k, v.clone(), now, exp, limit).await.unwrap();
-                    let b = model.put(&k, v, now, exp, limit).await.unwrap();
-                    assert_eq!(a, b, "put, {ctx}");
-                }
-                3 => assert_eq!(
-                    sqlite.get(&k, now).await.unwrap(),
-                    model.get(&k, now).await.unwrap(),
-                    "get, {ctx}"
-                ),
-                4 => assert_eq!(
-                    sqlite.remove(&k).await.unwrap(),
-                    model.remove(&k).await.unwrap(),
-                    "remove, {ctx}"
-                ),
-                5 => {
-                    let p: String = k.chars().take(1 + (x as usize >> 9) % 2).collect();
-                    assert_eq!(
-                        sqlite.remove_prefix(&p).await.unwrap(),
-                        model.remove_prefix(&p).await.unwrap(),
-                        "remove_prefix {p:?}, {ctx}"
-                    );
-                }
-                6 => {
-                    let p: String = k.chars().take((x as usize >> 9) % 3).collect();
-                    assert_eq!(
-                        sqlite.keys(&p, now, 1000).await.unwrap(),
-                        model.keys(&p, now, 1000).await.unwrap(),
-                        "keys {p:?}, {ctx}"
-                    );
-                }
-                7 if (x >> 19).is_multiple_of(3) => {
-                    let mut batch = plexcache_core::Batch::new(now);
-                    let p: String = k.chars().take(1 + (x as usize >> 9) % 2).collect();
-                    batch.remove_prefixes.push(p);
-                    for i in 0..(x >> 24) % 6 {
-                        batch.puts.push(plexcache_core::BatchPut {
-                            key: key(x >> (i * 3)),
-                            value: Bytes::from(vec![b'b'; ((x >> (20 + i)) % 200) as usize]),
-                            expires_at: (i % 2 == 0).then_some(now + 5),
-                        });
-                    }
-                    let limit = if (x >> 28).is_multiple_of(2) {
-                        WriteLimit::evict_to(2_000, EvictionPolicy::LeastRecentlyStored)
-                    } else {
-                        WriteLimit::UNBOUNDED
-                    };
-                    assert_eq!(
-                        sqlite.write_batch(&batch, limit).await.unwrap(),
-                        model.write_batch(&batch, limit).await.unwrap(),
-                        "write_batch, {ctx}"
-                    );
-                }
-                7 => {
-                    // Ties in expires_at go in write order, so any limit gives one answer.
-                    let limit = ((x >> 20) % 5) as usize;
-                    let a = sqlite.purge_expired(now, limit).await.unwrap();
-                    let b = model.purge_expired(now, limit).await.unwrap();
-                    assert_eq!(a, b, "purge, {ctx}");
-                }
-                8 => {
-                    let policy = match (x >> 12) % 3 {
-                        0 => EvictionPolicy::LeastRecentlyStored,
-                        1 => EvictionPolicy::LeastRecentlyUsed,
-                        _ => EvictionPolicy::LeastFrequentlyUsed,
-                    };
-                    let target = (x >> 22) % 3_000;
-                    let protect = (x >> 33).is_multiple_of(2).then_some(k.as_str());
-                    assert_eq!(
-                        sqlite.evict(policy, target, protect).await.unwrap(),
-                        model.evict(policy, target, protect).await.unwrap(),
-                        "evict {policy} to {target}, {ctx}"
-                    );
-                }
-                9 => {
-                    let acc = [Access {
-                        key: k.clone(),
-                        at: now,
-                        count: 1 + (x >> 14) % 3,
-                    }];
-                    sqlite.record_accesses(&acc).await.unwrap();
-                    model.record_accesses(&acc).await.unwrap();
-                }
-                _ => assert_eq!(
-                    sqlite.usage().await.unwrap(),
-                    model.usage().await.unwrap(),
-                    "usage, {ctx}"
-                ),
-            }
-        }
-        assert_eq!(sqlite.usage().await.unwrap(), model.usage().await.unwrap());
-        assert_eq!(
-            sqlite.keys("", 0, usize::MAX).await.unwrap(),
-            model.keys("", 0, usize::MAX).await.unwrap()
-        );
-        for k in model.keys("", 0, usize::MAX).await.unwrap() {
-            assert_eq!(
-                sqlite.get(&k, 0).await.unwrap(),
-                model.get(&k, 0).await.unwrap(),
-                "final get {k:?} (expired or not)"
-            );
-        }
-    }
+    rt().block_on(async {
+        let target = Target::new(sqlite).key_alphabet(AWKWARD_ALPHABET);
+        run(target, 11, 2_000).await;
+    });
 }
 
 #[test]
