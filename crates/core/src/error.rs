@@ -170,8 +170,16 @@ impl Error {
     }
 }
 
-/// Shortens a key for an error message (keys can be long; messages stay one line).
-pub(crate) fn short_key(key: &str) -> String {
+/// Shortens a key for an error or log message (keys can be long; messages stay one line):
+/// the first 200 bytes, cut at a character boundary, and the full length. Every backend uses
+/// it, so a key reads the same in every message.
+///
+/// ```
+/// let long = "k".repeat(300);
+/// assert_eq!(plexcache_core::short_key("movies"), "movies");
+/// assert!(plexcache_core::short_key(&long).ends_with("… (300 bytes)"));
+/// ```
+pub fn short_key(key: &str) -> String {
     const MAX: usize = 200;
     if key.len() <= MAX {
         return key.to_owned();

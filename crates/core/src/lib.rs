@@ -56,7 +56,7 @@ pub use cache::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{BorrowedValue, CacheValue, DecodeError, SchemaTag};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, short_key};
 pub use stats::Stats;
 
 /// Re-exported so backend crates and users name the same versions.

@@ -455,16 +455,9 @@ impl RedisBackend {
     }
 }
 
+/// A key for a message: shortened, then quoted and escaped.
 fn short(key: &str) -> String {
-    const MAX: usize = 100;
-    if key.len() <= MAX {
-        return format!("{key:?}");
-    }
-    let mut end = MAX;
-    while !key.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &key[..end], key.len())
+    format!("{:?}", plexcache_core::short_key(key))
 }
 
 fn num(n: u64) -> Vec<u8> {

@@ -114,18 +114,12 @@ fn ivec(parts: &[&[u8]]) -> IVec {
     IVec::from(parts.concat())
 }
 
-/// A key for a message: lossy UTF-8, shortened.
+/// A key for a message: lossy UTF-8, shortened, quoted and escaped.
 pub(crate) fn show_key(key: &[u8]) -> String {
-    const MAX: usize = 120;
-    let s = String::from_utf8_lossy(key);
-    if s.len() <= MAX {
-        return format!("{s:?}");
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &s[..end], key.len())
+    format!(
+        "{:?}",
+        plexcache_core::short_key(&String::from_utf8_lossy(key))
+    )
 }
 
 /// Which index a bulk removal walks.

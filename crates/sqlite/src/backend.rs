@@ -873,7 +873,7 @@ impl CacheBackend for SqliteBackend {
         // (which in exclusive mode rolls back the open batch).
         if key.len().max(value.len()) as u64 >= SQLITE_MAX_LENGTH {
             return Err(Error::TooLarge {
-                key: key.chars().take(200).collect(),
+                key: plexcache_core::short_key(key),
                 size: plexcache_core::backend::entry_size(key, value.len()),
                 limit: SQLITE_MAX_LENGTH - 1,
             });
@@ -910,7 +910,7 @@ impl CacheBackend for SqliteBackend {
             .find(|p| p.key.len().max(p.value.len()) as u64 >= SQLITE_MAX_LENGTH)
         {
             return Err(Error::TooLarge {
-                key: put.key.chars().take(200).collect(),
+                key: plexcache_core::short_key(&put.key),
                 size: plexcache_core::backend::entry_size(&put.key, put.value.len()),
                 limit: SQLITE_MAX_LENGTH - 1,
             });
