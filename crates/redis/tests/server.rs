@@ -7,6 +7,8 @@
 
 mod common;
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{RedisServer, ServerOptions, connect, free_port, redis_available, unique_prefix};
@@ -400,11 +402,9 @@ async fn two_connections_on_one_prefix_keep_exact_usage() {
             .build()
             .unwrap();
         tasks.push(tokio::spawn(async move {
-            let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut rng = SmallRng::seed_from_u64(t);
             for _ in 0..200 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x: u64 = rng.random();
                 let key = format!("k{}", x % 80);
                 match x % 6 {
                     0 => {

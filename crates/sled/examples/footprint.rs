@@ -13,6 +13,8 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::path::Path;
 use std::time::Instant;
 
@@ -100,13 +102,11 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     let started = Instant::now();
     let (mut written, mut next_report, mut i) = (0u64, 0u64, 0u64);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = SmallRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let mut peak = 0u64;
     rt.block_on(async {
         while written < churn {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x: u64 = rng.random();
             let library = !small_only && x.is_multiple_of(10);
             let (key, value): (String, Vec<Item>) = if library {
                 let n = 100 + (x >> 8) % 200;

@@ -2,11 +2,11 @@
 //! time to wait for locks), the retry loop on `SQLITE_BUSY`/`SQLITE_LOCKED`, the
 //! classification of engine errors, and `BEGIN IMMEDIATE` transactions.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plexcache_core::{Error, Result};
+use rand::RngExt;
 use rusqlite::{Connection, ErrorCode};
 
 /// The backend's name in errors.
@@ -44,26 +44,10 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    h.finish() | 1
-}
-
+/// A random pause below `max` (milliseconds or microseconds: the caller's unit), so that
+/// processes waiting for the same lock do not retry in step.
 fn jitter(max: u64) -> u64 {
-    RNG.with(|r| {
-        let mut x = r.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        r.set(x);
-        x % max.max(1)
-    })
+    rand::rng().random_range(0..max.max(1))
 }
 
 impl Ctx {

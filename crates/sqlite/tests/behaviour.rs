@@ -3,6 +3,8 @@
 //! clock, and the file size under sustained churn.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::time::Duration;
 
 use plexcache_core::WriteLimit;
@@ -246,13 +248,11 @@ fn file_size_under_churn() {
         let backend = SqliteBackend::open(dir.path()).unwrap();
         let path = backend.path().to_path_buf();
         let cache = Cache::builder(backend).size_limit(limit).build().unwrap();
-        let mut x: u64 = 88_172_645_463_325_252;
+        let mut rng = SmallRng::seed_from_u64(88_172_645_463_325_252);
         let mut max_db = 0;
         let mut written = 0u64;
         for i in 0..3_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x: u64 = rng.random();
             // Plex-like mix: mostly small search results, some library lists of 10-300 KiB.
             let len = if x.is_multiple_of(10) { 10_000 + (x >> 20) % 300_000 } else { (x >> 20) % 2_000 };
             let value = vec![(i % 251) as u8; len as usize];

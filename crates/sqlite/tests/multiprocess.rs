@@ -6,6 +6,8 @@
 //! what the workers counted.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,13 +75,11 @@ async fn run_worker(dir: std::path::PathBuf, id: u64) -> (Counters, u64, Vec<Str
     for t in 0..2u64 {
         let cache = cache.clone();
         tasks.push(tokio::spawn(async move {
-            let mut x = (id * 31 + t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut rng = SmallRng::seed_from_u64(id * 31 + t + 1);
             let mut ops = 0u64;
             let mut errors = Vec::new();
             while Instant::now() < deadline {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x: u64 = rng.random();
                 let key = format!("k:{}:{}", x % 7, (x >> 8) % 64);
                 let r = match (x >> 20) % 100 {
                     0..=54 => cache.get::<String>(&key).await.map(|_| ()),
