@@ -23,6 +23,41 @@ use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
 /// the connections.
 #[derive(Clone)]
 pub struct SqliteBackend {
+    /// Exclusive mode: stops the commit thread and has it commit the open batch when the last
+    /// handle is dropped. Declared before `inner`, so that it runs while `inner` still exists.
+    closer: Option<Arc<Closer>>,
+    inner: Arc<Inner>,
+}
+
+/// Exclusive mode: owned by the handles (never by internal jobs or the commit thread), so its
+/// drop is the drop of the last handle. It stops the commit thread and waits for it: the
+/// thread commits the open batch, writing deferred rows first, before the drop returns. So a
+/// program that drops its cache and returns from `main` loses nothing, even when the commit
+/// thread held the backend at that moment.
+struct Closer {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                tracing::error!(
+                    "the SQLite commit thread panicked; writes acknowledged since the last commit may be lost"
+                );
+            }
+        }
+    }
+}
+
+/// The writer connection's guard with the backend state, for work moved off the runtime. The
+/// guard is declared first, so it is released first: when `inner` is the last reference, the
+/// drop of [`Inner`] finds the connection free and commits the open batch.
+struct Held {
+    conn: tokio::sync::OwnedMutexGuard<Connection>,
     inner: Arc<Inner>,
 }
 
@@ -87,12 +122,27 @@ const ROLLED_BACK_BY_SQLITE: &str = "SQLite rolled the batch transaction back af
 const DEFERRED_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Drop for Inner {
+    /// Exclusive mode: commits what is left when the last reference goes. Normally the commit
+    /// thread has committed the batch already (see [`Closer`]); this covers work that ran
+    /// after it, such as a job moved off the runtime whose caller was cancelled.
     fn drop(&mut self) {
-        if self.cfg.exclusive
-            && let Ok(mut conn) = self.writer.try_lock()
-            && let Err(e) = self.commit_batch(&mut conn)
-        {
-            tracing::error!(error = %e, "the last batch of writes could not be committed at close");
+        if !self.cfg.exclusive {
+            return;
+        }
+        match self.writer.try_lock() {
+            Ok(mut conn) => self.close(&mut conn),
+            Err(_) => {
+                // Not reached: every holder of the connection holds `Inner` too and releases
+                // the connection first (see `Held`).
+                let pending = self.pending.lock().rows.len();
+                if self.batch_started.lock().is_some() || pending > 0 {
+                    tracing::error!(
+                        path = %self.ctx.path.display(),
+                        deferred_rows = pending,
+                        "the connection is still in use at close; writes acknowledged since the last commit are lost"
+                    );
+                }
+            }
         }
     }
 }
@@ -283,6 +333,18 @@ impl Inner {
         }
     }
 
+    /// Exclusive mode, at close: commits the open batch (deferred rows first); what cannot be
+    /// committed is logged as lost.
+    fn close(&self, conn: &mut Connection) {
+        if let Err(e) = self.commit_batch(conn) {
+            tracing::error!(
+                path = %self.ctx.path.display(),
+                error = %e,
+                "the last batch of writes could not be committed at close; it is lost"
+            );
+        }
+    }
+
     /// Exclusive mode: acknowledged writes of the batch are gone; the next `flush` reports it.
     fn batch_lost(&self, why: &str) {
         tracing::error!(
@@ -333,12 +395,18 @@ fn removed_some(r: &Removed) -> bool {
 }
 
 /// Exclusive mode: commits each batch when it reaches the commit interval. Holds the backend
-/// only while it looks or commits, and ends when the backend is gone.
-fn commit_loop(weak: &Weak<Inner>) {
+/// only while it looks or commits. When `stop` is set (the last handle is being dropped, see
+/// [`Closer`]) it commits the open batch and ends; it also ends when the backend is gone.
+fn commit_loop(weak: &Weak<Inner>, stop: &AtomicBool) {
     loop {
         let Some(inner) = weak.upgrade() else {
             return;
         };
+        if stop.load(Ordering::Acquire) {
+            let mut conn = inner.writer.blocking_lock();
+            inner.close(&mut conn);
+            return;
+        }
         let due = inner.batch_due();
         let has_pending = !inner.pending.lock().rows.is_empty();
         if has_pending || due.is_some_and(|left| left.is_zero()) {
@@ -426,7 +494,8 @@ impl SqliteBackend {
             Watch::DataVersion(Mutex::new(conn))
         };
         let exclusive = cfg.exclusive;
-        let backend = Self {
+        let mut backend = Self {
+            closer: None,
             inner: Arc::new(Inner {
                 ctx,
                 cfg,
@@ -448,12 +517,18 @@ impl SqliteBackend {
         };
         if exclusive {
             let weak = Arc::downgrade(&backend.inner);
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread_stop = Arc::clone(&stop);
             let thread = std::thread::Builder::new()
                 .name("plexcache-sqlite-commit".into())
-                .spawn(move || commit_loop(&weak))
+                .spawn(move || commit_loop(&weak, &thread_stop))
                 .map_err(|e| Error::io(&path, "starting the commit thread", e))?;
             // Set once, here, before any operation can run: `set` cannot fail.
             let _ = backend.inner.committer.set(thread.thread().clone());
+            backend.closer = Some(Arc::new(Closer {
+                thread: Some(thread),
+                stop,
+            }));
         }
         Ok(backend)
     }
@@ -569,11 +644,14 @@ impl SqliteBackend {
                 return f(&self.inner, &mut conn);
             }
         }
-        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        let inner = Arc::clone(&self.inner);
+        let held = Held {
+            conn: Arc::clone(&self.inner.writer).lock_owned().await,
+            inner: Arc::clone(&self.inner),
+        };
         Self::run(true, move || {
-            inner.drain(&mut guard)?;
-            f(&inner, &mut guard)
+            let mut held = held;
+            held.inner.drain(&mut held.conn)?;
+            f(&held.inner, &mut held.conn)
         })
         .await
     }
@@ -586,15 +664,19 @@ impl SqliteBackend {
         removing: fn(&T) -> bool,
         f: impl FnOnce(&Ctx, &mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        let inner = Arc::clone(&self.inner);
-        let offload = inner.cfg.offload != Offload::Never;
+        let held = Held {
+            conn: Arc::clone(&self.inner.writer).lock_owned().await,
+            inner: Arc::clone(&self.inner),
+        };
+        let offload = self.inner.cfg.offload != Offload::Never;
         Self::run(offload, move || {
+            let mut held = held;
+            let Held { conn, inner } = &mut held;
             if inner.cfg.exclusive {
-                inner.commit_batch(&mut guard)?;
+                inner.commit_batch(conn)?;
             }
-            let out = f(&inner.ctx, &mut guard)?;
-            inner.maintenance(&guard, removing(&out));
+            let out = f(&inner.ctx, conn)?;
+            inner.maintenance(conn, removing(&out));
             Ok(out)
         })
         .await

@@ -157,7 +157,8 @@ impl SqliteBuilder {
     /// * Writes are grouped: each operation is still atomic (a savepoint), but the enclosing
     ///   transaction is committed at most [`SqliteBuilder::commit_interval`] after its first
     ///   write (by the next operation or by a background thread), and by
-    ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped. A
+    ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped
+    ///   (the drop waits for that commit, deferred rows included, and logs a failure). A
     ///   crash of the process or the machine loses at most that window of acknowledged writes;
     ///   the size limit, counters and everything else hold as in the shared mode.
     /// * The change token is a counter of this backend's writes, so the memory tier of

@@ -13,6 +13,8 @@ use plexcache_sqlite::SqliteBackend;
 mod common;
 
 const CHILD_ENV: &str = "PLEXCACHE_EXCLUSIVE_CHILD";
+/// Values of 1 MiB the `exit-without-flush` child writes.
+const EXIT_VALUES: usize = 12;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -137,6 +139,24 @@ fn child_entry() {
             std::thread::sleep(Duration::from_millis(500));
             std::process::abort();
         }),
+        "exit-without-flush" => {
+            // Returns from `main` (the test harness exits the process right after) with the
+            // last handle dropped and nothing flushed: the drop must commit the batch.
+            rt().block_on(async {
+                let backend = exclusive(&dir)
+                    .commit_interval(Duration::from_secs(3600))
+                    .open()
+                    .unwrap();
+                let cache = plexcache_core::Cache::new(backend);
+                for i in 0..EXIT_VALUES {
+                    cache
+                        .set(&format!("big{i}"), &vec![i as u8; 1024 * 1024])
+                        .await
+                        .unwrap();
+                }
+                drop(cache);
+            });
+        }
         other => panic!("unknown child task {other}"),
     }
 }
@@ -208,6 +228,48 @@ fn a_crash_keeps_committed_batches_and_loses_only_the_open_one() {
             ("flushed".len() + 1 + "committed".len() + 1) as u64
         );
     });
+}
+
+/// A process that writes large values (rows the commit thread writes), drops its cache without
+/// `flush()` and returns from `main` keeps every value: the last drop commits the batch before
+/// it returns, whichever thread holds the backend at that moment.
+#[test]
+fn returning_from_main_without_flush_keeps_every_write() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let runs: usize = std::env::var("PLEXCACHE_EXIT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let mut lost = Vec::new();
+    for run in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = child("exit-without-flush", dir.path());
+        assert!(
+            out.status.success(),
+            "run {run}: the child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found = rt().block_on(async {
+            let b = SqliteBackend::open(dir.path()).unwrap();
+            let mut found = 0;
+            for i in 0..EXIT_VALUES {
+                if b.get(&format!("big{i}"), 2).await.unwrap().is_some() {
+                    found += 1;
+                }
+            }
+            assert_eq!(b.usage().await.unwrap().entries, found as u64);
+            found
+        });
+        if found != EXIT_VALUES {
+            lost.push((run, found));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "runs that lost writes (run, values found of {EXIT_VALUES}): {lost:?}"
+    );
 }
 
 /// A batch write commits the open batch and runs as its own transaction; reads see its rows.
@@ -382,9 +444,8 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
         cache.flush().await.unwrap();
         path
     });
-    // Opening in the shared mode waits (on the lock file) until the exclusive owner has
-    // closed, even if its commit thread dropped the last handle a moment later; then the file
-    // is read directly, beside it.
+    // The exclusive owner is closed (its last drop committed and stopped the commit thread);
+    // a shared backend holds the lock while the file is read directly, beside it.
     let _shared = SqliteBackend::open(dir.path()).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let (rows, bytes): (i64, i64) = conn
