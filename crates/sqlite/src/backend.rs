@@ -16,7 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
-use crate::schema::{connect, move_aside, open_writer, wal_path};
+use crate::schema::{connect, open_or_recover, wal_path};
 use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
@@ -456,20 +456,7 @@ impl SqliteBackend {
             busy_timeout: cfg.busy_timeout,
         };
         let lock = crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?;
-        let writer = match open_writer(&cfg, &ctx) {
-            Ok(conn) => conn,
-            Err(e @ Error::Corrupt { .. }) if cfg.recover_corrupt => {
-                let moved = move_aside(&path)?;
-                tracing::warn!(
-                    path = %path.display(),
-                    moved_to = %moved.display(),
-                    error = %e,
-                    "the cache database is damaged or foreign; moved it aside and starting empty"
-                );
-                open_writer(&cfg, &ctx)?
-            }
-            Err(e) => return Err(e),
-        };
+        let writer = open_or_recover(&cfg, &ctx, lock.as_ref())?;
         let mut writer = writer;
         let wal_pages = Arc::new(AtomicU32::new(0));
         let hook_pages = Arc::clone(&wal_pages);

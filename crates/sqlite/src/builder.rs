@@ -117,11 +117,13 @@ impl SqliteBuilder {
         self
     }
 
-    /// When the file is damaged or is not a plexcache database, move it aside as
-    /// `<name>.corrupt-<unix-millis>` (with its `-wal`), log a warning and start empty, instead
-    /// of failing with [`Error::Corrupt`](plexcache_core::Error::Corrupt). A store written by a
-    /// newer plexcache is never moved ([`Error::IncompatibleVersion`](plexcache_core::Error)).
-    /// Default off.
+    /// When the file is damaged, move it aside as `<name>.corrupt-<unix-millis>` (with its
+    /// `-wal`), log a warning and start empty, instead of failing with
+    /// [`Error::Corrupt`](plexcache_core::Error::Corrupt). Only a file that carries
+    /// plexcache's application id, or is no SQLite database at all, is moved, and only while
+    /// no other process holds it; another application's SQLite database is rejected unchanged,
+    /// and a store written by a newer plexcache is never moved
+    /// ([`Error::IncompatibleVersion`](plexcache_core::Error)). Default off.
     pub fn recover_corrupt(mut self, recover: bool) -> Self {
         self.recover_corrupt = recover;
         self
