@@ -267,6 +267,7 @@ impl Inner {
             p.bytes = 0;
             std::mem::take(&mut p.rows)
         };
+        tracing::trace!(deferred_rows = rows.len(), "writing deferred rows");
         for (key, row, value) in rows {
             if let Err(e) = row.write(conn, &key, &value) {
                 if !conn.is_autocommit() {
@@ -621,12 +622,7 @@ impl SqliteBackend {
     ) -> Result<T> {
         if inline || !Self::has_runtime() {
             let mut conn = self.inner.writer.lock().await;
-            // Rows left to write are large values: write them off the runtime, unless
-            // everything runs inline anyway.
-            let offload_drain = Self::has_runtime()
-                && self.inner.cfg.offload != Offload::Never
-                && !self.inner.pending.lock().rows.is_empty();
-            if !offload_drain {
+            if !self.drain_off_runtime() {
                 self.inner.drain(&mut conn)?;
                 return f(&self.inner, &mut conn);
             }
@@ -641,6 +637,15 @@ impl SqliteBackend {
             f(&held.inner, &mut held.conn)
         })
         .await
+    }
+
+    /// Exclusive mode: whether deferred rows wait and must be written off the runtime before
+    /// the writer connection is used. They are large values: off the runtime unless
+    /// everything runs inline anyway. Reads and writes follow the same rule.
+    fn drain_off_runtime(&self) -> bool {
+        Self::has_runtime()
+            && self.inner.cfg.offload != Offload::Never
+            && !self.inner.pending.lock().rows.is_empty()
     }
 
     /// A write on the writer connection (queued on an async mutex), on the blocking pool
@@ -823,13 +828,18 @@ impl SqliteBackend {
             };
             let got = {
                 let mut conn = self.inner.writer.lock().await;
-                self.inner.drain(&mut conn)?;
-                read(&self.inner, &conn, key, limit)?
+                if self.drain_off_runtime() {
+                    None
+                } else {
+                    self.inner.drain(&mut conn)?;
+                    Some(read(&self.inner, &conn, key, limit)?)
+                }
             };
             match got {
-                None => return Ok(None),
-                Some(Fetched::Entry(e)) => return Ok(Some(e)),
-                Some(Fetched::TooLargeForInline) => {}
+                Some(None) => return Ok(None),
+                Some(Some(Fetched::Entry(e))) => return Ok(Some(e)),
+                // Too large to read inline, or deferred rows to write first: off the runtime.
+                Some(Some(Fetched::TooLargeForInline)) | None => {}
             }
         }
         let key = key.to_owned();

@@ -473,3 +473,65 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
     assert_eq!(sizes_match, 0, "every row's size is its key plus its value");
     assert!(rows > 0);
 }
+
+/// Records the threads on which the backend wrote deferred rows, on the thread that sets it
+/// as its default subscriber.
+struct DrainThreads(std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DrainThreads {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().fields().field("deferred_rows").is_some() {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+    }
+}
+
+/// A read that finds large values' rows still unwritten writes them off the runtime, like a
+/// write does: never on the runtime's thread (here a current-thread runtime, whose offloaded
+/// work runs on the blocking pool).
+#[test]
+fn reads_write_deferred_rows_off_the_runtime() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir().unwrap();
+    let on_runtime = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscriber =
+        tracing_subscriber::registry().with(DrainThreads(std::sync::Arc::clone(&on_runtime)));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = exclusive(dir.path()).open().unwrap();
+        b.put(
+            "small",
+            Bytes::from_static(b"s"),
+            1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
+        for i in 0..50u8 {
+            b.put(
+                &format!("large{i}"),
+                Bytes::from(vec![i; 256 * 1024]),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+            assert!(b.get("small", 2).await.unwrap().is_some());
+        }
+        b.flush().await.unwrap();
+    });
+    let here = std::thread::current().id();
+    let inline = on_runtime
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t == here)
+        .count();
+    assert_eq!(inline, 0, "deferred rows written on the runtime's thread");
+}
