@@ -289,7 +289,7 @@ impl Inner {
     fn defer(&self, key: String, row: store::PendingRow, value: Bytes) {
         {
             let mut p = self.pending.lock();
-            p.bytes += value.len() as u64;
+            p.bytes = p.bytes.saturating_add(value.len() as u64);
             p.rows.push((key, row, value));
         }
         if let Some(t) = self.committer.get() {
@@ -299,7 +299,7 @@ impl Inner {
 
     /// Exclusive mode: whether a value of `len` bytes may be deferred now.
     fn may_defer(&self, len: u64) -> bool {
-        self.pending.lock().bytes + len <= DEFERRED_BYTES_LIMIT
+        self.pending.lock().bytes.saturating_add(len) <= DEFERRED_BYTES_LIMIT
     }
 
     /// Exclusive mode: whether the open batch is older than the commit interval.
