@@ -132,7 +132,10 @@ macro_rules! testkit_checks {
         $($m)*! { $($args)*;
             basic_operations, raw_put_and_remove, prefix_operations, ttl_boundaries,
             purge_expired_respects_limit_and_order, purge_ties_go_in_write_order,
-            put_keeps_the_limit_in_one_call, batches_replace_atomically, batches_are_seen_whole,
+            put_keeps_the_limit_in_one_call, concurrent_puts_race_for_the_last_bytes,
+            refused_replacement_keeps_the_old_entry, remove_prefix_edges,
+            previous_size_of_an_expired_entry, a_write_resets_the_access_order,
+            batches_replace_atomically, batches_are_seen_whole,
             change_token_moves_on_writes, size_limit_is_a_hard_bound,
             eviction_least_recently_stored, eviction_least_recently_used,
             eviction_least_frequently_used, eviction_protects_the_written_key,
@@ -748,6 +751,354 @@ pub async fn put_keeps_the_limit_in_one_call<F: BackendFactory>(f: &F) {
         ["big"],
         "{name}: only the written key"
     );
+}
+
+/// Puts racing for the last bytes under the limit: the check and the write are one atomic
+/// step, so with refusal exactly as many entries as fit are stored and the others refused,
+/// and with eviction every put is stored and the limit holds; no outcome ever reports usage
+/// above the limit.
+pub async fn concurrent_puts_race_for_the_last_bytes<F: BackendFactory>(f: &F) {
+    const TASKS: u64 = 24;
+    const FIT: u64 = 8;
+    for policy in [EvictionPolicy::None, EvictionPolicy::LeastRecentlyStored] {
+        let b = Arc::new(f.create().await);
+        let name = b.name();
+        let now = crate::SystemClock.now_millis_for_testkit();
+        // Keys of 3 bytes and values of 97: 100 bytes an entry.
+        let limit = WriteLimit::evict_to(FIT * 100, policy);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let b = Arc::clone(&b);
+                tokio::spawn(async move {
+                    let key = format!("r{t:02}");
+                    b.put(&key, Bytes::from(vec![t as u8; 97]), now, None, limit)
+                        .await
+                })
+            })
+            .collect();
+        let mut stored = 0u64;
+        let mut refused = 0u64;
+        for t in tasks {
+            let out = ok(
+                t.await
+                    .map_err(|e| Error::Config(e.to_string()))
+                    .and_then(|r| r),
+                "put",
+            );
+            let usage = match out {
+                PutOutcome::Stored { usage, .. } => {
+                    stored += 1;
+                    usage
+                }
+                PutOutcome::Refused { usage } => {
+                    refused += 1;
+                    usage
+                }
+            };
+            assert!(
+                usage.bytes <= FIT * 100,
+                "{name} ({policy:?}): an outcome reports usage above the limit: {usage:?}"
+            );
+        }
+        let usage = ok(b.usage().await, "usage");
+        assert_eq!(
+            usage,
+            Usage {
+                entries: FIT,
+                bytes: FIT * 100
+            },
+            "{name} ({policy:?}): the store ends full, never above"
+        );
+        let keys = ok(b.keys("", now, usize::MAX).await, "keys");
+        assert_eq!(keys.len() as u64, FIT, "{name} ({policy:?}): {keys:?}");
+        if policy == EvictionPolicy::None {
+            assert_eq!(
+                (stored, refused),
+                (FIT, TASKS - FIT),
+                "{name}: exactly the puts that fit are stored"
+            );
+        } else {
+            assert_eq!(
+                (stored, refused),
+                (TASKS, 0),
+                "{name}: with eviction every put is stored"
+            );
+        }
+    }
+}
+
+/// A replacement that would take the store above the limit is refused whole: the old entry
+/// stays as it was (value, metadata), and so does the usage.
+pub async fn refused_replacement_keeps_the_old_entry<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    for key in ["k", "j"] {
+        ok(
+            b.put(
+                key,
+                Bytes::from(vec![1u8; 99]),
+                now,
+                Some(now + 1_000),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from(vec![2u8; 199]),
+            now + 1,
+            None,
+            WriteLimit::refuse_above(250),
+        )
+        .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Refused {
+            usage: Usage {
+                entries: 2,
+                bytes: 200
+            }
+        },
+        "{name}: a replacement above the limit is refused"
+    );
+    let e = ok(b.get("k", now).await, "get")
+        .unwrap_or_else(|| panic!("{name}: the refused replacement removed the old entry"));
+    assert_eq!(&e.value[..], &[1u8; 99][..], "{name}: the old value stays");
+    assert_eq!(
+        (e.meta.stored_at, e.meta.expires_at, e.meta.size),
+        (now, Some(now + 1_000), 100),
+        "{name}: the old metadata stays"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        Usage {
+            entries: 2,
+            bytes: 200
+        },
+        "{name}: usage unchanged"
+    );
+    // A replacement that fits once the old entry is counted out is stored.
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from(vec![3u8; 149]),
+            now + 2,
+            None,
+            WriteLimit::refuse_above(250),
+        )
+        .await,
+        "put",
+    );
+    assert!(
+        matches!(
+            out,
+            PutOutcome::Stored {
+                previous_size: Some(100),
+                usage: Usage {
+                    entries: 2,
+                    bytes: 250
+                },
+                ..
+            }
+        ),
+        "{name}: a replacement that fits exactly: {out:?}"
+    );
+}
+
+/// `remove_prefix`: a key equal to the prefix is under it; the empty prefix is every key;
+/// `Removed` counts the entries and their bytes, expired ones included.
+pub async fn remove_prefix_edges<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let puts: [(&str, usize, Option<u64>); 5] = [
+        ("lib:", 10, None),
+        ("lib:a", 20, None),
+        ("lib:b", 30, Some(now + 1)),
+        ("lia", 40, None),
+        ("other", 50, None),
+    ];
+    for (key, len, expires) in puts {
+        ok(
+            b.put(
+                key,
+                Bytes::from(vec![0u8; len]),
+                now,
+                expires,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    let removed = ok(b.remove_prefix("lib:").await, "remove_prefix");
+    assert_eq!(
+        removed,
+        Removed {
+            entries: 3,
+            bytes: (4 + 10) + (5 + 20) + (5 + 30)
+        },
+        "{name}: the key equal to the prefix and an expired one are removed and counted"
+    );
+    assert_eq!(
+        ok(b.keys("", now, usize::MAX).await, "keys"),
+        ["lia", "other"],
+        "{name}: the rest stays"
+    );
+    let removed = ok(b.remove_prefix("").await, "remove_prefix");
+    assert_eq!(
+        removed,
+        Removed {
+            entries: 2,
+            bytes: (3 + 40) + (5 + 50)
+        },
+        "{name}: the empty prefix removes every entry"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        Usage::default(),
+        "{name}: empty after remove_prefix(\"\")"
+    );
+    assert_eq!(
+        ok(b.remove_prefix("").await, "remove_prefix"),
+        Removed::default(),
+        "{name}: nothing left to remove"
+    );
+}
+
+/// Replacing an entry that has expired (but was not purged) reports its size as
+/// `previous_size`, and the usage counts only the new entry.
+pub async fn previous_size_of_an_expired_entry<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    ok(
+        b.put(
+            "k",
+            Bytes::from_static(b"12345"),
+            now,
+            Some(now + 5),
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
+        "put",
+    );
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from_static(b"12"),
+            now + 10,
+            None,
+            WriteLimit::refuse_above(1_000).with_purge(now + 10, 0),
+        )
+        .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Stored {
+            previous_size: Some(6),
+            usage: Usage {
+                entries: 1,
+                bytes: 3
+            },
+            expired: Removed::default(),
+            evicted: Removed::default(),
+        },
+        "{name}: replacing an expired entry"
+    );
+    let e = ok(b.get("k", now + 10).await, "get")
+        .unwrap_or_else(|| panic!("{name}: the new entry is live"));
+    assert_eq!(
+        (&e.value[..], e.meta.expires_at),
+        (&b"12"[..], None),
+        "{name}: the new entry"
+    );
+}
+
+/// A write resets the entry's place in the access orders: it counts as accessed when it was
+/// written, with no accesses (so it goes after older entries in LRU order, before accessed
+/// ones in LFU order).
+pub async fn a_write_resets_the_access_order<F: BackendFactory>(f: &F) {
+    for policy in [
+        EvictionPolicy::LeastRecentlyUsed,
+        EvictionPolicy::LeastFrequentlyUsed,
+    ] {
+        let b = f.create().await;
+        let name = b.name();
+        let now = crate::SystemClock.now_millis_for_testkit();
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            ok(
+                b.put(
+                    key,
+                    Bytes::from(vec![0u8; 9]),
+                    now + i as u64,
+                    None,
+                    WriteLimit::UNBOUNDED,
+                )
+                .await,
+                "put",
+            );
+        }
+        ok(
+            b.record_accesses(&[
+                Access {
+                    key: "a".into(),
+                    at: now + 5,
+                    count: 3,
+                },
+                Access {
+                    key: "b".into(),
+                    at: now + 6,
+                    count: 5,
+                },
+            ])
+            .await,
+            "record_accesses",
+        );
+        // Rewriting b drops its accesses: accessed at now + 10, count 0.
+        ok(
+            b.put(
+                "b",
+                Bytes::from(vec![1u8; 9]),
+                now + 10,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+        // LRU: c (now + 2), a (now + 5), b (now + 10). LFU: c (0, now + 2), b (0, now + 10),
+        // a (3).
+        let order: &[&str] = if policy == EvictionPolicy::LeastRecentlyUsed {
+            &["c", "a", "b"]
+        } else {
+            &["c", "b", "a"]
+        };
+        let mut left = 30u64;
+        for (i, gone) in order.iter().enumerate() {
+            left -= 10;
+            let removed = ok(b.evict(policy, left, None).await, "evict");
+            assert_eq!(
+                removed,
+                Removed {
+                    entries: 1,
+                    bytes: 10
+                },
+                "{name} ({policy:?}): eviction {i}"
+            );
+            assert!(
+                ok(b.get(gone, now + 11).await, "get").is_none(),
+                "{name} ({policy:?}): eviction {i} should remove {gone}"
+            );
+        }
+    }
 }
 
 /// `write_batch`: removes every entry under its prefixes, writes its entries (the last put of
