@@ -1838,6 +1838,19 @@ pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
     assert_eq!(s.usage, Usage::default(), "{name}: all removed");
 }
 
+/// Waits until `n` callers have joined a fetch in flight (the session's `coalesced` counter),
+/// so that a fetch can end only once every caller waits for it: an event, not a time. Gives
+/// up after a minute (the caller's assertions then say what went wrong).
+async fn joined<B: CacheBackend>(cache: &Cache<B>, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match cache.stats().await {
+            Ok(s) if s.session.coalesced >= n => return,
+            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 /// 50 concurrent callers on one key run one fetch and all get its value.
 pub async fn single_flight_shares_a_value<F: BackendFactory>(f: &F) {
     let clock = clock();
@@ -1850,10 +1863,11 @@ pub async fn single_flight_shares_a_value<F: BackendFactory>(f: &F) {
         let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
+            let watcher = cache.clone();
             cache
                 .get_or_fetch("library:Movies:all", Ttl::Default, || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    joined(&watcher, 49).await;
                     Ok::<_, std::io::Error>(vec![item(1), item(2)])
                 })
                 .await
@@ -1900,10 +1914,11 @@ pub async fn single_flight_shares_an_error<F: BackendFactory>(f: &F) {
         let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
+            let watcher = cache.clone();
             cache
                 .get_or_fetch::<u32, _, _, _>("k", Ttl::Default, || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    joined(&watcher, 49).await;
                     Err(std::io::Error::other("server said no"))
                 })
                 .await

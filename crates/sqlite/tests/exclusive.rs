@@ -64,17 +64,25 @@ fn a_second_opener_gets_in_use_until_the_owner_closes() {
         .unwrap();
     // Shared users keep an exclusive opener out too, and it gets in once they are gone.
     assert_in_use(exclusive(dir.path()).lock_wait(wait).open(), "alone");
-    let closer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(shared);
-        drop(other_shared);
-    });
-    let started = Instant::now();
+    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closer = {
+        let closing = std::sync::Arc::clone(&closing);
+        std::thread::spawn(move || {
+            // Give the opener time to start waiting; the assertion below does not depend on it.
+            std::thread::sleep(Duration::from_millis(200));
+            closing.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(shared);
+            drop(other_shared);
+        })
+    };
     exclusive(dir.path())
-        .lock_wait(Duration::from_secs(10))
+        .lock_wait(Duration::from_secs(60))
         .open()
         .expect("gets in once the shared users close");
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(
+        closing.load(std::sync::atomic::Ordering::SeqCst),
+        "the exclusive open succeeded before the shared users closed"
+    );
     closer.join().unwrap();
 }
 
@@ -127,6 +135,13 @@ fn child_entry() {
                 .commit_interval(Duration::from_millis(20))
                 .open()
                 .unwrap();
+            let wal = dir.join("plexcache.db-wal");
+            let wal_state = || {
+                std::fs::metadata(&wal)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()))
+            };
+            let before = wal_state();
             b.put(
                 "committed",
                 Bytes::from_static(b"3"),
@@ -136,7 +151,12 @@ fn child_entry() {
             )
             .await
             .unwrap();
-            std::thread::sleep(Duration::from_millis(500));
+            // Wait for the commit thread's commit (its frames are written to the WAL file),
+            // not for a time; the parent's assertion fails if it never comes.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && wal_state() == before {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             std::process::abort();
         }),
         "exit-without-flush" => {
