@@ -143,7 +143,8 @@ macro_rules! testkit_checks {
             exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
             single_flight_shares_an_error, keys_with_any_characters, large_value,
             revalidation_and_shared_values, concurrent_writers_keep_exact_usage,
-            clear_keeps_persistent_stats, reopen_keeps_entries_ttl_and_stats }
+            clear_keeps_persistent_stats, a_healthy_store_passes_its_checks,
+            reopen_keeps_entries_ttl_and_stats }
     };
 }
 
@@ -2260,6 +2261,58 @@ pub async fn concurrent_writers_keep_exact_usage<F: BackendFactory>(f: &F) {
         },
         "{name}: usage counters equal a direct count"
     );
+}
+
+/// After a mix of writes, replacements, removals, expiries and a batch, the store passes
+/// its own checks: `integrity_check` finds nothing, `Cache::check` finds nothing and its
+/// direct count equals the counters; `disk_usage` answers, and a store with a disk footprint
+/// reports one.
+pub async fn a_healthy_store_passes_its_checks<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock).size_limit(20_000).build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    for i in 0..60usize {
+        ok(cache.set(&format!("k{}", i % 40), &item(i)).await, "set");
+        if i % 7 == 0 {
+            ok(
+                cache
+                    .set_with_ttl(
+                        &format!("t{i}"),
+                        &"x".repeat(i * 50),
+                        Duration::from_millis(5),
+                    )
+                    .await,
+                "set",
+            );
+        }
+        if i % 9 == 0 {
+            ok(cache.remove(&format!("k{}", i % 13)).await, "remove");
+        }
+    }
+    ok(cache.set("big", &vec![7u8; 5_000]).await, "set");
+    let mut batch = crate::WriteBatch::new();
+    batch.remove_prefix("k1");
+    ok(
+        batch.set("b:1", &item(1), Ttl::Default).map(|_| ()),
+        "batch set",
+    );
+    ok(cache.write_batch(batch).await, "write_batch");
+    clock.advance(Duration::from_millis(5));
+    ok(cache.flush().await, "flush");
+    let engine = ok(cache.backend().integrity_check().await, "integrity_check");
+    assert!(engine.is_empty(), "{name}: engine problems {engine:?}");
+    let report = ok(cache.check().await, "check");
+    assert!(report.is_ok(), "{name}: check found problems: {report:?}");
+    assert!(
+        report.scanned.entries > 10,
+        "{name}: check scanned the entries: {report:?}"
+    );
+    if let Some(bytes) = ok(cache.backend().disk_usage().await, "disk_usage") {
+        assert!(bytes > 0, "{name}: a store on disk occupies some");
+    }
 }
 
 /// clear removes entries and keeps persistent counters.

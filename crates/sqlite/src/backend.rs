@@ -1147,6 +1147,11 @@ impl CacheBackend for SqliteBackend {
         }
     }
 
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read("integrity_check", false, store::integrity_check)
+            .await
+    }
+
     async fn disk_usage(&self) -> Result<Option<u64>> {
         let mut total = 0;
         for p in [self.inner.ctx.path.clone(), wal_path(&self.inner.ctx.path)] {

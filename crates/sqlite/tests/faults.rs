@@ -554,3 +554,57 @@ fn a_version_1_database_is_migrated() {
         .unwrap();
     assert!(index.contains("expires_at, seq"), "{index}");
 }
+
+/// `integrity_check` (what `Cache::check` and `plexcache check` report as engine problems):
+/// empty on a healthy file; counters that disagree with the rows, a row whose size is not its
+/// key plus its value, and a key that is not text are each reported.
+#[test]
+fn integrity_check_reports_rows_and_counters_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 20);
+    let check = || {
+        rt().block_on(async {
+            let b = SqliteBackend::open(dir.path()).unwrap();
+            b.integrity_check().await.unwrap()
+        })
+    };
+    assert_eq!(check(), Vec::<String>::new(), "healthy");
+    let damage = |sql: &str| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    };
+    damage("UPDATE counters SET bytes = bytes + 5 WHERE id = 1;");
+    let problems = check();
+    assert!(
+        problems.iter().any(|p| p.contains("the counters say")),
+        "{problems:?}"
+    );
+    damage(
+        "UPDATE counters SET bytes = bytes - 5 WHERE id = 1;
+         UPDATE entries SET size = size + 1 WHERE key = 'key-00003';",
+    );
+    let problems = check();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("not their key plus their value")),
+        "{problems:?}"
+    );
+    damage(
+        "UPDATE entries SET size = size - 1 WHERE key = 'key-00003';
+         UPDATE entries SET key = CAST(key AS BLOB) WHERE key = 'key-00004';",
+    );
+    let problems = check();
+    assert!(
+        problems.iter().any(|p| p.contains("not text")),
+        "{problems:?}"
+    );
+    rt().block_on(async {
+        let cache = Cache::new(SqliteBackend::open(dir.path()).unwrap());
+        let report = cache.check().await.unwrap();
+        assert!(!report.engine_problems.is_empty(), "{report:?}");
+        assert!(!report.is_ok());
+    });
+}
