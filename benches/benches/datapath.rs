@@ -7,10 +7,16 @@
 //! ```sh
 //! cargo bench -p plexcache-benches --bench datapath            # every row
 //! cargo bench -p plexcache-benches --bench datapath -- quick   # 1k and 10k only, fewer rounds
+//! cargo bench -p plexcache-benches --bench datapath -- small    # one group: library, small,
+//!                                  # exclusive, cull, tier, import, raw or rss
+//! # for perf: a listing set and read in a loop, or a 50k-item sync's batch
+//! cargo bench -p plexcache-benches --bench datapath -- profile 10000 300 [INLINE_LIMIT]
+//! cargo bench -p plexcache-benches --bench datapath -- profile-import
 //! ```
 //!
 //! Get rows read the store every time: the memory tier is off (`no_memory_tier`), except in
-//! the rows named `tier`, where another process writes other keys every 100 ms.
+//! the rows named `tier`, where another process writes other keys every 100 ms, and the
+//! exclusive mode's small rows, which run as users get it.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -154,7 +160,7 @@ async fn library_rows<B: CacheBackend>(
     }
 }
 
-async fn small_rows(cache: &Cache<SqliteBackend>) {
+async fn small_rows(prefix: &str, cache: &Cache<SqliteBackend>) {
     let values: Vec<Vec<PlexItem>> = (0..SMALL).map(small_value).collect();
     let keys: Vec<String> = (0..SMALL).map(small_key).collect();
     let mut set = Vec::new();
@@ -164,7 +170,7 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         set.push(t.elapsed());
     }
     Row {
-        name: "small_set".into(),
+        name: format!("{prefix}small_set"),
         samples: set,
     }
     .print();
@@ -176,7 +182,7 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         assert!(v.is_some());
     }
     Row {
-        name: "small_get_hit".into(),
+        name: format!("{prefix}small_get_hit"),
         samples: hit,
     }
     .print();
@@ -189,7 +195,7 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         assert!(v.is_none());
     }
     Row {
-        name: "small_get_miss".into(),
+        name: format!("{prefix}small_get_miss"),
         samples: miss,
     }
     .print();
@@ -211,17 +217,17 @@ async fn small_rows(cache: &Cache<SqliteBackend>) {
         if is_set { sets.push(d) } else { gets.push(d) }
     }
     Row {
-        name: "mix_90_10".into(),
+        name: format!("{prefix}mix_90_10"),
         samples: all,
     }
     .print();
     Row {
-        name: "mix_90_10_gets".into(),
+        name: format!("{prefix}mix_90_10_gets"),
         samples: gets,
     }
     .print();
     Row {
-        name: "mix_90_10_sets".into(),
+        name: format!("{prefix}mix_90_10_sets"),
         samples: sets,
     }
     .print();
@@ -643,7 +649,26 @@ fn main() {
                 .no_memory_tier()
                 .build()
                 .unwrap();
-            small_rows(&cache).await;
+            small_rows("", &cache).await;
+        }
+        if want("exclusive") {
+            // The exclusive write-back mode as users get it (memory tier on), for comparison
+            // with the default rows; the listing rows keep the tier off like the default ones.
+            let dir = tempfile::tempdir_in(root.path()).unwrap();
+            let backend = SqliteBackend::builder(dir.path())
+                .exclusive(true)
+                .open()
+                .unwrap();
+            let cache = Cache::builder(backend).build().unwrap();
+            small_rows("exclusive_", &cache).await;
+            drop(cache);
+            let dir = tempfile::tempdir_in(root.path()).unwrap();
+            let backend = SqliteBackend::builder(dir.path())
+                .exclusive(true)
+                .open()
+                .unwrap();
+            let cache = plex(backend, false, 1 << 30);
+            library_rows("exclusive_", &cache, &sizes[..2], quick).await;
         }
         if want("cull") {
             let dir = tempfile::tempdir_in(root.path()).unwrap();

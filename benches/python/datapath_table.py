@@ -46,6 +46,16 @@ pairs += [
     ("set while culling at 5 MiB, median", "cull_set_5mib", "cull_set_5mib", "median_us"),
     ("set while culling at 5 MiB, p99", "cull_set_5mib", "cull_set_5mib", "p99_us"),
 ]
+pairs += [
+    ("exclusive mode: small set", "exclusive_small_set", "small_set", "median_us"),
+    ("exclusive mode: small get hit", "exclusive_small_get_hit", "small_get_hit", "median_us"),
+    ("exclusive mode: mix 90/10 Zipf, all ops", "exclusive_mix_90_10", "mix_90_10", "median_us"),
+]
+for n in (1000, 10000):
+    pairs += [
+        (f"exclusive mode: library list set {n}", f"exclusive_list_set_{n}", f"list_set_{n}", "median_us"),
+        (f"exclusive mode: library list get {n}, view", f"exclusive_list_get_view_{n}", f"list_get_{n}", "median_us"),
+    ]
 print("| workload | diskcache (us) | plexcache (us) | ratio |")
 print("|---|---:|---:|---:|")
 for label, r, p, field in pairs:

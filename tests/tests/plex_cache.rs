@@ -271,7 +271,7 @@ for_backend!(sled, {
 for_backend!(redis, {
     // A redis-server of the test's own; skipped with a notice where none is installed
     // (a failure under PLEXCACHE_REQUIRE_REDIS=1).
-    let Some(server) = plexcache_redis::test_server::RedisServer::start() else {
+    let Some(server) = plexcache_testsupport::redis_server::RedisServer::start() else {
         return;
     };
     let backend = plexcache_redis::RedisBackend::connect(server.url())

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use plexcache_core::{BoxError, Cache};
-use plexcache_plex::synthetic::{Spec, expected_items};
-use plexcache_plex::{PlexItem, keys};
+use plexcache_plex::synthetic::{Spec, expected_items, generate_xml};
+use plexcache_plex::{LibraryView, PlexCache, PlexItem, keys};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Distinct keys of the small-entry and mixed workloads.
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
+    /// Items of the generated PMS response that the sync workload extracts and writes with
+    /// its match entries in one batch (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    pub sync_items: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,15 +52,17 @@ struct Row {
     ratio_to_fastest: f64,
 }
 
-const WORKLOADS: [&str; 8] = [
-    "library list get",
-    "library list get_shared",
+const WORKLOADS: [&str; 10] = [
+    "library list get, view",
+    "library list get, owned",
+    "library list get, tier",
     "library list set",
     "small set",
     "small get hit",
     "small get miss",
     "zipf 90/10 mix",
     "set under eviction",
+    "sync (extract + replace)",
 ];
 
 fn small(i: u64, pool: &[PlexItem]) -> Vec<PlexItem> {
@@ -113,10 +119,18 @@ async fn fresh_backend(
     }
 }
 
+/// Reads what a sync tool reads of every item.
+fn touch(view: &LibraryView) -> usize {
+    view.iter()
+        .map(|i| i.key.len() + i.title.len() + i.file_paths.iter().map(|p| p.len()).sum::<usize>())
+        .sum()
+}
+
 async fn bench_backend(
     kind: BackendKind,
     args: &BenchArgs,
     library: &[PlexItem],
+    sync_xml: Option<&[u8]>,
     redis_url: Option<&str>,
 ) -> Result<Vec<(&'static str, u64, f64)>, BoxError> {
     let budget = Duration::from_secs_f64(args.seconds);
@@ -124,31 +138,34 @@ async fn bench_backend(
     // directory itself may be readable by others, which the backends warn about).
     let dir = tempfile::tempdir()?;
     let (backend, redis) = fresh_backend(kind, &dir.path().join("cache"), redis_url, 1).await?;
-    let cache: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 34).build()?;
-    let lib_key = keys::library_key("Movies");
+    let store = PlexCache::builder(backend)
+        .size_limit(1 << 34)
+        .configure(|b| b.no_memory_tier())
+        .build()?;
     let library = library.to_vec();
     let mut out = Vec::new();
 
-    cache.set(&lib_key, &library).await?;
+    // Listing reads from the store (no in-process tier): the view, touching what a sync tool
+    // reads of every item, and owned items.
+    store.set_library_items("Movies", &library).await?;
     let r = measure(budget, u64::MAX, |_| {
-        let (cache, key) = (&cache, &lib_key);
+        let store = &store;
         async move {
-            cache
-                .get::<Vec<PlexItem>>(key)
+            let view = store
+                .library_view("Movies")
                 .await?
                 .ok_or("library list missing")?;
+            std::hint::black_box(touch(&view));
             Ok(())
         }
     })
     .await?;
     out.push((WORKLOADS[0], r.0, r.1));
-
-    // The same reads through the shared-value memo (decoded once, revalidated every call).
     let r = measure(budget, u64::MAX, |_| {
-        let (cache, key) = (&cache, &lib_key);
+        let store = &store;
         async move {
-            cache
-                .get_shared::<Vec<PlexItem>>(key)
+            store
+                .library_items("Movies")
                 .await?
                 .ok_or("library list missing")?;
             Ok(())
@@ -156,13 +173,36 @@ async fn bench_backend(
     })
     .await?;
     out.push((WORKLOADS[1], r.0, r.1));
-
     let r = measure(budget, u64::MAX, |_| {
-        let (cache, key, library) = (&cache, &lib_key, &library);
-        async move { Ok(cache.set(key, library).await?) }
+        let (store, library) = (&store, &library);
+        async move { Ok(store.set_library_items("Movies", library).await?) }
     })
     .await?;
-    out.push((WORKLOADS[2], r.0, r.1));
+    let set = (WORKLOADS[3], r.0, r.1);
+    let cache = store.cache();
+
+    // The same view reads through the memory tier, on a second handle of the same store.
+    {
+        let tiered = PlexCache::builder(cache.backend().clone())
+            .size_limit(1 << 34)
+            .build()?;
+        let r = measure(budget, u64::MAX, |_| {
+            let store = &tiered;
+            async move {
+                let view = store
+                    .library_view("Movies")
+                    .await?
+                    .ok_or("library list missing")?;
+                std::hint::black_box(touch(&view));
+                Ok(())
+            }
+        })
+        .await?;
+        out.push((WORKLOADS[2], r.0, r.1));
+    }
+    out.push(set);
+    let lib_key = keys::library_key("Movies");
+    cache.remove(&lib_key).await?;
 
     let nkeys = args.keys;
     let r = measure(budget.max(Duration::from_secs(60)), nkeys, |i| {
@@ -170,7 +210,7 @@ async fn bench_backend(
         async move { Ok(cache.set(&small_key(i), &small(i, library)).await?) }
     })
     .await?;
-    out.push((WORKLOADS[3], r.0, r.1));
+    out.push((WORKLOADS[4], r.0, r.1));
     let populated = r.0.max(1);
 
     let r = measure(budget, u64::MAX, |i| {
@@ -184,7 +224,7 @@ async fn bench_backend(
         }
     })
     .await?;
-    out.push((WORKLOADS[4], r.0, r.1));
+    out.push((WORKLOADS[5], r.0, r.1));
 
     let r = measure(budget, u64::MAX, |i| {
         let cache = &cache;
@@ -199,7 +239,7 @@ async fn bench_backend(
         }
     })
     .await?;
-    out.push((WORKLOADS[5], r.0, r.1));
+    out.push((WORKLOADS[6], r.0, r.1));
 
     let mut rng = SmallRng::seed_from_u64(42);
     let zipf = Zipf::new(populated as f64, 0.99).map_err(|e| format!("zipf: {e}"))?;
@@ -222,8 +262,8 @@ async fn bench_backend(
         }
     })
     .await?;
-    out.push((WORKLOADS[6], r.0, r.1));
-    drop(cache);
+    out.push((WORKLOADS[7], r.0, r.1));
+    drop(store);
     if let Some(redis) = redis {
         redis.destroy().await?;
     }
@@ -244,11 +284,35 @@ async fn bench_backend(
         }
     })
     .await?;
-    out.push((WORKLOADS[7], r.0, r.1));
+    out.push((WORKLOADS[8], r.0, r.1));
     tight.flush().await?;
     drop(tight);
     if let Some(redis) = redis {
         redis.destroy().await?;
+    }
+
+    // A sync without a server: extract a generated PMS response and write the listing with a
+    // match entry per file path in one batch.
+    if let Some(xml) = sync_xml {
+        let dir3 = tempfile::tempdir()?;
+        let (backend, redis) =
+            fresh_backend(kind, &dir3.path().join("cache"), redis_url, 3).await?;
+        let store = PlexCache::builder(backend).size_limit(1 << 34).build()?;
+        let r = measure(budget, u64::MAX, |_| {
+            let store = &store;
+            async move {
+                let items = plexcache_plex::extract_items(xml)?.items;
+                store.replace_library("Movies", &items, true).await?;
+                store.flush().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        out.push((WORKLOADS[9], r.0, r.1));
+        drop(store);
+        if let Some(redis) = redis {
+            redis.destroy().await?;
+        }
     }
     Ok(out)
 }
@@ -257,6 +321,7 @@ async fn bench_backend(
 pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
     let started = Instant::now();
     let library = expected_items(&Spec::new(args.items));
+    let sync_xml = (args.sync_items > 0).then(|| generate_xml(&Spec::new(args.sync_items)));
     let mut rows: Vec<Row> = Vec::new();
     let mut backends = args.backends.clone();
     if g.redis_url.is_some() && !backends.contains(&BackendKind::Redis) {
@@ -274,8 +339,14 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         if !g.json {
             eprintln!("benchmarking {name} ...");
         }
-        for (workload, ops, seconds) in
-            bench_backend(*kind, &args, &library, g.redis_url.as_deref()).await?
+        for (workload, ops, seconds) in bench_backend(
+            *kind,
+            &args,
+            &library,
+            sync_xml.as_deref(),
+            g.redis_url.as_deref(),
+        )
+        .await?
         {
             rows.push(Row {
                 workload,
@@ -333,8 +404,8 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         })
         .collect();
     println!(
-        "synthetic library of {} items, {} small-entry keys, {:.1} s per workload per backend",
-        args.items, args.keys, args.seconds
+        "synthetic library of {} items, {} small-entry keys, a {}-item sync, {:.1} s per workload per backend",
+        args.items, args.keys, args.sync_items, args.seconds
     );
     print!("{}", output::table(&header_refs, &table));
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());

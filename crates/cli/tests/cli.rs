@@ -202,11 +202,20 @@ fn bench_compares_every_embedded_backend() {
         "200",
         "--seconds",
         "0.02",
+        "--sync-items",
+        "300",
     ]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 8 * 4);
+    assert_eq!(rows.len(), 10 * 4);
     for backend in ["memory", "sqlite", "sqlite-exclusive", "sled"] {
-        assert_eq!(rows.iter().filter(|r| r["backend"] == backend).count(), 8);
+        assert_eq!(rows.iter().filter(|r| r["backend"] == backend).count(), 10);
+    }
+    for workload in [
+        "library list get, view",
+        "library list get, tier",
+        "sync (extract + replace)",
+    ] {
+        assert_eq!(rows.iter().filter(|r| r["workload"] == workload).count(), 4);
     }
     for r in rows {
         assert!(r["ops"].as_u64().unwrap() > 0, "{r}");

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use plexcache_redis::test_server::{RedisServer, free_port, send};
+use plexcache_testsupport::redis_server::{RedisServer, free_port, send};
 
 fn start_server() -> Option<RedisServer> {
     RedisServer::start()
@@ -157,11 +157,18 @@ fn bench_adds_redis_and_leaves_nothing_behind() {
             "--keys",
             "200",
         ])
-        .args(["--seconds", "0.02", "--redis-url", &url]);
+        .args([
+            "--seconds",
+            "0.02",
+            "--sync-items",
+            "200",
+            "--redis-url",
+            &url,
+        ]);
     let rows = json(&mut cmd);
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 8 * 2);
-    assert_eq!(rows.iter().filter(|r| r["backend"] == "redis").count(), 8);
+    assert_eq!(rows.len(), 10 * 2);
+    assert_eq!(rows.iter().filter(|r| r["backend"] == "redis").count(), 10);
     assert!(rows.iter().all(|r| r["ops"].as_u64().unwrap() > 0));
     let dbsize = send(server.port, "DBSIZE").unwrap();
     assert_eq!(dbsize.trim(), ":0", "bench cleaned up after itself");

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
+use plexcache_testsupport::fake_pms::{FakePms, Fault, FaultRule};
 
 const TOKEN: &str = "tok-SECRET-5up3r";
 

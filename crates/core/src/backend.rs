@@ -563,8 +563,8 @@ pub trait CacheBackend: Send + Sync + 'static {
     /// Bytes the store occupies on disk, or `None` for stores without a disk footprint.
     async fn disk_usage(&self) -> Result<Option<u64>>;
 
-    /// Engine-level integrity problems (for example SQLite's `integrity_check`, or stored
-    /// counters that disagree with the entries), as human-readable lines; empty when the
+    /// Engine-level integrity problems (for example indexes that disagree with the records, or
+    /// stored counters that disagree with the entries), as human-readable lines; empty when the
     /// engine found none. May scan the whole store: for `plexcache check`, not the hot path.
     /// The default checks nothing.
     async fn integrity_check(&self) -> Result<Vec<String>> {

@@ -14,7 +14,6 @@
 //! - `client` (cargo feature `client`): an async PMS HTTP client (`PlexClient`) with paging,
 //!   retries and a token that never leaves its header, plus `PlexCache` cache-aside helpers
 //!   over it (`library_items_via`, `search_via`).
-//! - `fake_server` (cargo feature `fake-server`): a fake PMS on a loopback port for tests.
 //!
 //! ```
 //! use plexcache_plex::{extract_items, ItemKind};
@@ -39,9 +38,6 @@ mod cache;
 pub mod client;
 mod error;
 mod extract;
-#[cfg(feature = "fake-server")]
-#[path = "../tests/support/fake_pms/mod.rs"]
-pub mod fake_server;
 mod item;
 pub mod keys;
 pub mod listing;

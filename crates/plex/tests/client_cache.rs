@@ -1,6 +1,5 @@
 //! `PlexCache` cache-aside over the PMS client: a miss fetches through the client once (single
 //! flight), hits send no request, errors are shared and findable, TTL expiry refetches.
-#![cfg(all(feature = "client", feature = "fake-server"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -8,8 +7,8 @@ use std::time::Duration;
 use plexcache_core::ManualClock;
 use plexcache_memory::MemoryBackend;
 use plexcache_plex::client::{ClientError, PlexClient};
-use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
 use plexcache_plex::{PlexCache, extract_items};
+use plexcache_testsupport::fake_pms::{FakePms, Fault, FaultRule};
 
 const TOKEN: &str = "cache-token-P0o9";
 const MOVIES_341: &[u8] = include_bytes!("fixtures/full/movies_all_341.plex-api-spec.json");

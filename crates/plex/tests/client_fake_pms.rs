@@ -1,14 +1,13 @@
 //! The PMS client against the fake PMS: sections, paging, formats, search, metadata, children,
 //! headers, and servers that page wrongly.
-#![cfg(all(feature = "client", feature = "fake-server"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use plexcache_plex::client::{ClientError, PlexClient, PlexClientBuilder};
-use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
 use plexcache_plex::{Format, ItemKind, extract_items};
+use plexcache_testsupport::fake_pms::{FakePms, Fault, FaultRule};
 
 const TOKEN: &str = "fake-token-Zq8x3";
 const MOVIES_341: &[u8] = include_bytes!("fixtures/full/movies_all_341.plex-api-spec.json");

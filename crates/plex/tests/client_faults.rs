@@ -1,6 +1,5 @@
 //! The PMS client against injected faults: retries with backoff where a retry can help,
 //! immediate errors a user can act on where it cannot.
-#![cfg(all(feature = "client", feature = "fake-server"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::error::Error as _;
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use plexcache_plex::ExtractError;
 use plexcache_plex::client::{ClientError, PlexClient, PlexClientBuilder};
-use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
+use plexcache_testsupport::fake_pms::{FakePms, Fault, FaultRule};
 
 const TOKEN: &str = "fault-token-Hk29c";
 const ALL: &str = "/library/sections/1/all";

@@ -3,7 +3,6 @@
 //! libraries' own), not in a URL, not in the cache.
 //!
 //! One test in its own binary, since it installs a global log subscriber.
-#![cfg(all(feature = "client", feature = "fake-server"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::error::Error;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use plexcache_memory::MemoryBackend;
 use plexcache_plex::PlexCache;
 use plexcache_plex::client::{ClientError, PlexClient, PlexClientBuilder};
-use plexcache_plex::fake_server::{FakePms, Fault, FaultRule};
+use plexcache_testsupport::fake_pms::{FakePms, Fault, FaultRule};
 
 const SECRET: &str = "s3cr3t-Tok3n-9f8e7d6c";
 

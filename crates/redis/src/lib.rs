@@ -97,8 +97,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
 
 mod scripts;
-#[cfg(feature = "test-server")]
-pub mod test_server;
 mod url;
 
 pub use url::redact as redact_url;

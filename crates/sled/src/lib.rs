@@ -89,13 +89,16 @@ use plexcache_core::{
     EvictionPolicy, Millis, PutOutcome, Removed, Result, Usage, WriteLimit, async_trait,
 };
 
+mod guard;
+mod info;
 mod open;
 mod record;
 mod store;
 
+pub use guard::LOCK_FILE;
+pub use info::{OpenInfo, Recount};
 pub use open::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_EVERY, DEFAULT_SEPARATE_VALUES_OVER, LOCK_FILE, OpenInfo,
-    Recount, SledBackendBuilder,
+    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_EVERY, DEFAULT_SEPARATE_VALUES_OVER, SledBackendBuilder,
 };
 pub use store::SCHEMA_VERSION;
 

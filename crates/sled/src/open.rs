@@ -1,20 +1,14 @@
 //! Opening a cache directory: the builder, the directory lock, panic containment, and
 //! recovery from a damaged directory.
 
-use std::fs::{File, OpenOptions};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fs2::FileExt;
-use plexcache_core::{Error, Removed, Result};
+use plexcache_core::{Error, Result};
 
 use crate::SledBackend;
-use crate::store::Store;
-
-/// The lock file plexcache keeps inside the cache directory (besides sled's own lock on its
-/// `db` file).
-pub const LOCK_FILE: &str = "plexcache-sled.lock";
+use crate::guard::LockFile;
+use crate::store::{Store, StoreConfig};
 
 /// Default bound on sled's page cache: 64 MiB.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
@@ -22,10 +16,6 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Default threshold above which a value is stored in its own tree: 4 KiB.
 pub const DEFAULT_SEPARATE_VALUES_OVER: usize = 4 * 1024;
-
-pub(crate) const IN_USE_DETAIL: &str = "the cache is in use by another process (or by another \
-    SledBackend in this process): sled allows one process per cache directory. Close the other \
-    user, or use the SQLite or Redis backend to share one cache between processes";
 
 /// Builds a [`SledBackend`]; see [`SledBackend::builder`].
 #[derive(Debug, Clone)]
@@ -37,40 +27,6 @@ pub struct SledBackendBuilder {
     pub(crate) spawn_blocking: bool,
     pub(crate) separate_values_over: usize,
     pub(crate) lock_wait: Duration,
-}
-
-/// What happened while opening a cache (see [`SledBackend::open_info`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OpenInfo {
-    /// Wall time of [`SledBackendBuilder::open`], including any recount.
-    pub open_time: Duration,
-    /// Whether the store was created by this open.
-    pub created: bool,
-    /// Set when the previous session did not shut down cleanly and the entry count and byte
-    /// total were recomputed by a scan: how long the scan took.
-    pub recount: Option<Recount>,
-    /// Set when the directory was damaged and [`SledBackendBuilder::recover_corrupt`] moved it
-    /// here before starting empty.
-    pub recovered_from: Option<PathBuf>,
-    /// Set when a [`write_batch`](plexcache_core::CacheBackend::write_batch) was interrupted
-    /// (the process died while applying it): what the open removed so that everything the
-    /// batch was replacing (its prefixes and keys) reads as absent.
-    pub interrupted_batch: Option<Removed>,
-}
-
-/// The result of recomputing the counters after an unclean shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Recount {
-    /// How long the scan took.
-    pub took: Duration,
-    /// Entries found.
-    pub entries: u64,
-    /// Logical bytes found.
-    pub bytes: u64,
-    /// Whether the stored counters differed from the scan (and were corrected).
-    pub corrected: bool,
 }
 
 impl SledBackendBuilder {
@@ -174,7 +130,14 @@ impl SledBackendBuilder {
     fn open_once(&self) -> std::result::Result<Store, (Error, Option<LockFile>)> {
         prepare_dir(&self.dir).map_err(|e| (e, None))?;
         let lock = LockFile::acquire(&self.dir).map_err(|e| (e, None))?;
-        Store::open(self, lock)
+        let cfg = StoreConfig {
+            dir: self.dir.clone(),
+            cache_capacity: self.cache_capacity,
+            flush_every: self.flush_every,
+            separate_values_over: self.separate_values_over,
+            lock_wait: self.lock_wait,
+        };
+        Store::open(&cfg, lock)
     }
 }
 
@@ -191,44 +154,6 @@ fn prepare_dir(dir: &Path) -> Result<()> {
             plexcache_core::fs::create_private_dir(dir)
         }
         Err(e) => Err(Error::io(dir, "reading the cache directory", e)),
-    }
-}
-
-/// An exclusive advisory lock (`flock` on unix, `LockFileEx` on Windows) on
-/// `<dir>/plexcache-sled.lock`, held for the life of the backend. The OS releases it when the
-/// process dies, however it dies.
-#[derive(Debug)]
-pub(crate) struct LockFile {
-    _file: File,
-}
-
-impl LockFile {
-    fn acquire(dir: &Path) -> Result<LockFile> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "opening the lock file", e))?;
-        match file.try_lock_exclusive() {
-            Ok(()) => Ok(LockFile { _file: file }),
-            Err(e) if is_contended(&e) => Err(in_use(dir)),
-            Err(e) => Err(Error::io(&path, "locking the cache directory", e)),
-        }
-    }
-}
-
-fn is_contended(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock
-        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
-}
-
-pub(crate) fn in_use(dir: &Path) -> Error {
-    Error::InUse {
-        path: dir.to_path_buf(),
-        detail: IN_USE_DETAIL.into(),
     }
 }
 
@@ -269,40 +194,4 @@ fn move_aside(dir: &Path, lock: Option<LockFile>) -> Result<PathBuf> {
     #[cfg(unix)]
     drop(lock);
     Ok(aside)
-}
-
-/// Runs `f`, turning a panic inside sled into [`Error::Corrupt`] for `path`.
-///
-/// sled 0.34 panics on some damaged files instead of returning an error. Catching the panic
-/// is sound here: the panic happens while sled is *reading* a store into fresh in-memory
-/// structures that are all dropped during unwinding (nothing half-built is kept or reused),
-/// sled's locks are `parking_lot` locks that unwinding releases without poisoning, and the
-/// caller only learns that the directory is unusable. It does not help when the program is
-/// built with `panic = "abort"`, and the default panic hook still prints the message.
-pub(crate) fn contain<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    catch(f).unwrap_or_else(|msg| Err(panic_error(path, what, &msg)))
-}
-
-/// Runs `f`, returning the panic message if it panicked.
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into())
-    })
-}
-
-/// The error for a sled panic while doing `what` on the cache at `path`.
-pub(crate) fn panic_error(path: &Path, what: &str, msg: &str) -> Error {
-    tracing::error!(path = %path.display(), panic = %msg, "sled panicked while {what}");
-    Error::Corrupt {
-        path: path.to_path_buf(),
-        detail: format!(
-            "sled panicked while {what} ({msg}); the cache directory is damaged (open it with \
-             recover_corrupt(true) to move it aside and start empty)"
-        ),
-        source: None,
-    }
 }

@@ -59,9 +59,8 @@ use plexcache_core::{
 };
 use sled::{IVec, Tree};
 
-use crate::open::{
-    LockFile, OpenInfo, Recount, SledBackendBuilder, catch, contain, in_use, panic_error,
-};
+use crate::guard::{LockFile, catch, contain, in_use, panic_error};
+use crate::info::{OpenInfo, Recount};
 use crate::record::{
     BatchMarker, EXPIRY_PREFIX_LEN, HEADER_LEN, Header, Order, UsageRec, decode_stats,
     encode_stats, expiry_key, meta_key, u64_from,
@@ -149,6 +148,16 @@ pub(crate) struct WriterState {
     tracking: bool,
 }
 
+/// What [`Store::open`] needs of the builder's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) cache_capacity: u64,
+    pub(crate) flush_every: Option<std::time::Duration>,
+    pub(crate) separate_values_over: usize,
+    pub(crate) lock_wait: std::time::Duration,
+}
+
 /// The sled database of one cache directory.
 pub(crate) struct Store {
     pub(crate) path: PathBuf,
@@ -192,7 +201,7 @@ impl Store {
     // ----- opening -----
 
     pub(crate) fn open(
-        cfg: &SledBackendBuilder,
+        cfg: &StoreConfig,
         lock: LockFile,
     ) -> std::result::Result<Store, (Error, Option<LockFile>)> {
         let mut store = match contain(&cfg.dir, "opening the database", || open_trees(cfg)) {
@@ -1420,7 +1429,7 @@ fn had_sled_files(dir: &Path) -> bool {
     })
 }
 
-fn open_trees(cfg: &SledBackendBuilder) -> Result<Store> {
+fn open_trees(cfg: &StoreConfig) -> Result<Store> {
     let dir = &cfg.dir;
     let had_database = had_sled_files(dir);
     let deadline = Instant::now() + cfg.lock_wait;

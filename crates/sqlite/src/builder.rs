@@ -156,8 +156,8 @@ impl SqliteBuilder {
     /// * Another process (or another backend in this one) opening the same file gets
     ///   [`Error::InUse`](plexcache_core::Error::InUse) after [`SqliteBuilder::lock_wait`],
     ///   whichever mode it asks for; this one waits the same way for others to close it.
-    /// * Writes are grouped: each operation is still atomic (a savepoint), but the enclosing
-    ///   transaction is committed at most [`SqliteBuilder::commit_interval`] after its first
+    /// * Writes are grouped: operations run inside one open transaction (an engine error
+    ///   during it rolls the whole batch back and says so), which is committed at most [`SqliteBuilder::commit_interval`] after its first
     ///   write (by the next operation or by a background thread), and by
     ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped
     ///   (the drop waits for that commit, deferred rows included, and logs a failure). A

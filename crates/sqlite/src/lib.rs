@@ -11,15 +11,16 @@
 //!   statistics counters kept in the same transaction as every write: no `COUNT(*)` or `SUM()`
 //!   on the hot path or on open.
 //! * Short reads, and small writes that need not wait for a lock, run inline; large values,
-//!   lock waits, scans, checkpoints and flushes run on tokio's blocking pool (see [`Offload`]),
+//!   lock waits, scans, checkpoints and flushes run off the runtime's worker (`block_in_place`
+//!   on a multi-threaded runtime, the blocking pool on a current-thread one; see [`Offload`]),
 //!   so a busy or slow disk never stalls the async runtime.
 //! * A damaged or foreign file gives [`Error::Corrupt`](plexcache_core::Error::Corrupt) naming
 //!   the path; a foreign SQLite database is left as found, and
 //!   [`SqliteBuilder::recover_corrupt`] moves a damaged one of plexcache's aside and starts
 //!   empty.
 //! * [`SqliteBuilder::exclusive`]: an opt-in mode for one process that owns its cache, with
-//!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a memory tier
-//!   of recent entries; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
+//!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a change token
+//!   that lets `Cache`'s memory tier answer repeated reads; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
 //!
 //! ```
 //! use plexcache_core::Cache;
@@ -66,6 +67,7 @@
 
 mod backend;
 mod builder;
+mod ctx;
 mod lock;
 mod prefix;
 mod schema;

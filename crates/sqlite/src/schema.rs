@@ -9,7 +9,7 @@ use plexcache_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::builder::SqliteBuilder;
-use crate::store::{Ctx, classify};
+use crate::ctx::{Ctx, classify};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`). A database with a
 /// higher version gives [`Error::IncompatibleVersion`]. Version 2 orders the expiry index by

@@ -4,7 +4,7 @@
 //! `cargo test --release -p plexcache-sqlite --test offload_costs -- --ignored --nocapture`
 //!
 //! Variants run interleaved in rounds so that load from other processes hits all of them
-//! alike; the figure per variant is the best round's mean (figures in docs/backends.md (SQLite section)).
+//! alike; the figure per variant is the best round's mean.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;

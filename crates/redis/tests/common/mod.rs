@@ -13,7 +13,7 @@ use std::time::Duration;
 use plexcache_core::testkit::BackendFactory;
 use plexcache_redis::RedisBackend;
 #[allow(unused_imports)] // each test crate uses a different part
-pub use plexcache_redis::test_server::{
+pub use plexcache_testsupport::redis_server::{
     RedisServer, ServerOptions, free_port, redis_available, send,
 };
 

@@ -1,10 +1,7 @@
-//! A fake Plex Media Server for tests (cargo feature `fake-server`): an HTTP/1.1 server on a
-//! loopback port that serves recorded and synthetic libraries with real paging, checks the
-//! `X-Plex-Token`, records every request, and injects faults on demand.
-//!
-//! The source lives in `crates/plex/tests/support/fake_pms/` and is compiled into the library
-//! as `plexcache_plex::fake_server` when the feature is on, so that other crates' tests (the
-//! `plexcache` CLI's end-to-end tests) can start it too.
+//! A fake Plex Media Server for tests: an HTTP/1.1 server on a loopback port that serves
+//! recorded and synthetic libraries with real paging, checks the `X-Plex-Token`, records every
+//! request, and injects faults on demand. Used by the tests of `plexcache-plex`, of the CLI and
+//! of the workspace.
 //!
 //! # Routes
 //!
@@ -35,7 +32,7 @@
 //! ```
 //! # #[cfg(feature = "client")]
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use plexcache_plex::fake_server::{Fault, FaultRule, FakePms};
+//! use plexcache_testsupport::fake_pms::{Fault, FaultRule, FakePms};
 //!
 //! let pms = FakePms::builder("secret-token")
 //!     .recorded_fixtures()                                   // Movies (341), TV Shows, 4K Movies
@@ -62,8 +59,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::item::PlexItem;
-use crate::synthetic::{self, Spec};
+use plexcache_plex::PlexItem;
+use plexcache_plex::synthetic::{self, Spec};
 
 /// A registered library (section) of the fake server.
 #[derive(Debug)]
@@ -122,7 +119,7 @@ impl FakeLibrary {
         })
     }
 
-    /// A movie library of `items` synthetic movies ([`crate::synthetic`], seed = `id`),
+    /// A movie library of `items` synthetic movies ([`plexcache_plex::synthetic`], seed = `id`),
     /// generated page by page: a 50,000-item library costs nothing until asked for.
     pub fn synthetic(id: u32, title: &str, items: usize) -> Self {
         let spec = Spec {
@@ -659,37 +656,46 @@ impl Drop for FakePms {
 
 /// The recorded responses compiled in for [`FakePmsBuilder::recorded_fixtures`].
 mod fixtures {
-    pub(super) const SECTIONS: &[u8] = include_bytes!("../../fixtures/json/sections.rubyplex.json");
+    pub(super) const SECTIONS: &[u8] =
+        include_bytes!("../../../plex/tests/fixtures/json/sections.rubyplex.json");
     pub(super) const MOVIES_341: &[u8] =
-        include_bytes!("../../fixtures/full/movies_all_341.plex-api-spec.json");
+        include_bytes!("../../../plex/tests/fixtures/full/movies_all_341.plex-api-spec.json");
     pub(super) const SHOWS: &[u8] =
-        include_bytes!("../../fixtures/json/shows_all.plex-api-rs.json");
+        include_bytes!("../../../plex/tests/fixtures/json/shows_all.plex-api-rs.json");
     pub(super) const ROUTES: &[(&str, &[u8])] = &[
         (
             "/library/metadata/22/children",
-            include_bytes!("../../fixtures/json/show_children_seasons.plex-api-rs.json"),
+            include_bytes!(
+                "../../../plex/tests/fixtures/json/show_children_seasons.plex-api-rs.json"
+            ),
         ),
         (
             "/library/metadata/89/children",
-            include_bytes!("../../fixtures/json/season_children_episodes.plex-api-rs.json"),
+            include_bytes!(
+                "../../../plex/tests/fixtures/json/season_children_episodes.plex-api-rs.json"
+            ),
         ),
         (
             "/library/metadata/159637",
             include_bytes!(
-                "../../fixtures/json/movie_metadata_multiversion_multipart.plex-api-rs.json"
+                "../../../plex/tests/fixtures/json/movie_metadata_multiversion_multipart.plex-api-rs.json"
             ),
         ),
         (
             "/library/metadata/10401",
-            include_bytes!("../../fixtures/json/show_metadata.rubyplex.json"),
+            include_bytes!("../../../plex/tests/fixtures/json/show_metadata.rubyplex.json"),
         ),
         (
             "/library/metadata/157/children",
-            include_bytes!("../../fixtures/json/album_children_tracks.plex-api-rs.json"),
+            include_bytes!(
+                "../../../plex/tests/fixtures/json/album_children_tracks.plex-api-rs.json"
+            ),
         ),
         (
             "/library/metadata/43/children",
-            include_bytes!("../../fixtures/json/photo_album_children.plex-api-rs.json"),
+            include_bytes!(
+                "../../../plex/tests/fixtures/json/photo_album_children.plex-api-rs.json"
+            ),
         ),
     ];
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::item::PlexItem;
+use plexcache_plex::PlexItem;
 
 /// `{"MediaContainer": {attrs..., list_key: [entries]}}`.
 pub(super) fn container_json<'a>(

@@ -16,7 +16,7 @@ use super::render::{
     container_json, container_xml, item_to_json, json_doc_to_xml, query_pairs, title_matches,
 };
 use super::{Content, FakeLibrary, Fault, RecordedRequest, Shared};
-use crate::synthetic;
+use plexcache_plex::synthetic;
 
 type Body = BoxBody<Bytes, io::Error>;
 
@@ -248,9 +248,9 @@ fn listing(library: &FakeLibrary, r: &Req, filter: Option<&str>, paging: Paging)
                 .min(total - from);
             let page = spec.page(from, n, total);
             let format = if r.json {
-                crate::Format::Json
+                plexcache_plex::Format::Json
             } else {
-                crate::Format::Xml
+                plexcache_plex::Format::Xml
             };
             synthetic::generate(&page, format)
         }
@@ -435,9 +435,9 @@ fn in_format(body: Vec<u8>, json: bool) -> Vec<u8> {
 }
 
 fn answer(body: Vec<u8>, json: bool, mangle: Mangle) -> Result<Response<Body>, io::Error> {
-    let content_type = match crate::detect_format(&body) {
-        Some(crate::Format::Json) => "application/json",
-        Some(crate::Format::Xml) => "text/xml;charset=utf-8",
+    let content_type = match plexcache_plex::detect_format(&body) {
+        Some(plexcache_plex::Format::Json) => "application/json",
+        Some(plexcache_plex::Format::Xml) => "text/xml;charset=utf-8",
         None if json => "application/json",
         None => "text/plain",
     };

@@ -1,6 +1,5 @@
-//! A `redis-server` of a test's own (feature `test-server`): started on a free loopback port in
-//! a temporary directory, killed on drop. Used by this crate's tests, the CLI's and the
-//! workspace's cross-crate tests, and usable by downstream crates that test against Redis.
+//! A `redis-server` of a test's own: started on a free loopback port in a temporary directory,
+//! killed on drop. Used by the Redis backend's tests, the CLI's and the workspace's.
 //!
 //! When `redis-server` is not installed, [`RedisServer::start`] prints a notice and returns
 //! `None` (the test returns early), unless `PLEXCACHE_REQUIRE_REDIS=1`, which makes it panic
@@ -8,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use plexcache_redis::test_server::RedisServer;
+//! use plexcache_testsupport::redis_server::RedisServer;
 //! let Some(server) = RedisServer::start() else { return }; // not installed: skipped
 //! let backend = plexcache_redis::RedisBackend::connect(server.url()).await.unwrap();
 //! # }

@@ -1,0 +1,215 @@
+//! Batches seen from other processes: a library replaced by `write_batch` is one transaction, so
+//! a reader in another process sees the old library or the new one, never a mix, and a writer
+//! killed in the middle of a batch leaves the old library whole. This test binary re-executes
+//! itself as the writer (`PLEXCACHE_SQLITE_BATCH_CHILD=<dir>`).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use plexcache_core::{Batch, BatchPut, Bytes, CacheBackend, EvictionPolicy, WriteLimit};
+use plexcache_sqlite::SqliteBackend;
+
+const ENV: &str = "PLEXCACHE_SQLITE_BATCH_CHILD";
+
+/// Entries of each generation of the library the child replaces.
+const LIBRARY: usize = 3_000;
+
+/// Generation `generation` of library `lib:`, replacing the previous one. Its keys carry the
+/// generation, so a listing of `lib:` shows which generations it holds.
+fn library_batch(generation: u64) -> Batch {
+    let mut batch = Batch::new(1_000 + generation);
+    batch.remove_prefixes = vec!["lib:".into()];
+    batch.puts = (0..LIBRARY)
+        .map(|i| BatchPut {
+            key: format!("lib:{i:04}:g{generation}"),
+            value: Bytes::from(vec![generation as u8; 60 + i % 100]),
+            expires_at: None,
+        })
+        .collect();
+    batch
+}
+
+fn limit() -> WriteLimit {
+    WriteLimit::evict_to(1 << 30, EvictionPolicy::LeastRecentlyStored)
+}
+
+/// The writer: replaces the library with generation after generation until killed, printing
+/// `BATCH <generation>` after each commit.
+#[test]
+fn child() {
+    let Ok(dir) = std::env::var(ENV) else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = SqliteBackend::open(&dir).expect("child open");
+        let start: u64 = std::env::var("PLEXCACHE_BATCH_FROM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        for generation in start.. {
+            let t = Instant::now();
+            b.write_batch(&library_batch(generation), limit())
+                .await
+                .expect("batch");
+            println!("BATCH {generation} {}", t.elapsed().as_micros());
+        }
+    });
+}
+
+/// A writer process and the lines it prints (read on a thread, so waits can time out).
+struct Writer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Writer {
+    fn spawn(dir: &Path, from: u64) -> Writer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(ENV, dir)
+            .env("PLEXCACHE_BATCH_FROM", from.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn writer");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Writer { child, lines }
+    }
+
+    /// Waits (at most a minute) for the next `BATCH` line: (generation, microseconds it took).
+    fn next_batch(&mut self) -> (u64, u64) {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the writer stopped committing batches");
+            // libtest prints "test child ... " without a newline before the child's output.
+            if let Some(at) = line.find("BATCH ") {
+                let mut parts = line[at + 6..].split_whitespace();
+                let g = parts.next().unwrap().parse().unwrap();
+                let took = parts.next().unwrap().parse().unwrap();
+                return (g, took);
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The generation of every key of a listing of `lib:`, checked to be one whole generation.
+fn one_generation(keys: &[String], what: &str) -> u64 {
+    assert_eq!(keys.len(), LIBRARY, "{what}: a partial library");
+    let generation_of = |k: &String| k.rsplit(":g").next().unwrap().parse::<u64>().unwrap();
+    let g = generation_of(&keys[0]);
+    assert!(
+        keys.iter().all(|k| generation_of(k) == g),
+        "{what}: two generations mixed"
+    );
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_in_another_process_never_sees_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache");
+    let reader = SqliteBackend::open(&path).unwrap();
+    let mut writer = Writer::spawn(&path, 1);
+    writer.next_batch();
+    let until = Instant::now() + Duration::from_secs(3);
+    let (mut reads, mut seen) = (0u32, std::collections::BTreeSet::new());
+    while Instant::now() < until {
+        let keys = reader.keys("lib:", 0, usize::MAX).await.unwrap();
+        let g = one_generation(&keys, &format!("read {reads}"));
+        let e = reader.get(&keys[LIBRARY / 2], 0).await.unwrap();
+        // The entry may be gone already (a newer generation replaced it), never another value.
+        if let Some(e) = e {
+            assert_eq!(e.value[0], g as u8, "read {reads}: value of its generation");
+        }
+        seen.insert(g);
+        reads += 1;
+    }
+    writer.kill();
+    eprintln!("{reads} reads saw {} generations", seen.len());
+    assert!(seen.len() > 1, "the reader never saw the library change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_killed_midway_leaves_the_old_library_whole() {
+    let rounds: u64 = std::env::var("PLEXCACHE_BATCH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache");
+    let mut next = 1;
+    for round in 0..rounds {
+        let mut writer = Writer::spawn(&path, next);
+        // After one whole batch, kill at a varying fraction of that batch's time into the next.
+        let (_, took) = writer.next_batch();
+        let (last, _) = writer.next_batch();
+        std::thread::sleep(Duration::from_micros(took * (1 + round % 9) / 10));
+        writer.kill();
+        next = last + 10;
+
+        let b = SqliteBackend::open(&path).expect("reopen after kill");
+        let keys = b.keys("lib:", 0, usize::MAX).await.unwrap();
+        let g = one_generation(&keys, &format!("round {round}"));
+        assert!(
+            g >= last,
+            "round {round}: an older generation than the last committed"
+        );
+        let e = b.get(&keys[0], 0).await.unwrap().unwrap();
+        assert_eq!(
+            e.value[0], g as u8,
+            "round {round}: value of its generation"
+        );
+        // The counters row agrees with the rows themselves, and SQLite finds no damage.
+        let usage = b.usage().await.unwrap();
+        assert_eq!(
+            usage.entries, LIBRARY as u64,
+            "round {round}: entries counted"
+        );
+        let conn = rusqlite::Connection::open(path.join("plexcache.db")).unwrap();
+        let (rows, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (usage.entries, usage.bytes),
+            (rows as u64, bytes as u64),
+            "round {round}: counters match the rows"
+        );
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}: quick_check");
+    }
+}
