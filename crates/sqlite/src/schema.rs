@@ -677,7 +677,7 @@ fn recheck_in_use(cfg: &SqliteBuilder, ctx: &Ctx, mut rejected: Rejected) -> Res
     if cfg.recover_corrupt {
         Err(annotate(
             rejected.error,
-            "another process has it open (or no lock file tells), so recover_corrupt left it in place",
+            "it is open elsewhere (another process or backend), or no lock file can tell, so recover_corrupt left it in place",
         ))
     } else {
         Err(rejected.error)
