@@ -155,13 +155,17 @@ fn a_file_that_looks_truncated_for_a_moment_is_checked_again() {
     let path = filled(dir.path(), 500);
     let holder = SqliteBackend::open(dir.path()).unwrap();
     let original = std::fs::read(&path).unwrap();
-    set_len(&path, original.len() as u64 / 2);
+    let half = original.len() / 2;
+    set_len(&path, half as u64);
     let restorer = {
         let path = path.clone();
-        let original = original.clone();
         std::thread::spawn(move || {
+            use std::io::{Seek, SeekFrom, Write};
             std::thread::sleep(Duration::from_millis(30));
-            std::fs::write(&path, &original).unwrap();
+            // Write the cut tail back in place: the file never looks empty or new meanwhile.
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(half as u64)).unwrap();
+            f.write_all(&original[half..]).unwrap();
         })
     };
     let b = SqliteBackend::builder(dir.path())
