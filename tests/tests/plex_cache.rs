@@ -168,16 +168,23 @@ async fn exercise<B: CacheBackend>(backend: B) {
     assert_eq!(cache.library_items("Movies 4K").await.unwrap(), None);
     assert_eq!(cache.library_items_shared("Movies 4K").await.unwrap(), None);
 
-    // Cache-aside with single-flight: 20 concurrent callers, one fetch.
+    // Cache-aside with single-flight: 20 concurrent callers, one fetch. The fetch ends once
+    // the 19 others have joined it (an event, not a time), so the counts below are exact.
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (cache, calls, movies) = (cache.clone(), calls.clone(), movies.clone());
         tasks.push(tokio::spawn(async move {
+            let watcher = cache.clone();
             cache
                 .library_items_or_fetch("Movies", || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    while std::time::Instant::now() < deadline
+                        && watcher.stats().await.map_or(0, |s| s.session.coalesced) < 19
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     Ok::<_, std::io::Error>(movies)
                 })
                 .await

@@ -132,7 +132,10 @@ macro_rules! testkit_checks {
         $($m)*! { $($args)*;
             basic_operations, raw_put_and_remove, prefix_operations, ttl_boundaries,
             purge_expired_respects_limit_and_order, purge_ties_go_in_write_order,
-            put_keeps_the_limit_in_one_call, batches_replace_atomically, batches_are_seen_whole,
+            put_keeps_the_limit_in_one_call, concurrent_puts_race_for_the_last_bytes,
+            refused_replacement_keeps_the_old_entry, remove_prefix_edges,
+            previous_size_of_an_expired_entry, a_write_resets_the_access_order,
+            batches_replace_atomically, batches_are_seen_whole,
             change_token_moves_on_writes, size_limit_is_a_hard_bound,
             eviction_least_recently_stored, eviction_least_recently_used,
             eviction_least_frequently_used, eviction_protects_the_written_key,
@@ -140,7 +143,8 @@ macro_rules! testkit_checks {
             exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
             single_flight_shares_an_error, keys_with_any_characters, large_value,
             revalidation_and_shared_values, concurrent_writers_keep_exact_usage,
-            clear_keeps_persistent_stats, reopen_keeps_entries_ttl_and_stats }
+            clear_keeps_persistent_stats, a_healthy_store_passes_its_checks,
+            reopen_keeps_entries_ttl_and_stats }
     };
 }
 
@@ -748,6 +752,354 @@ pub async fn put_keeps_the_limit_in_one_call<F: BackendFactory>(f: &F) {
         ["big"],
         "{name}: only the written key"
     );
+}
+
+/// Puts racing for the last bytes under the limit: the check and the write are one atomic
+/// step, so with refusal exactly as many entries as fit are stored and the others refused,
+/// and with eviction every put is stored and the limit holds; no outcome ever reports usage
+/// above the limit.
+pub async fn concurrent_puts_race_for_the_last_bytes<F: BackendFactory>(f: &F) {
+    const TASKS: u64 = 24;
+    const FIT: u64 = 8;
+    for policy in [EvictionPolicy::None, EvictionPolicy::LeastRecentlyStored] {
+        let b = Arc::new(f.create().await);
+        let name = b.name();
+        let now = crate::SystemClock.now_millis_for_testkit();
+        // Keys of 3 bytes and values of 97: 100 bytes an entry.
+        let limit = WriteLimit::evict_to(FIT * 100, policy);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let b = Arc::clone(&b);
+                tokio::spawn(async move {
+                    let key = format!("r{t:02}");
+                    b.put(&key, Bytes::from(vec![t as u8; 97]), now, None, limit)
+                        .await
+                })
+            })
+            .collect();
+        let mut stored = 0u64;
+        let mut refused = 0u64;
+        for t in tasks {
+            let out = ok(
+                t.await
+                    .map_err(|e| Error::Config(e.to_string()))
+                    .and_then(|r| r),
+                "put",
+            );
+            let usage = match out {
+                PutOutcome::Stored { usage, .. } => {
+                    stored += 1;
+                    usage
+                }
+                PutOutcome::Refused { usage } => {
+                    refused += 1;
+                    usage
+                }
+            };
+            assert!(
+                usage.bytes <= FIT * 100,
+                "{name} ({policy:?}): an outcome reports usage above the limit: {usage:?}"
+            );
+        }
+        let usage = ok(b.usage().await, "usage");
+        assert_eq!(
+            usage,
+            Usage {
+                entries: FIT,
+                bytes: FIT * 100
+            },
+            "{name} ({policy:?}): the store ends full, never above"
+        );
+        let keys = ok(b.keys("", now, usize::MAX).await, "keys");
+        assert_eq!(keys.len() as u64, FIT, "{name} ({policy:?}): {keys:?}");
+        if policy == EvictionPolicy::None {
+            assert_eq!(
+                (stored, refused),
+                (FIT, TASKS - FIT),
+                "{name}: exactly the puts that fit are stored"
+            );
+        } else {
+            assert_eq!(
+                (stored, refused),
+                (TASKS, 0),
+                "{name}: with eviction every put is stored"
+            );
+        }
+    }
+}
+
+/// A replacement that would take the store above the limit is refused whole: the old entry
+/// stays as it was (value, metadata), and so does the usage.
+pub async fn refused_replacement_keeps_the_old_entry<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    for key in ["k", "j"] {
+        ok(
+            b.put(
+                key,
+                Bytes::from(vec![1u8; 99]),
+                now,
+                Some(now + 1_000),
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from(vec![2u8; 199]),
+            now + 1,
+            None,
+            WriteLimit::refuse_above(250),
+        )
+        .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Refused {
+            usage: Usage {
+                entries: 2,
+                bytes: 200
+            }
+        },
+        "{name}: a replacement above the limit is refused"
+    );
+    let e = ok(b.get("k", now).await, "get")
+        .unwrap_or_else(|| panic!("{name}: the refused replacement removed the old entry"));
+    assert_eq!(&e.value[..], &[1u8; 99][..], "{name}: the old value stays");
+    assert_eq!(
+        (e.meta.stored_at, e.meta.expires_at, e.meta.size),
+        (now, Some(now + 1_000), 100),
+        "{name}: the old metadata stays"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        Usage {
+            entries: 2,
+            bytes: 200
+        },
+        "{name}: usage unchanged"
+    );
+    // A replacement that fits once the old entry is counted out is stored.
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from(vec![3u8; 149]),
+            now + 2,
+            None,
+            WriteLimit::refuse_above(250),
+        )
+        .await,
+        "put",
+    );
+    assert!(
+        matches!(
+            out,
+            PutOutcome::Stored {
+                previous_size: Some(100),
+                usage: Usage {
+                    entries: 2,
+                    bytes: 250
+                },
+                ..
+            }
+        ),
+        "{name}: a replacement that fits exactly: {out:?}"
+    );
+}
+
+/// `remove_prefix`: a key equal to the prefix is under it; the empty prefix is every key;
+/// `Removed` counts the entries and their bytes, expired ones included.
+pub async fn remove_prefix_edges<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    let puts: [(&str, usize, Option<u64>); 5] = [
+        ("lib:", 10, None),
+        ("lib:a", 20, None),
+        ("lib:b", 30, Some(now + 1)),
+        ("lia", 40, None),
+        ("other", 50, None),
+    ];
+    for (key, len, expires) in puts {
+        ok(
+            b.put(
+                key,
+                Bytes::from(vec![0u8; len]),
+                now,
+                expires,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+    }
+    let removed = ok(b.remove_prefix("lib:").await, "remove_prefix");
+    assert_eq!(
+        removed,
+        Removed {
+            entries: 3,
+            bytes: (4 + 10) + (5 + 20) + (5 + 30)
+        },
+        "{name}: the key equal to the prefix and an expired one are removed and counted"
+    );
+    assert_eq!(
+        ok(b.keys("", now, usize::MAX).await, "keys"),
+        ["lia", "other"],
+        "{name}: the rest stays"
+    );
+    let removed = ok(b.remove_prefix("").await, "remove_prefix");
+    assert_eq!(
+        removed,
+        Removed {
+            entries: 2,
+            bytes: (3 + 40) + (5 + 50)
+        },
+        "{name}: the empty prefix removes every entry"
+    );
+    assert_eq!(
+        ok(b.usage().await, "usage"),
+        Usage::default(),
+        "{name}: empty after remove_prefix(\"\")"
+    );
+    assert_eq!(
+        ok(b.remove_prefix("").await, "remove_prefix"),
+        Removed::default(),
+        "{name}: nothing left to remove"
+    );
+}
+
+/// Replacing an entry that has expired (but was not purged) reports its size as
+/// `previous_size`, and the usage counts only the new entry.
+pub async fn previous_size_of_an_expired_entry<F: BackendFactory>(f: &F) {
+    let b = f.create().await;
+    let name = b.name();
+    let now = crate::SystemClock.now_millis_for_testkit();
+    ok(
+        b.put(
+            "k",
+            Bytes::from_static(b"12345"),
+            now,
+            Some(now + 5),
+            WriteLimit::UNBOUNDED,
+        )
+        .await,
+        "put",
+    );
+    let out = ok(
+        b.put(
+            "k",
+            Bytes::from_static(b"12"),
+            now + 10,
+            None,
+            WriteLimit::refuse_above(1_000).with_purge(now + 10, 0),
+        )
+        .await,
+        "put",
+    );
+    assert_eq!(
+        out,
+        PutOutcome::Stored {
+            previous_size: Some(6),
+            usage: Usage {
+                entries: 1,
+                bytes: 3
+            },
+            expired: Removed::default(),
+            evicted: Removed::default(),
+        },
+        "{name}: replacing an expired entry"
+    );
+    let e = ok(b.get("k", now + 10).await, "get")
+        .unwrap_or_else(|| panic!("{name}: the new entry is live"));
+    assert_eq!(
+        (&e.value[..], e.meta.expires_at),
+        (&b"12"[..], None),
+        "{name}: the new entry"
+    );
+}
+
+/// A write resets the entry's place in the access orders: it counts as accessed when it was
+/// written, with no accesses (so it goes after older entries in LRU order, before accessed
+/// ones in LFU order).
+pub async fn a_write_resets_the_access_order<F: BackendFactory>(f: &F) {
+    for policy in [
+        EvictionPolicy::LeastRecentlyUsed,
+        EvictionPolicy::LeastFrequentlyUsed,
+    ] {
+        let b = f.create().await;
+        let name = b.name();
+        let now = crate::SystemClock.now_millis_for_testkit();
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            ok(
+                b.put(
+                    key,
+                    Bytes::from(vec![0u8; 9]),
+                    now + i as u64,
+                    None,
+                    WriteLimit::UNBOUNDED,
+                )
+                .await,
+                "put",
+            );
+        }
+        ok(
+            b.record_accesses(&[
+                Access {
+                    key: "a".into(),
+                    at: now + 5,
+                    count: 3,
+                },
+                Access {
+                    key: "b".into(),
+                    at: now + 6,
+                    count: 5,
+                },
+            ])
+            .await,
+            "record_accesses",
+        );
+        // Rewriting b drops its accesses: accessed at now + 10, count 0.
+        ok(
+            b.put(
+                "b",
+                Bytes::from(vec![1u8; 9]),
+                now + 10,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await,
+            "put",
+        );
+        // LRU: c (now + 2), a (now + 5), b (now + 10). LFU: c (0, now + 2), b (0, now + 10),
+        // a (3).
+        let order: &[&str] = if policy == EvictionPolicy::LeastRecentlyUsed {
+            &["c", "a", "b"]
+        } else {
+            &["c", "b", "a"]
+        };
+        let mut left = 30u64;
+        for (i, gone) in order.iter().enumerate() {
+            left -= 10;
+            let removed = ok(b.evict(policy, left, None).await, "evict");
+            assert_eq!(
+                removed,
+                Removed {
+                    entries: 1,
+                    bytes: 10
+                },
+                "{name} ({policy:?}): eviction {i}"
+            );
+            assert!(
+                ok(b.get(gone, now + 11).await, "get").is_none(),
+                "{name} ({policy:?}): eviction {i} should remove {gone}"
+            );
+        }
+    }
 }
 
 /// `write_batch`: removes every entry under its prefixes, writes its entries (the last put of
@@ -1487,6 +1839,19 @@ pub async fn undecodable_values_are_misses<F: BackendFactory>(f: &F) {
     assert_eq!(s.usage, Usage::default(), "{name}: all removed");
 }
 
+/// Waits until `n` callers have joined a fetch in flight (the session's `coalesced` counter),
+/// so that a fetch can end only once every caller waits for it: an event, not a time. Gives
+/// up after a minute (the caller's assertions then say what went wrong).
+async fn joined<B: CacheBackend>(cache: &Cache<B>, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match cache.stats().await {
+            Ok(s) if s.session.coalesced >= n => return,
+            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 /// 50 concurrent callers on one key run one fetch and all get its value.
 pub async fn single_flight_shares_a_value<F: BackendFactory>(f: &F) {
     let clock = clock();
@@ -1499,10 +1864,11 @@ pub async fn single_flight_shares_a_value<F: BackendFactory>(f: &F) {
         let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
+            let watcher = cache.clone();
             cache
                 .get_or_fetch("library:Movies:all", Ttl::Default, || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    joined(&watcher, 49).await;
                     Ok::<_, std::io::Error>(vec![item(1), item(2)])
                 })
                 .await
@@ -1549,10 +1915,11 @@ pub async fn single_flight_shares_an_error<F: BackendFactory>(f: &F) {
         let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
+            let watcher = cache.clone();
             cache
                 .get_or_fetch::<u32, _, _, _>("k", Ttl::Default, || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    joined(&watcher, 49).await;
                     Err(std::io::Error::other("server said no"))
                 })
                 .await
@@ -1894,6 +2261,58 @@ pub async fn concurrent_writers_keep_exact_usage<F: BackendFactory>(f: &F) {
         },
         "{name}: usage counters equal a direct count"
     );
+}
+
+/// After a mix of writes, replacements, removals, expiries and a batch, the store passes
+/// its own checks: `integrity_check` finds nothing, `Cache::check` finds nothing and its
+/// direct count equals the counters; `disk_usage` answers, and a store with a disk footprint
+/// reports one.
+pub async fn a_healthy_store_passes_its_checks<F: BackendFactory>(f: &F) {
+    let clock = clock();
+    let cache = ok(
+        builder(f.create().await, &clock).size_limit(20_000).build(),
+        "build",
+    );
+    let name = cache.backend().name();
+    for i in 0..60usize {
+        ok(cache.set(&format!("k{}", i % 40), &item(i)).await, "set");
+        if i % 7 == 0 {
+            ok(
+                cache
+                    .set_with_ttl(
+                        &format!("t{i}"),
+                        &"x".repeat(i * 50),
+                        Duration::from_millis(5),
+                    )
+                    .await,
+                "set",
+            );
+        }
+        if i % 9 == 0 {
+            ok(cache.remove(&format!("k{}", i % 13)).await, "remove");
+        }
+    }
+    ok(cache.set("big", &vec![7u8; 5_000]).await, "set");
+    let mut batch = crate::WriteBatch::new();
+    batch.remove_prefix("k1");
+    ok(
+        batch.set("b:1", &item(1), Ttl::Default).map(|_| ()),
+        "batch set",
+    );
+    ok(cache.write_batch(batch).await, "write_batch");
+    clock.advance(Duration::from_millis(5));
+    ok(cache.flush().await, "flush");
+    let engine = ok(cache.backend().integrity_check().await, "integrity_check");
+    assert!(engine.is_empty(), "{name}: engine problems {engine:?}");
+    let report = ok(cache.check().await, "check");
+    assert!(report.is_ok(), "{name}: check found problems: {report:?}");
+    assert!(
+        report.scanned.entries > 10,
+        "{name}: check scanned the entries: {report:?}"
+    );
+    if let Some(bytes) = ok(cache.backend().disk_usage().await, "disk_usage") {
+        assert!(bytes > 0, "{name}: a store on disk occupies some");
+    }
 }
 
 /// clear removes entries and keeps persistent counters.

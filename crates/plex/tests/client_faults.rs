@@ -103,7 +103,8 @@ async fn backoff_grows_and_stays_bounded() {
     let took = t.elapsed();
     // Waits of 20-40, 40-80 and 50-100 ms.
     assert!(took >= Duration::from_millis(110), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Only catches unbounded waits; a loaded machine may be slow.
+    assert!(took < Duration::from_secs(60), "{took:?}");
     assert!(c.max_request_time() < Duration::from_secs(60 * 4 + 1));
 }
 
@@ -131,8 +132,9 @@ async fn a_slow_server_times_out_and_is_retried() {
     assert_eq!(c.sections().await.unwrap().len(), 3);
     assert_eq!(pms.request_count(), 3);
 
-    // Always slow: a timeout error after the retries.
-    let pms = server([FaultRule::new(Fault::Delay(Duration::from_secs(3)))]).await;
+    // Always slow (an hour): a timeout error after the retries. Without the timeout this
+    // would take hours, so a generous bound tells the two apart on any machine.
+    let pms = server([FaultRule::new(Fault::Delay(Duration::from_secs(3600)))]).await;
     let c = client(&pms)
         .timeout(Duration::from_millis(200))
         .max_retries(1)
@@ -149,7 +151,7 @@ async fn a_slow_server_times_out_and_is_retried() {
         other => panic!("{other:?}"),
     }
     assert!(
-        t.elapsed() < Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(60),
         "bounded: {:?}",
         t.elapsed()
     );

@@ -82,8 +82,9 @@ async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_ba
     for attempt in 0..3 {
         let started = Instant::now();
         let err = backend.get("k1", now).await.expect_err("server is down");
+        // Bounded by the command timeout (700 ms); the bound only catches a hang.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(60),
             "errors come within the timeout"
         );
         let msg = format!("{err}");
@@ -123,12 +124,12 @@ async fn a_server_that_goes_away_gives_errors_and_calls_work_again_when_it_is_ba
 
     // The same data directory and port: the append-only file brings the data back.
     let _server = RedisServer::spawn(dir.path(), port, &opts);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let entry = loop {
         match backend.get("k1", now).await {
             Ok(e) => break e,
             Err(e) => {
-                assert!(Instant::now() < deadline, "no recovery within 15 s: {e}");
+                assert!(Instant::now() < deadline, "no recovery within 60 s: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -158,7 +159,8 @@ async fn connecting_to_no_server_is_a_clear_error() {
         .connect()
         .await
         .expect_err("nothing listens there");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Bounded by the command timeout (500 ms); the bound only catches a hang.
+    assert!(started.elapsed() < Duration::from_secs(60));
     let chain = format!("{err} {err:?}");
     eprintln!("no server: {chain}");
     assert!(chain.contains(&format!("127.0.0.1:{port}")), "{chain}");
@@ -482,17 +484,27 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
         )
         .await
         .unwrap();
-    // Let the server drop the short-lived value on its own.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let later = now_ms();
-    assert!(backend.get("short", later).await.unwrap().is_none());
+    // Wait until the server has dropped the short-lived value on its own (an event, not a
+    // time: its expiry runs when the server gets to it).
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
-    let exists: u64 = redis::cmd("EXISTS")
-        .arg(format!("{prefix}v:short"))
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(exists, 0, "the server dropped the value itself");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists: u64 = redis::cmd("EXISTS")
+            .arg(format!("{prefix}v:short"))
+            .query(&mut conn)
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never dropped the value itself"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let later = now_ms();
+    assert!(backend.get("short", later).await.unwrap().is_none());
     assert_eq!(
         backend.integrity_check().await.unwrap(),
         Vec::<String>::new(),

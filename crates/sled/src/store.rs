@@ -165,7 +165,8 @@ pub(crate) struct Store {
     freq: Tree,
     meta: Tree,
     separate_over: usize,
-    /// Whether sled's `conf` file existed before this open (a database was created here).
+    /// Whether sled's files (`conf`, a non-empty `db`, a snapshot) existed before this open: a
+    /// database was there, so finding no layout in it means its data is gone.
     had_database: bool,
     /// Held by every mutation.
     writer: Mutex<WriterState>,
@@ -1405,9 +1406,26 @@ impl Drop for Store {
     }
 }
 
+/// Whether `dir` holds any of sled's files: its `conf`, a non-empty `db` file, or a snapshot.
+/// sled starts a new database when `conf` is missing, silently dropping whatever its `db`
+/// file held; a `db` file (or a snapshot) without `conf` is a damaged database, not a new one.
+fn had_sled_files(dir: &Path) -> bool {
+    if dir.join("conf").exists() {
+        return true;
+    }
+    if std::fs::metadata(dir.join("db")).is_ok_and(|m| m.len() > 0) {
+        return true;
+    }
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("snap."))
+    })
+}
+
 fn open_trees(cfg: &StoreConfig) -> Result<Store> {
     let dir = &cfg.dir;
-    let had_database = dir.join("conf").exists();
+    let had_database = had_sled_files(dir);
     let deadline = Instant::now() + cfg.lock_wait;
     let mut pause = std::time::Duration::from_millis(2);
     let db = loop {

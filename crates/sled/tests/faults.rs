@@ -39,6 +39,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Entries of the real cache the damage tests start from.
+const ENTRIES: u32 = 3_000;
+
 /// A real, cleanly closed cache with `n` entries.
 fn real_cache(path: &Path, n: u32) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -59,9 +62,14 @@ fn real_cache(path: &Path, n: u32) {
     });
 }
 
-/// Opening a damaged directory: either an error naming the path, or (when sled recovers a
-/// consistent prefix of its log) a working, consistent store. Never a panic or another error.
-fn open_damaged(path: &Path, what: &str) -> Option<SledBackend> {
+/// Opening a damaged directory: an error naming the path, or, when sled recovered a
+/// consistent prefix of its log, a working, consistent store whose open says what happened
+/// (what the docs promise). `original`: the entries the directory held before the damage.
+///
+/// An open that succeeds must not call the store new (`created`), and must either keep every
+/// entry or report the recovery (`open_info().recount`: the store found it was not shut down
+/// cleanly and recounted). Silent loss fails.
+fn open_damaged(path: &Path, what: &str, original: u32) -> Option<SledBackend> {
     match SledBackend::open(path) {
         Err(e @ Error::Corrupt { .. }) => {
             let msg = e.to_string();
@@ -74,20 +82,63 @@ fn open_damaged(path: &Path, what: &str) -> Option<SledBackend> {
         }
         Err(other) => panic!("{what}: expected Corrupt, got {other:?}"),
         Ok(b) => {
-            eprintln!("{what}: opened (sled recovered a prefix of its log)");
+            let info = b.open_info().clone();
+            eprintln!("{what}: opened (sled recovered a prefix of its log): {info:?}");
+            assert!(
+                !info.created,
+                "{what}: a damaged directory was opened as a new, empty cache"
+            );
             // Whatever it recovered must be usable and consistent.
             match b.verify() {
                 Ok(v) => assert!(v.is_ok(), "{what}: {:?}", v.problems),
                 Err(e) => assert!(e.is_corrupt(), "{what}: verify: {e}"),
+            }
+            let kept = all_kept(&b, original);
+            assert!(
+                kept || info.recount.is_some(),
+                "{what}: entries were lost and the open did not report a recovery: {info:?}"
+            );
+            if let Some(r) = info.recount {
+                let usage = block_on(b.usage()).unwrap();
+                assert_eq!(
+                    (usage.entries, usage.bytes),
+                    (r.entries, r.bytes),
+                    "{what}: the recount is what the store holds"
+                );
             }
             Some(b)
         }
     }
 }
 
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Whether every entry [`real_cache`] wrote reads back with its value.
+fn all_kept(b: &SledBackend, n: u32) -> bool {
+    let cache = Cache::new(b.clone());
+    block_on(async {
+        for i in 0..n {
+            let got: Option<String> = cache
+                .get(&format!("library:Movies:{i}"))
+                .await
+                .unwrap_or(None);
+            if got.as_deref() != Some(format!("/media/movies/{i}/file.mkv").as_str()) {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Damage that leaves nothing to recover: an error naming the path.
 fn expect_corrupt(path: &Path, what: &str) {
     assert!(
-        open_damaged(path, what).is_none(),
+        open_damaged(path, what, 0).is_none(),
         "{what}: should not open"
     );
 }
@@ -145,16 +196,16 @@ fn garbage_files() {
         for (name, bytes) in &files {
             fs::write(path.join(name), bytes).unwrap();
         }
-        if open_damaged(&path, what).is_none() {
-            recovers(&path, what);
-        }
+        // No plexcache database was ever there: nothing may be opened as if it were new.
+        expect_corrupt(&path, what);
+        recovers(&path, what);
     }
 }
 
 #[test]
 fn truncated_and_flipped_real_databases() {
     let (dir, original) = common::temp_cache();
-    real_cache(&original, 3_000);
+    real_cache(&original, ENTRIES);
     let db_len = fs::metadata(original.join("db")).unwrap().len();
     let conf_len = fs::metadata(original.join("conf")).unwrap().len();
     let mut n = 0;
@@ -163,7 +214,7 @@ fn truncated_and_flipped_real_databases() {
         let path = dir.path().join(format!("case{n}")).join("cache");
         copy_dir(&original, &path);
         damage(&path);
-        if open_damaged(&path, &what).is_none() {
+        if open_damaged(&path, &what, ENTRIES).is_none() {
             recovers(&path, &what);
         }
     };
@@ -347,4 +398,39 @@ fn stale_index_entries_are_dropped_by_the_walks_that_meet_them() {
     let v = b.verify().unwrap();
     assert!(v.is_ok(), "{:?}", v.problems);
     assert_eq!((v.entries, v.stale_index_entries), (4, 0));
+}
+
+/// A cache written in two sessions, each closed cleanly, then truncated anywhere: an open
+/// that succeeds either keeps every entry or reports its recovery, even where the cut could
+/// leave the first session's clean-shutdown marker as the last word.
+#[test]
+fn a_truncated_second_session_is_never_lost_silently() {
+    let (dir, original) = common::temp_cache();
+    real_cache(&original, ENTRIES / 2);
+    block_on(async {
+        let cache = Cache::new(SledBackend::open(&original).unwrap());
+        for i in ENTRIES / 2..ENTRIES {
+            cache
+                .set(
+                    &format!("library:Movies:{i}"),
+                    &format!("/media/movies/{i}/file.mkv"),
+                )
+                .await
+                .unwrap();
+        }
+        cache.flush().await.unwrap();
+    });
+    let db_len = fs::metadata(original.join("db")).unwrap().len();
+    for k in 1..30u64 {
+        let len = db_len * k / 30;
+        let path = dir.path().join(format!("cut{k}")).join("cache");
+        copy_dir(&original, &path);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("db"))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        open_damaged(&path, &format!("db cut to {len} of {db_len}"), ENTRIES);
+    }
 }

@@ -16,13 +16,48 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::builder::{Offload, SqliteBuilder};
-use crate::schema::{connect, move_aside, open_writer, wal_path};
+use crate::schema::{connect, open_or_recover, wal_path};
 use crate::store::{self, Checked, Ctx, Fetched, NAME, classify, is_busy};
 
 /// The SQLite backend (see the [crate documentation](crate)). Cheap to clone: clones share
 /// the connections.
 #[derive(Clone)]
 pub struct SqliteBackend {
+    /// Exclusive mode: stops the commit thread and has it commit the open batch when the last
+    /// handle is dropped. Declared before `inner`, so that it runs while `inner` still exists.
+    closer: Option<Arc<Closer>>,
+    inner: Arc<Inner>,
+}
+
+/// Exclusive mode: owned by the handles (never by internal jobs or the commit thread), so its
+/// drop is the drop of the last handle. It stops the commit thread and waits for it: the
+/// thread commits the open batch, writing deferred rows first, before the drop returns. So a
+/// program that drops its cache and returns from `main` loses nothing, even when the commit
+/// thread held the backend at that moment.
+struct Closer {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                tracing::error!(
+                    "the SQLite commit thread panicked; writes acknowledged since the last commit may be lost"
+                );
+            }
+        }
+    }
+}
+
+/// The writer connection's guard with the backend state, for work moved off the runtime. The
+/// guard is declared first, so it is released first: when `inner` is the last reference, the
+/// drop of [`Inner`] finds the connection free and commits the open batch.
+struct Held {
+    conn: tokio::sync::OwnedMutexGuard<Connection>,
     inner: Arc<Inner>,
 }
 
@@ -87,12 +122,27 @@ const ROLLED_BACK_BY_SQLITE: &str = "SQLite rolled the batch transaction back af
 const DEFERRED_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Drop for Inner {
+    /// Exclusive mode: commits what is left when the last reference goes. Normally the commit
+    /// thread has committed the batch already (see [`Closer`]); this covers work that ran
+    /// after it, such as a job moved off the runtime whose caller was cancelled.
     fn drop(&mut self) {
-        if self.cfg.exclusive
-            && let Ok(mut conn) = self.writer.try_lock()
-            && let Err(e) = self.commit_batch(&mut conn)
-        {
-            tracing::error!(error = %e, "the last batch of writes could not be committed at close");
+        if !self.cfg.exclusive {
+            return;
+        }
+        match self.writer.try_lock() {
+            Ok(mut conn) => self.close(&mut conn),
+            Err(_) => {
+                // Not reached: every holder of the connection holds `Inner` too and releases
+                // the connection first (see `Held`).
+                let pending = self.pending.lock().rows.len();
+                if self.batch_started.lock().is_some() || pending > 0 {
+                    tracing::error!(
+                        path = %self.ctx.path.display(),
+                        deferred_rows = pending,
+                        "the connection is still in use at close; writes acknowledged since the last commit are lost"
+                    );
+                }
+            }
         }
     }
 }
@@ -217,6 +267,7 @@ impl Inner {
             p.bytes = 0;
             std::mem::take(&mut p.rows)
         };
+        tracing::trace!(deferred_rows = rows.len(), "writing deferred rows");
         for (key, row, value) in rows {
             if let Err(e) = row.write(conn, &key, &value) {
                 if !conn.is_autocommit() {
@@ -238,7 +289,7 @@ impl Inner {
     fn defer(&self, key: String, row: store::PendingRow, value: Bytes) {
         {
             let mut p = self.pending.lock();
-            p.bytes += value.len() as u64;
+            p.bytes = p.bytes.saturating_add(value.len() as u64);
             p.rows.push((key, row, value));
         }
         if let Some(t) = self.committer.get() {
@@ -248,7 +299,7 @@ impl Inner {
 
     /// Exclusive mode: whether a value of `len` bytes may be deferred now.
     fn may_defer(&self, len: u64) -> bool {
-        self.pending.lock().bytes + len <= DEFERRED_BYTES_LIMIT
+        self.pending.lock().bytes.saturating_add(len) <= DEFERRED_BYTES_LIMIT
     }
 
     /// Exclusive mode: whether the open batch is older than the commit interval.
@@ -280,6 +331,18 @@ impl Inner {
                 self.batch_lost(&e.to_string());
                 Err(e)
             }
+        }
+    }
+
+    /// Exclusive mode, at close: commits the open batch (deferred rows first); what cannot be
+    /// committed is logged as lost.
+    fn close(&self, conn: &mut Connection) {
+        if let Err(e) = self.commit_batch(conn) {
+            tracing::error!(
+                path = %self.ctx.path.display(),
+                error = %e,
+                "the last batch of writes could not be committed at close; it is lost"
+            );
         }
     }
 
@@ -333,12 +396,18 @@ fn removed_some(r: &Removed) -> bool {
 }
 
 /// Exclusive mode: commits each batch when it reaches the commit interval. Holds the backend
-/// only while it looks or commits, and ends when the backend is gone.
-fn commit_loop(weak: &Weak<Inner>) {
+/// only while it looks or commits. When `stop` is set (the last handle is being dropped, see
+/// [`Closer`]) it commits the open batch and ends; it also ends when the backend is gone.
+fn commit_loop(weak: &Weak<Inner>, stop: &AtomicBool) {
     loop {
         let Some(inner) = weak.upgrade() else {
             return;
         };
+        if stop.load(Ordering::Acquire) {
+            let mut conn = inner.writer.blocking_lock();
+            inner.close(&mut conn);
+            return;
+        }
         let due = inner.batch_due();
         let has_pending = !inner.pending.lock().rows.is_empty();
         if has_pending || due.is_some_and(|left| left.is_zero()) {
@@ -388,20 +457,7 @@ impl SqliteBackend {
             busy_timeout: cfg.busy_timeout,
         };
         let lock = crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?;
-        let writer = match open_writer(&cfg, &ctx) {
-            Ok(conn) => conn,
-            Err(e @ Error::Corrupt { .. }) if cfg.recover_corrupt => {
-                let moved = move_aside(&path)?;
-                tracing::warn!(
-                    path = %path.display(),
-                    moved_to = %moved.display(),
-                    error = %e,
-                    "the cache database is damaged or foreign; moved it aside and starting empty"
-                );
-                open_writer(&cfg, &ctx)?
-            }
-            Err(e) => return Err(e),
-        };
+        let writer = open_or_recover(&cfg, &ctx, lock.as_ref())?;
         let mut writer = writer;
         let wal_pages = Arc::new(AtomicU32::new(0));
         let hook_pages = Arc::clone(&wal_pages);
@@ -426,7 +482,8 @@ impl SqliteBackend {
             Watch::DataVersion(Mutex::new(conn))
         };
         let exclusive = cfg.exclusive;
-        let backend = Self {
+        let mut backend = Self {
+            closer: None,
             inner: Arc::new(Inner {
                 ctx,
                 cfg,
@@ -448,12 +505,18 @@ impl SqliteBackend {
         };
         if exclusive {
             let weak = Arc::downgrade(&backend.inner);
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread_stop = Arc::clone(&stop);
             let thread = std::thread::Builder::new()
                 .name("plexcache-sqlite-commit".into())
-                .spawn(move || commit_loop(&weak))
+                .spawn(move || commit_loop(&weak, &thread_stop))
                 .map_err(|e| Error::io(&path, "starting the commit thread", e))?;
             // Set once, here, before any operation can run: `set` cannot fail.
             let _ = backend.inner.committer.set(thread.thread().clone());
+            backend.closer = Some(Arc::new(Closer {
+                thread: Some(thread),
+                stop,
+            }));
         }
         Ok(backend)
     }
@@ -559,23 +622,30 @@ impl SqliteBackend {
     ) -> Result<T> {
         if inline || !Self::has_runtime() {
             let mut conn = self.inner.writer.lock().await;
-            // Rows left to write are large values: write them off the runtime, unless
-            // everything runs inline anyway.
-            let offload_drain = Self::has_runtime()
-                && self.inner.cfg.offload != Offload::Never
-                && !self.inner.pending.lock().rows.is_empty();
-            if !offload_drain {
+            if !self.drain_off_runtime() {
                 self.inner.drain(&mut conn)?;
                 return f(&self.inner, &mut conn);
             }
         }
-        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        let inner = Arc::clone(&self.inner);
+        let held = Held {
+            conn: Arc::clone(&self.inner.writer).lock_owned().await,
+            inner: Arc::clone(&self.inner),
+        };
         Self::run(true, move || {
-            inner.drain(&mut guard)?;
-            f(&inner, &mut guard)
+            let mut held = held;
+            held.inner.drain(&mut held.conn)?;
+            f(&held.inner, &mut held.conn)
         })
         .await
+    }
+
+    /// Exclusive mode: whether deferred rows wait and must be written off the runtime before
+    /// the writer connection is used. They are large values: off the runtime unless
+    /// everything runs inline anyway. Reads and writes follow the same rule.
+    fn drain_off_runtime(&self) -> bool {
+        Self::has_runtime()
+            && self.inner.cfg.offload != Offload::Never
+            && !self.inner.pending.lock().rows.is_empty()
     }
 
     /// A write on the writer connection (queued on an async mutex), on the blocking pool
@@ -586,15 +656,19 @@ impl SqliteBackend {
         removing: fn(&T) -> bool,
         f: impl FnOnce(&Ctx, &mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        let inner = Arc::clone(&self.inner);
-        let offload = inner.cfg.offload != Offload::Never;
+        let held = Held {
+            conn: Arc::clone(&self.inner.writer).lock_owned().await,
+            inner: Arc::clone(&self.inner),
+        };
+        let offload = self.inner.cfg.offload != Offload::Never;
         Self::run(offload, move || {
+            let mut held = held;
+            let Held { conn, inner } = &mut held;
             if inner.cfg.exclusive {
-                inner.commit_batch(&mut guard)?;
+                inner.commit_batch(conn)?;
             }
-            let out = f(&inner.ctx, &mut guard)?;
-            inner.maintenance(&guard, removing(&out));
+            let out = f(&inner.ctx, conn)?;
+            inner.maintenance(conn, removing(&out));
             Ok(out)
         })
         .await
@@ -754,13 +828,18 @@ impl SqliteBackend {
             };
             let got = {
                 let mut conn = self.inner.writer.lock().await;
-                self.inner.drain(&mut conn)?;
-                read(&self.inner, &conn, key, limit)?
+                if self.drain_off_runtime() {
+                    None
+                } else {
+                    self.inner.drain(&mut conn)?;
+                    Some(read(&self.inner, &conn, key, limit)?)
+                }
             };
             match got {
-                None => return Ok(None),
-                Some(Fetched::Entry(e)) => return Ok(Some(e)),
-                Some(Fetched::TooLargeForInline) => {}
+                Some(None) => return Ok(None),
+                Some(Some(Fetched::Entry(e))) => return Ok(Some(e)),
+                // Too large to read inline, or deferred rows to write first: off the runtime.
+                Some(Some(Fetched::TooLargeForInline)) | None => {}
             }
         }
         let key = key.to_owned();
@@ -1066,6 +1145,11 @@ impl CacheBackend for SqliteBackend {
                 std::io::Error::other(why),
             )),
         }
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read("integrity_check", false, store::integrity_check)
+            .await
     }
 
     async fn disk_usage(&self) -> Result<Option<u64>> {

@@ -117,11 +117,13 @@ impl SqliteBuilder {
         self
     }
 
-    /// When the file is damaged or is not a plexcache database, move it aside as
-    /// `<name>.corrupt-<unix-millis>` (with its `-wal`), log a warning and start empty, instead
-    /// of failing with [`Error::Corrupt`](plexcache_core::Error::Corrupt). A store written by a
-    /// newer plexcache is never moved ([`Error::IncompatibleVersion`](plexcache_core::Error)).
-    /// Default off.
+    /// When the file is damaged, move it aside as `<name>.corrupt-<unix-millis>` (with its
+    /// `-wal`), log a warning and start empty, instead of failing with
+    /// [`Error::Corrupt`](plexcache_core::Error::Corrupt). Only a file that carries
+    /// plexcache's application id, or is no SQLite database at all, is moved, and only while
+    /// no other process holds it; another application's SQLite database is rejected unchanged,
+    /// and a store written by a newer plexcache is never moved
+    /// ([`Error::IncompatibleVersion`](plexcache_core::Error)). Default off.
     pub fn recover_corrupt(mut self, recover: bool) -> Self {
         self.recover_corrupt = recover;
         self
@@ -157,7 +159,8 @@ impl SqliteBuilder {
     /// * Writes are grouped: operations run inside one open transaction (an engine error
     ///   during it rolls the whole batch back and says so), which is committed at most [`SqliteBuilder::commit_interval`] after its first
     ///   write (by the next operation or by a background thread), and by
-    ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped. A
+    ///   [`flush`](plexcache_core::CacheBackend::flush) and when the last handle is dropped
+    ///   (the drop waits for that commit, deferred rows included, and logs a failure). A
     ///   crash of the process or the machine loses at most that window of acknowledged writes;
     ///   the size limit, counters and everything else hold as in the shared mode.
     /// * The change token is a counter of this backend's writes, so the memory tier of

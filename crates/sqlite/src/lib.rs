@@ -15,7 +15,9 @@
 //!   on a multi-threaded runtime, the blocking pool on a current-thread one; see [`Offload`]),
 //!   so a busy or slow disk never stalls the async runtime.
 //! * A damaged or foreign file gives [`Error::Corrupt`](plexcache_core::Error::Corrupt) naming
-//!   the path; [`SqliteBuilder::recover_corrupt`] moves it aside and starts empty.
+//!   the path; a foreign SQLite database is left as found, and
+//!   [`SqliteBuilder::recover_corrupt`] moves a damaged one of plexcache's aside and starts
+//!   empty.
 //! * [`SqliteBuilder::exclusive`]: an opt-in mode for one process that owns its cache, with
 //!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a change token
 //!   that lets `Cache`'s memory tier answer repeated reads; other openers get [`Error::InUse`](plexcache_core::Error::InUse).

@@ -54,6 +54,20 @@ pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Opti
         }
         Err(e) => return Err(Error::io(&path, "creating the cache's lock file", e)),
     };
+    Ok(relock(db, &file, exclusive, wait)?.then_some(file))
+}
+
+/// Takes the lock file exclusively if no one else holds it, without waiting. On failure the
+/// shared lock this handle held may be gone too (`flock` converts by unlocking first): take it
+/// again with [`relock`].
+pub(crate) fn try_exclusive(file: &File) -> bool {
+    file.try_lock().is_ok()
+}
+
+/// Takes (or converts to) the lock on `file`, waiting up to `wait` for a conflicting holder.
+/// `false`: a shared lock cannot be taken on this file system (see [`acquire`]).
+pub(crate) fn relock(db: &Path, file: &File, exclusive: bool, wait: Duration) -> Result<bool> {
+    let path = lock_path(db);
     let started = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
@@ -63,7 +77,7 @@ pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Opti
             file.try_lock_shared()
         };
         match attempt {
-            Ok(()) => return Ok(Some(file)),
+            Ok(()) => return Ok(true),
             Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
@@ -90,7 +104,7 @@ pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Opti
             // the exclusive mode cannot promise exclusivity, so it refuses.
             Err(TryLockError::Error(e)) if !exclusive => {
                 tracing::debug!(path = %path.display(), error = %e, "cannot lock; opening without the lock file");
-                return Ok(None);
+                return Ok(false);
             }
             Err(TryLockError::Error(e)) => {
                 return Err(Error::io(&path, "locking the cache's lock file", e));

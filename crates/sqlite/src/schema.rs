@@ -114,24 +114,87 @@ pub(crate) fn connect(
     Ok(conn)
 }
 
+/// Whose a rejected file is, as far as opening could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// plexcache's: it carries plexcache's application id.
+    Ours,
+    /// Not a SQLite database at all, or shorter than SQLite's header: nobody's usable file.
+    NotSqlite,
+    /// A SQLite database of another application (another application id, or tables without
+    /// plexcache's): never changed, never moved.
+    Foreign,
+    /// A SQLite database that could not be identified (damaged before its application id
+    /// could be read, or not a regular file): never moved.
+    Unknown,
+}
+
+/// Why the writer connection was not opened, and whose the file is.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub(crate) error: Error,
+    pub(crate) owner: Owner,
+}
+
+impl Rejected {
+    fn new(error: Error, owner: Owner) -> Self {
+        Self { error, owner }
+    }
+
+    /// The file looks damaged (not foreign): worth a second look.
+    pub(crate) fn damaged(&self) -> bool {
+        matches!(self.error, Error::Corrupt { .. }) && self.owner != Owner::Foreign
+    }
+
+    /// `recover_corrupt` may move the file aside: damaged, and ours or nobody's.
+    pub(crate) fn movable(&self) -> bool {
+        self.damaged() && matches!(self.owner, Owner::Ours | Owner::NotSqlite)
+    }
+}
+
+/// Whose a file is from its raw application id (header bytes 68-71).
+fn owner_of(application_id: i64) -> Owner {
+    match application_id {
+        APPLICATION_ID => Owner::Ours,
+        0 => Owner::Unknown,
+        _ => Owner::Foreign,
+    }
+}
+
 /// Checks the file header without SQLite: magic, and (when no WAL holds newer pages) that the
-/// file is as long as its header says. O(1).
-fn check_header(path: &Path) -> Result<()> {
+/// file is as long as its header says. O(1). Returns the application id written in the header
+/// (`None` for a missing or empty file); the header of a database in WAL mode may be older
+/// than its WAL, so SQLite has the last word on whose it is (see [`identify`]).
+fn check_header(path: &Path) -> Result<Option<i64>, Rejected> {
+    let corrupt = |detail: String, owner: Owner| {
+        Rejected::new(
+            Error::Corrupt {
+                path: path.to_path_buf(),
+                detail,
+                source: None,
+            },
+            owner,
+        )
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(path, "reading the cache database's metadata", e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Rejected::new(
+                Error::io(path, "reading the cache database's metadata", e),
+                Owner::Unknown,
+            ));
+        }
     };
+    if !meta.is_file() {
+        return Err(corrupt(
+            "the cache database path is not a regular file".into(),
+            Owner::Unknown,
+        ));
+    }
     let len = meta.len();
     if len == 0 {
-        return Ok(()); // a new, empty database
-    }
-    if !meta.is_file() {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: "the cache database path is not a regular file".into(),
-            source: None,
-        });
+        return Ok(None); // a new, empty database
     }
     let mut header = [0u8; 100];
     let read = std::fs::File::open(path)
@@ -146,25 +209,33 @@ fn check_header(path: &Path) -> Result<()> {
             }
             Ok(n)
         })
-        .map_err(|e| Error::io(path, "reading the cache database's header", e))?;
+        .map_err(|e| {
+            Rejected::new(
+                Error::io(path, "reading the cache database's header", e),
+                Owner::Unknown,
+            )
+        })?;
     if read < 16 || &header[..16] != b"SQLite format 3\0" {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: "not a SQLite database (bad header); not a plexcache store".into(),
-            source: None,
-        });
+        return Err(corrupt(
+            "not a SQLite database (bad header); not a plexcache store".into(),
+            Owner::NotSqlite,
+        ));
     }
     if read < 100 {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("truncated SQLite database: {len} bytes, shorter than its header"),
-            source: None,
-        });
+        return Err(corrupt(
+            format!("truncated SQLite database: {len} bytes, shorter than its header"),
+            Owner::NotSqlite,
+        ));
     }
+    let application_id = i64::from(i32::from_be_bytes([
+        header[68], header[69], header[70], header[71],
+    ]));
+    let owner = owner_of(application_id);
     let wal = wal_path(path);
     let wal_has_frames = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 32);
     if wal_has_frames {
-        return Ok(()); // pages may legitimately live only in the WAL until a checkpoint
+        // Pages may legitimately live only in the WAL until a checkpoint.
+        return Ok(Some(application_id));
     }
     let page_size = match u16::from_be_bytes([header[16], header[17]]) {
         1 => 65_536u64,
@@ -175,25 +246,23 @@ fn check_header(path: &Path) -> Result<()> {
         header[28], header[29], header[30], header[31],
     ]));
     if valid_for && pages > 0 && pages.saturating_mul(page_size) > len {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!(
+        return Err(corrupt(
+            format!(
                 "truncated SQLite database: its header says {} bytes ({pages} pages of {page_size}), the file has {len}",
                 pages.saturating_mul(page_size)
             ),
-            source: None,
-        });
+            owner,
+        ));
     }
     if page_size >= 512 && len % page_size != 0 {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!(
+        return Err(corrupt(
+            format!(
                 "truncated SQLite database: {len} bytes is not a whole number of {page_size}-byte pages"
             ),
-            source: None,
-        });
+            owner,
+        ));
     }
-    Ok(())
+    Ok(Some(application_id))
 }
 
 pub(crate) fn wal_path(path: &Path) -> PathBuf {
@@ -277,54 +346,131 @@ fn restrict_permissions(path: &Path) {
     let _ = path;
 }
 
-/// Opens the writer connection: header check, settings, schema creation or validation.
+/// What the file is, read before anything is written to it.
+#[derive(Clone, Copy)]
+enum Identity {
+    /// No tables, no application id, no schema version: a new database, ours to create.
+    Empty,
+    /// plexcache's, at this schema version.
+    Ours(u64),
+}
+
+/// Identifies the database on `conn` without changing it (reads only: application id,
+/// schema version, table names). Another application's database is rejected here, before any
+/// setting is changed.
+fn identify(conn: &Connection, ctx: &Ctx, raw: Option<i64>) -> Result<Identity, Rejected> {
+    let path = ctx.path.as_path();
+    let unknown = |e: Error| Rejected::new(e, raw.map_or(Owner::Unknown, owner_of));
+    let app_id = ctx
+        .retry("read the application id", || {
+            pragma_i64(conn, "application_id")
+        })
+        .map_err(unknown)?;
+    let version = ctx
+        .retry("read the schema version", || {
+            pragma_i64(conn, "user_version")
+        })
+        .map_err(unknown)?;
+    if app_id == APPLICATION_ID {
+        return Ok(Identity::Ours(u64::try_from(version).unwrap_or(u64::MAX)));
+    }
+    let is_foreign = |detail: String| Rejected::new(foreign(path, detail), Owner::Foreign);
+    if app_id != 0 {
+        return Err(is_foreign(format!(
+            "application id {app_id:#x}, expected {APPLICATION_ID:#x}"
+        )));
+    }
+    let tables: Vec<String> = ctx
+        .retry("list the tables", || {
+            let mut stmt =
+                conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 10")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .map_err(unknown)?;
+    if !tables.is_empty() {
+        return Err(is_foreign(format!(
+            "it holds tables {} and no plexcache application id",
+            tables.join(", ")
+        )));
+    }
+    if version != 0 {
+        return Err(is_foreign(format!(
+            "schema version {version} and no plexcache application id"
+        )));
+    }
+    Ok(Identity::Empty)
+}
+
+/// Opens the writer connection: header check, identification, settings, schema creation or
+/// validation.
+///
+/// Nothing is written to a file before it is identified as plexcache's or as a new, empty
+/// database: another application's database is rejected as it was found.
 ///
 /// The database, `-wal` and `-shm` files are private to their owner (mode 0600 on unix), like
 /// the directory: see [`create_private_database`] and [`restrict_permissions`].
-pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection> {
+pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection, Rejected> {
     let path = ctx.path.as_path();
-    check_header(path)?;
+    let raw = check_header(path)?;
     create_private_database(path);
-    let conn = ctx.retry("open", || connect(cfg, path, false))?;
-    let version = ctx.retry("read the schema version", || {
-        pragma_i64(&conn, "user_version")
-    })?;
-    let version = u64::try_from(version).unwrap_or(u64::MAX);
+    let conn = ctx
+        .retry("open", || connect(cfg, path, false))
+        .map_err(|e| Rejected::new(e, raw.map_or(Owner::Unknown, owner_of)))?;
+    let identity = identify(&conn, ctx, raw)?;
+    // From here on the file is ours (or new): errors are about our own database.
+    let ours = |e: Error| Rejected::new(e, Owner::Ours);
+    let version = match identity {
+        Identity::Empty => 0,
+        Identity::Ours(v) => v,
+    };
     if version > SCHEMA_VERSION {
-        return Err(Error::IncompatibleVersion {
+        return Err(ours(Error::IncompatibleVersion {
             path: path.to_path_buf(),
             found: version,
             supported: SCHEMA_VERSION,
-        });
+        }));
     }
     if version == 0 {
         // auto_vacuum only takes effect before the first table is created.
         ctx.retry("set auto_vacuum", || {
             conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
-        })?;
+        })
+        .map_err(ours)?;
     }
-    let mode: String = ctx.retry("switch to WAL", || {
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-    })?;
+    let mode: String = ctx
+        .retry("switch to WAL", || {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        })
+        .map_err(ours)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::backend(
+        return Err(ours(Error::backend(
             "sqlite",
             format!(
                 "{}: cannot switch to WAL (journal mode is {mode})",
                 path.display()
             ),
             std::io::Error::other("WAL unavailable"),
-        ));
+        )));
     }
     // The WAL files exist now (`-shm` only in the shared mode).
     restrict_permissions(path);
     let mut conn = conn;
     if version == 0 {
-        create_schema(&mut conn, ctx)?;
+        create_schema(&mut conn, ctx).map_err(|e| {
+            // Tables another process created meanwhile in a new file, without our id.
+            let owner = if matches!(identity, Identity::Empty) && matches!(e, Error::Corrupt { .. })
+            {
+                Owner::Foreign
+            } else {
+                Owner::Ours
+            };
+            Rejected::new(e, owner)
+        })?;
     }
-    validate(&conn, ctx)?;
+    validate(&conn, ctx).map_err(ours)?;
     if version == 1 {
-        migrate_from_1(&mut conn, ctx)?;
+        migrate_from_1(&mut conn, ctx).map_err(ours)?;
     }
     Ok(conn)
 }
@@ -444,6 +590,113 @@ fn schema_error(path: &Path, e: rusqlite::Error) -> Error {
         foreign(path, e.to_string())
     } else {
         classify(path, "check the schema", e)
+    }
+}
+
+/// Opens the writer connection (see [`open_writer`]) and decides what to do with a file that
+/// looks damaged.
+///
+/// The header check reads the file's length, its header and the WAL's length one after the
+/// other, so another process's checkpoint in between can make a healthy file look truncated.
+/// The verdict is therefore made alone: the exclusive mode already holds the lock file alone;
+/// the shared mode takes it exclusively for a moment and checks again. If another process
+/// holds it, the file is in use (and maybe being checkpointed): it is checked again for a
+/// while, and never moved aside. Only a file that is plexcache's or no SQLite database at all
+/// is moved aside, and only with `recover_corrupt`.
+pub(crate) fn open_or_recover(
+    cfg: &SqliteBuilder,
+    ctx: &Ctx,
+    lock: Option<&std::fs::File>,
+) -> Result<Connection> {
+    let rejected = match open_writer(cfg, ctx) {
+        Ok(conn) => return Ok(conn),
+        Err(r) => r,
+    };
+    if !rejected.damaged() {
+        return Err(rejected.error);
+    }
+    if cfg.exclusive {
+        // This backend holds the lock file alone: what the check saw is what is there.
+        return recover(cfg, ctx, rejected);
+    }
+    let Some(lock) = lock else {
+        // No lock file (a read-only directory, a file system without locks): other processes
+        // may have the file open.
+        return recheck_in_use(cfg, ctx, rejected);
+    };
+    if crate::lock::try_exclusive(lock) {
+        let out = match open_writer(cfg, ctx) {
+            Ok(conn) => Ok(conn),
+            Err(r) if r.damaged() => recover(cfg, ctx, r),
+            Err(r) => Err(r.error),
+        };
+        crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+        return out;
+    }
+    // A failed upgrade may have released the shared lock (flock converts by unlocking first).
+    crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+    recheck_in_use(cfg, ctx, rejected)
+}
+
+/// The file is damaged and nobody else has it open: with `recover_corrupt`, moves it aside if
+/// it is ours (or no SQLite database at all) and opens a new one.
+fn recover(cfg: &SqliteBuilder, ctx: &Ctx, rejected: Rejected) -> Result<Connection> {
+    if !cfg.recover_corrupt {
+        return Err(rejected.error);
+    }
+    if !rejected.movable() {
+        return Err(annotate(
+            rejected.error,
+            "it does not carry plexcache's application id, so recover_corrupt left it in place",
+        ));
+    }
+    let path = ctx.path.as_path();
+    let moved = move_aside(path)?;
+    tracing::warn!(
+        path = %path.display(),
+        moved_to = %moved.display(),
+        error = %rejected.error,
+        "the cache database is damaged; moved it aside and starting empty"
+    );
+    open_writer(cfg, ctx).map_err(|r| r.error)
+}
+
+/// The file looks damaged and another process may have it open: checks again for a while
+/// (a checkpoint seen half done is over in moments); never moves it aside.
+fn recheck_in_use(cfg: &SqliteBuilder, ctx: &Ctx, mut rejected: Rejected) -> Result<Connection> {
+    let mut pause = Duration::from_millis(10);
+    for _ in 0..7 {
+        std::thread::sleep(pause);
+        pause = pause.saturating_mul(2);
+        match open_writer(cfg, ctx) {
+            Ok(conn) => return Ok(conn),
+            Err(r) if r.damaged() => rejected = r,
+            Err(r) => return Err(r.error),
+        }
+    }
+    if cfg.recover_corrupt {
+        Err(annotate(
+            rejected.error,
+            "it is open elsewhere (another process or backend), or no lock file can tell, so recover_corrupt left it in place",
+        ))
+    } else {
+        Err(rejected.error)
+    }
+}
+
+/// Adds a sentence to a `Corrupt` error's detail.
+fn annotate(e: Error, note: &str) -> Error {
+    match e {
+        Error::Corrupt {
+            path,
+            detail,
+            source,
+        } => Error::Corrupt {
+            path,
+            detail: format!("{detail}; {note}"),
+            source,
+        },
+        other => other,
     }
 }
 

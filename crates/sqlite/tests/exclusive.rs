@@ -13,6 +13,8 @@ use plexcache_sqlite::SqliteBackend;
 mod common;
 
 const CHILD_ENV: &str = "PLEXCACHE_EXCLUSIVE_CHILD";
+/// Values of 1 MiB the `exit-without-flush` child writes.
+const EXIT_VALUES: usize = 12;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -62,17 +64,25 @@ fn a_second_opener_gets_in_use_until_the_owner_closes() {
         .unwrap();
     // Shared users keep an exclusive opener out too, and it gets in once they are gone.
     assert_in_use(exclusive(dir.path()).lock_wait(wait).open(), "alone");
-    let closer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(shared);
-        drop(other_shared);
-    });
-    let started = Instant::now();
+    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closer = {
+        let closing = std::sync::Arc::clone(&closing);
+        std::thread::spawn(move || {
+            // Give the opener time to start waiting; the assertion below does not depend on it.
+            std::thread::sleep(Duration::from_millis(200));
+            closing.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(shared);
+            drop(other_shared);
+        })
+    };
     exclusive(dir.path())
-        .lock_wait(Duration::from_secs(10))
+        .lock_wait(Duration::from_secs(60))
         .open()
         .expect("gets in once the shared users close");
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(
+        closing.load(std::sync::atomic::Ordering::SeqCst),
+        "the exclusive open succeeded before the shared users closed"
+    );
     closer.join().unwrap();
 }
 
@@ -125,6 +135,13 @@ fn child_entry() {
                 .commit_interval(Duration::from_millis(20))
                 .open()
                 .unwrap();
+            let wal = dir.join("plexcache.db-wal");
+            let wal_state = || {
+                std::fs::metadata(&wal)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()))
+            };
+            let before = wal_state();
             b.put(
                 "committed",
                 Bytes::from_static(b"3"),
@@ -134,9 +151,32 @@ fn child_entry() {
             )
             .await
             .unwrap();
-            std::thread::sleep(Duration::from_millis(500));
+            // Wait for the commit thread's commit (its frames are written to the WAL file),
+            // not for a time; the parent's assertion fails if it never comes.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && wal_state() == before {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             std::process::abort();
         }),
+        "exit-without-flush" => {
+            // Returns from `main` (the test harness exits the process right after) with the
+            // last handle dropped and nothing flushed: the drop must commit the batch.
+            rt().block_on(async {
+                let backend = exclusive(&dir)
+                    .commit_interval(Duration::from_secs(3600))
+                    .open()
+                    .unwrap();
+                let cache = plexcache_core::Cache::new(backend);
+                for i in 0..EXIT_VALUES {
+                    cache
+                        .set(&format!("big{i}"), &vec![i as u8; 1024 * 1024])
+                        .await
+                        .unwrap();
+                }
+                drop(cache);
+            });
+        }
         other => panic!("unknown child task {other}"),
     }
 }
@@ -208,6 +248,48 @@ fn a_crash_keeps_committed_batches_and_loses_only_the_open_one() {
             ("flushed".len() + 1 + "committed".len() + 1) as u64
         );
     });
+}
+
+/// A process that writes large values (rows the commit thread writes), drops its cache without
+/// `flush()` and returns from `main` keeps every value: the last drop commits the batch before
+/// it returns, whichever thread holds the backend at that moment.
+#[test]
+fn returning_from_main_without_flush_keeps_every_write() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let runs: usize = std::env::var("PLEXCACHE_EXIT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let mut lost = Vec::new();
+    for run in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = child("exit-without-flush", dir.path());
+        assert!(
+            out.status.success(),
+            "run {run}: the child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found = rt().block_on(async {
+            let b = SqliteBackend::open(dir.path()).unwrap();
+            let mut found = 0;
+            for i in 0..EXIT_VALUES {
+                if b.get(&format!("big{i}"), 2).await.unwrap().is_some() {
+                    found += 1;
+                }
+            }
+            assert_eq!(b.usage().await.unwrap().entries, found as u64);
+            found
+        });
+        if found != EXIT_VALUES {
+            lost.push((run, found));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "runs that lost writes (run, values found of {EXIT_VALUES}): {lost:?}"
+    );
 }
 
 /// A batch write commits the open batch and runs as its own transaction; reads see its rows.
@@ -382,9 +464,8 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
         cache.flush().await.unwrap();
         path
     });
-    // Opening in the shared mode waits (on the lock file) until the exclusive owner has
-    // closed, even if its commit thread dropped the last handle a moment later; then the file
-    // is read directly, beside it.
+    // The exclusive owner is closed (its last drop committed and stopped the commit thread);
+    // a shared backend holds the lock while the file is read directly, beside it.
     let _shared = SqliteBackend::open(dir.path()).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let (rows, bytes): (i64, i64) = conn
@@ -411,4 +492,66 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
         .unwrap();
     assert_eq!(sizes_match, 0, "every row's size is its key plus its value");
     assert!(rows > 0);
+}
+
+/// Records the threads on which the backend wrote deferred rows, on the thread that sets it
+/// as its default subscriber.
+struct DrainThreads(std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DrainThreads {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().fields().field("deferred_rows").is_some() {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+    }
+}
+
+/// A read that finds large values' rows still unwritten writes them off the runtime, like a
+/// write does: never on the runtime's thread (here a current-thread runtime, whose offloaded
+/// work runs on the blocking pool).
+#[test]
+fn reads_write_deferred_rows_off_the_runtime() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir().unwrap();
+    let on_runtime = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscriber =
+        tracing_subscriber::registry().with(DrainThreads(std::sync::Arc::clone(&on_runtime)));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = exclusive(dir.path()).open().unwrap();
+        b.put(
+            "small",
+            Bytes::from_static(b"s"),
+            1,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
+        for i in 0..50u8 {
+            b.put(
+                &format!("large{i}"),
+                Bytes::from(vec![i; 256 * 1024]),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+            assert!(b.get("small", 2).await.unwrap().is_some());
+        }
+        b.flush().await.unwrap();
+    });
+    let here = std::thread::current().id();
+    let inline = on_runtime
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t == here)
+        .count();
+    assert_eq!(inline, 0, "deferred rows written on the runtime's thread");
 }

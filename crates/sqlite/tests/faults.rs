@@ -365,52 +365,111 @@ fn disk_full_write_fails_and_cache_stays_readable() {
     });
 }
 
-/// A read-only directory and database file (only meaningful when not running as root, who
-/// ignores permissions): writes fail with an error, reads keep working.
+const READ_ONLY_WORKER: &str = "PLEXCACHE_SQLITE_READ_ONLY_WORKER";
+
+/// An unprivileged user for the read-only test when the tests run as root (`nobody`).
+#[cfg(unix)]
+const UNPRIVILEGED: u32 = 65_534;
+
+#[cfg(unix)]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just created is its effective user.
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+/// What a user who may read but not write the files sees: writes fail with an error, reads
+/// keep working (or the open itself fails, naming the path).
+fn read_only_checks(dir: &Path) {
+    rt().block_on(async {
+        match SqliteBackend::open(dir) {
+            Ok(backend) => {
+                let err = backend
+                    .put(
+                        "x",
+                        Bytes::from_static(b"1"),
+                        0,
+                        None,
+                        WriteLimit::UNBOUNDED,
+                    )
+                    .await;
+                assert!(err.is_err(), "write to a read-only database fails");
+                assert!(backend.get("key-00003", 0).await.unwrap().is_some());
+            }
+            Err(e) => {
+                assert!(e.to_string().contains(&dir.display().to_string()), "{e}");
+            }
+        }
+    });
+}
+
+/// Child side of `read_only_files_fail_writes_but_stay_readable` when the tests run as root:
+/// runs as an unprivileged user, for whom the permissions hold.
+#[test]
+fn read_only_worker_entry() {
+    let Ok(dir) = std::env::var(READ_ONLY_WORKER) else {
+        return;
+    };
+    read_only_checks(Path::new(&dir));
+    println!("\nREAD_ONLY_WORKER_OK");
+}
+
+/// A read-only directory and database file: writes fail with an error, reads keep working.
+/// Root ignores permissions, so as root (as in CI) the checks run in a child process of this
+/// test binary started as `nobody` (a copy of the binary that user may execute).
 #[cfg(unix)]
 #[test]
 fn read_only_files_fail_writes_but_stay_readable() {
     use std::os::unix::fs::PermissionsExt;
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if is_root {
-        eprintln!("skipped: running as root, permissions do not stop writes");
+    use std::os::unix::process::CommandExt;
+    if std::env::var(READ_ONLY_WORKER).is_ok() {
         return;
     }
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
     let dir = tempfile::tempdir().unwrap();
-    let path = filled(dir.path(), 10);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let cache = dir.path().join("cache");
+    let path = filled(&cache, 10);
+    mode(&path, 0o444).unwrap();
+    mode(&cache, 0o555).unwrap();
     let result = std::panic::catch_unwind(|| {
-        rt().block_on(async {
-            match SqliteBackend::open(dir.path()) {
-                Ok(backend) => {
-                    let err = backend
-                        .put(
-                            "x",
-                            Bytes::from_static(b"1"),
-                            0,
-                            None,
-                            WriteLimit::UNBOUNDED,
-                        )
-                        .await;
-                    assert!(err.is_err(), "write to a read-only database fails");
-                    assert!(backend.get("key-00003", 0).await.unwrap().is_some());
-                }
-                Err(e) => {
-                    assert!(
-                        e.to_string().contains(&dir.path().display().to_string()),
-                        "{e}"
-                    );
-                }
-            }
-        })
+        if !is_root() {
+            read_only_checks(&cache);
+            return;
+        }
+        // Let the unprivileged user reach the cache (read and traverse, not write) and run
+        // a copy of this binary.
+        mode(dir.path(), 0o755).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        mode(&bin, 0o755).unwrap();
+        let exe = bin.join("faults");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        mode(&exe, 0o755).unwrap();
+        let out = Command::new(&exe)
+            .args([
+                "--exact",
+                "read_only_worker_entry",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(READ_ONLY_WORKER, &cache)
+            .current_dir(&bin)
+            .uid(UNPRIVILEGED)
+            .gid(UNPRIVILEGED)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("READ_ONLY_WORKER_OK"),
+            "child failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    mode(&cache, 0o755).unwrap();
+    mode(&path, 0o644).unwrap();
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
@@ -494,4 +553,58 @@ fn a_version_1_database_is_migrated() {
         )
         .unwrap();
     assert!(index.contains("expires_at, seq"), "{index}");
+}
+
+/// `integrity_check` (what `Cache::check` and `plexcache check` report as engine problems):
+/// empty on a healthy file; counters that disagree with the rows, a row whose size is not its
+/// key plus its value, and a key that is not text are each reported.
+#[test]
+fn integrity_check_reports_rows_and_counters_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 20);
+    let check = || {
+        rt().block_on(async {
+            let b = SqliteBackend::open(dir.path()).unwrap();
+            b.integrity_check().await.unwrap()
+        })
+    };
+    assert_eq!(check(), Vec::<String>::new(), "healthy");
+    let damage = |sql: &str| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    };
+    damage("UPDATE counters SET bytes = bytes + 5 WHERE id = 1;");
+    let problems = check();
+    assert!(
+        problems.iter().any(|p| p.contains("the counters say")),
+        "{problems:?}"
+    );
+    damage(
+        "UPDATE counters SET bytes = bytes - 5 WHERE id = 1;
+         UPDATE entries SET size = size + 1 WHERE key = 'key-00003';",
+    );
+    let problems = check();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("not their key plus their value")),
+        "{problems:?}"
+    );
+    damage(
+        "UPDATE entries SET size = size - 1 WHERE key = 'key-00003';
+         UPDATE entries SET key = CAST(key AS BLOB) WHERE key = 'key-00004';",
+    );
+    let problems = check();
+    assert!(
+        problems.iter().any(|p| p.contains("not text")),
+        "{problems:?}"
+    );
+    rt().block_on(async {
+        let cache = Cache::new(SqliteBackend::open(dir.path()).unwrap());
+        let report = cache.check().await.unwrap();
+        assert!(!report.engine_problems.is_empty(), "{report:?}");
+        assert!(!report.is_ok());
+    });
 }

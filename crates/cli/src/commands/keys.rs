@@ -24,6 +24,17 @@ struct KeyRow {
     expires_in_seconds: Option<i64>,
 }
 
+/// Whole seconds from `now` until `at` (negative if past), both in milliseconds. Saturating:
+/// the expiry comes from the store, which a damaged or hostile store controls.
+fn seconds_until(now: u64, at: u64) -> i64 {
+    let seconds = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    if at >= now {
+        seconds(at - now)
+    } else {
+        -seconds(now - at)
+    }
+}
+
 /// Runs `keys`.
 pub async fn run(g: &Global, args: KeysArgs) -> Result<u8, BoxError> {
     let cache = backends::open(g).await?;
@@ -35,7 +46,7 @@ pub async fn run(g: &Global, args: KeysArgs) -> Result<u8, BoxError> {
             rows.push(KeyRow {
                 key,
                 size: meta.size,
-                expires_in_seconds: meta.expires_at.map(|at| (at as i64 - now as i64) / 1000),
+                expires_in_seconds: meta.expires_at.map(|at| seconds_until(now, at)),
             });
         }
     }
@@ -60,4 +71,18 @@ pub async fn run(g: &Global, args: KeysArgs) -> Result<u8, BoxError> {
         println!("{} key(s)", rows.len());
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds_until;
+
+    #[test]
+    fn expiry_seconds_saturate() {
+        assert_eq!(seconds_until(1_000, 62_999), 61);
+        assert_eq!(seconds_until(62_999, 1_000), -61);
+        assert_eq!(seconds_until(0, u64::MAX), 18_446_744_073_709_551);
+        assert_eq!(seconds_until(u64::MAX, 0), -18_446_744_073_709_551);
+        assert_eq!(seconds_until(1 << 63, 0), -9_223_372_036_854_775);
+    }
 }

@@ -376,8 +376,14 @@ mod tests {
                 .await
                 .unwrap();
             let sweeper = cache.spawn_sweeper(Duration::from_millis(10)).unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(cache.backend().usage().await.unwrap().entries, 0);
+            // Wait for the sweep (an event), not for a time.
+            let swept = tokio::time::timeout(Duration::from_secs(60), async {
+                while cache.backend().usage().await.unwrap().entries > 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(swept.is_ok(), "the sweeper purged the expired entry");
             assert_eq!(cache.stats().await.unwrap().session.expirations, 1);
             drop(sweeper);
         });
@@ -397,20 +403,25 @@ mod tests {
         rt().block_on(async {
             let cache = Cache::new(ModelBackend::new());
             let c1 = cache.clone();
+            let (started, fetching) = tokio::sync::oneshot::channel();
             let leader = tokio::spawn(async move {
                 c1.get_or_fetch("k", Ttl::Never, || async {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
                     Ok::<_, Error>(1u32)
                 })
                 .await
             });
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            fetching.await.unwrap();
             let c2 = cache.clone();
             let waiter = tokio::spawn(async move {
                 c2.get_or_fetch("k", Ttl::Never, || async { Ok::<_, Error>(2u32) })
                     .await
             });
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Abort the leader once the waiter waits for its fetch.
+            while cache.stats().await.unwrap().session.coalesced < 1 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             leader.abort();
             let got = tokio::time::timeout(Duration::from_secs(5), waiter)
                 .await
