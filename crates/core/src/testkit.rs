@@ -123,8 +123,10 @@ fn ok<T>(r: crate::Result<T>, what: &str) -> T {
     }
 }
 
-/// Calls `$m!` with the name of every check, in order: the one list of the suite, used by
-/// [`run_all`] and [`conformance_tests!`](crate::conformance_tests).
+/// Calls `$m!` with the name of every backend check, in order: the one list of the suite, used
+/// by [`run_all`] and [`conformance_tests!`](crate::conformance_tests). Checks of `Cache`'s own
+/// policy that no backend can change (single-flight) are not in it: they run once, in this
+/// crate's tests, over the model (see [`run_policy_checks`]).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! testkit_checks {
@@ -140,8 +142,7 @@ macro_rules! testkit_checks {
             eviction_least_recently_stored, eviction_least_recently_used,
             eviction_least_frequently_used, eviction_protects_the_written_key,
             oversize_values_are_refused, policy_none_refuses_when_full, record_accesses_rules,
-            exact_stats, undecodable_values_are_misses, single_flight_shares_a_value,
-            single_flight_shares_an_error, keys_with_any_characters, large_value,
+            exact_stats, undecodable_values_are_misses, keys_with_any_characters, large_value,
             revalidation_and_shared_values, concurrent_writers_keep_exact_usage,
             clear_keeps_persistent_stats, a_healthy_store_passes_its_checks,
             reopen_keeps_entries_ttl_and_stats }
@@ -154,9 +155,17 @@ macro_rules! run_checks {
     };
 }
 
-/// Runs every check, in order.
+/// Runs every backend check, in order.
 pub async fn run_all<F: BackendFactory>(f: &F) {
     crate::testkit_checks!([run_checks](f));
+}
+
+/// Runs the checks of `Cache`'s own policy, which do not depend on the backend (single-flight
+/// fetches sharing a value or an error). This crate runs them over the model; a custom
+/// `Cache` layer can run them over its backend.
+pub async fn run_policy_checks<F: BackendFactory>(f: &F) {
+    single_flight_shares_a_value(f).await;
+    single_flight_shares_an_error(f).await;
 }
 
 /// get, set, overwrite, remove, contains, clear through [`Cache`].
@@ -2470,4 +2479,9 @@ mod model_conformance {
     }
 
     crate::conformance_tests!(ModelFactory);
+
+    #[test]
+    fn policy_checks() {
+        super::block_on(super::run_policy_checks(&ModelFactory));
+    }
 }
