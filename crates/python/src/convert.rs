@@ -154,11 +154,25 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "an unknown type".into())
 }
 
-fn item_error(at: &str, detail: impl std::fmt::Display) -> PyErr {
-    raise(Kind::Item, format!("{at}: {detail}"))
+fn item_error(at: usize, detail: impl std::fmt::Display) -> PyErr {
+    raise(Kind::Item, format!("items[{at}]: {detail}"))
 }
 
-fn field_str(v: &Bound<'_, PyAny>, at: &str, field: &str) -> PyResult<String> {
+/// The name of a field in messages: `title`, or `file_paths[2]`.
+#[derive(Clone, Copy)]
+struct Field(&'static str, Option<usize>);
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(i) => write!(f, "{}[{i}]", self.0),
+            None => f.write_str(self.0),
+        }
+    }
+}
+
+fn field_str(v: &Bound<'_, PyAny>, at: usize, field: impl Into<FieldName>) -> PyResult<String> {
+    let field = field.into().0;
     let s = v.cast::<PyString>().map_err(|_| {
         item_error(
             at,
@@ -170,9 +184,23 @@ fn field_str(v: &Bound<'_, PyAny>, at: &str, field: &str) -> PyResult<String> {
         .map_err(|_| item_error(at, surrogate_message(&format!("'{field}'"))))
 }
 
+struct FieldName(Field);
+
+impl From<&'static str> for FieldName {
+    fn from(s: &'static str) -> Self {
+        FieldName(Field(s, None))
+    }
+}
+
+impl From<Field> for FieldName {
+    fn from(f: Field) -> Self {
+        FieldName(f)
+    }
+}
+
 fn field_int<T: for<'a, 'py> FromPyObject<'a, 'py>>(
     v: &Bound<'_, PyAny>,
-    at: &str,
+    at: usize,
     field: &str,
 ) -> PyResult<Option<T>> {
     if v.is_none() {
@@ -189,11 +217,11 @@ fn field_int<T: for<'a, 'py> FromPyObject<'a, 'py>>(
         .map_err(|_| item_error(at, format!("'{field}' is out of range: {v}")))
 }
 
-fn field_paths(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Vec<String>> {
+fn field_paths(v: &Bound<'_, PyAny>, at: usize) -> PyResult<Vec<String>> {
     if v.is_none() {
         return Ok(Vec::new());
     }
-    let one = |p: &Bound<'_, PyAny>, i: usize| field_str(p, at, &format!("file_paths[{i}]"));
+    let one = |p: &Bound<'_, PyAny>, i: usize| field_str(p, at, Field("file_paths", Some(i)));
     if let Ok(list) = v.cast::<PyList>() {
         return list.iter().enumerate().map(|(i, p)| one(&p, i)).collect();
     }
@@ -216,7 +244,7 @@ fn rating_key_of(key: &str) -> String {
     k.rsplit('/').next().unwrap_or(k).to_owned()
 }
 
-fn item_from_dict(d: &Bound<'_, PyDict>, at: &str) -> PyResult<PlexItem> {
+fn item_from_dict(d: &Bound<'_, PyDict>, at: usize) -> PyResult<PlexItem> {
     let mut key = None;
     let mut title = None;
     let mut rating_key = None;
@@ -257,7 +285,7 @@ fn item_from_dict(d: &Bound<'_, PyDict>, at: &str) -> PyResult<PlexItem> {
             other => {
                 return Err(item_error(
                     at,
-                    format!("unknown key {other:?} (an item dict may have: {KNOWN_KEYS})"),
+                    format!("unknown key '{other}' (an item dict may have: {KNOWN_KEYS})"),
                 ));
             }
         }
@@ -280,7 +308,7 @@ fn item_from_dict(d: &Bound<'_, PyDict>, at: &str) -> PyResult<PlexItem> {
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
-fn item_from_py(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<PlexItem> {
+fn item_from_py(obj: &Bound<'_, PyAny>, at: usize) -> PyResult<PlexItem> {
     if let Ok(d) = obj.cast::<PyDict>() {
         return item_from_dict(d, at);
     }
@@ -310,7 +338,7 @@ pub(crate) fn items_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<PlexItem>>
     if let Ok(list) = items.cast::<PyList>() {
         let mut out = Vec::with_capacity(list.len());
         for (i, obj) in list.iter().enumerate() {
-            out.push(item_from_py(&obj, &format!("items[{i}]"))?);
+            out.push(item_from_py(&obj, i)?);
         }
         return Ok(out);
     }
@@ -322,7 +350,7 @@ pub(crate) fn items_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<PlexItem>>
     })?;
     let mut out = Vec::new();
     for (i, obj) in iter.enumerate() {
-        out.push(item_from_py(&obj?, &format!("items[{i}]"))?);
+        out.push(item_from_py(&obj?, i)?);
     }
     Ok(out)
 }

@@ -32,6 +32,7 @@ struct Config {
     size_limit: u64,
     ttl: Option<Duration>,
     max_file_bytes: Option<u64>,
+    memory_tier: bool,
 }
 
 /// An open cache: its runtime and store, valid in the process that opened it.
@@ -62,6 +63,7 @@ impl Open {
             .library_ttl(ttl)
             .search_ttl(ttl)
             .match_ttl(ttl)
+            .configure(|b| if cfg.memory_tier { b } else { b.no_memory_tier() })
             .build()?;
         Ok(Self {
             pid: std::process::id(),
@@ -151,13 +153,14 @@ fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
 #[pymethods]
 impl Cache {
     #[new]
-    #[pyo3(signature = (cache_dir, size_limit = 100 * 1024 * 1024, ttl = Some(3600.0), *, max_file_bytes = None))]
+    #[pyo3(signature = (cache_dir, size_limit = 100 * 1024 * 1024, ttl = Some(3600.0), *, max_file_bytes = None, memory_tier = true))]
     fn new(
         py: Python<'_>,
         cache_dir: PathBuf,
         size_limit: u64,
         ttl: Option<f64>,
         max_file_bytes: Option<u64>,
+        memory_tier: bool,
     ) -> PyResult<Self> {
         if size_limit == 0 {
             return Err(raise(Kind::Argument, "size_limit must be at least 1 byte"));
@@ -167,6 +170,7 @@ impl Cache {
             size_limit,
             ttl: ttl_of(ttl)?,
             max_file_bytes,
+            memory_tier,
         };
         let open = py.detach(|| Open::new(&cfg)).map_err(map_error)?;
         Ok(Self {
@@ -284,6 +288,10 @@ impl Cache {
         let open = self.open()?;
         py.detach(|| open.run(async |c| c.set_library_items(&name, &items).await))
             .map_err(map_error)
+    }
+
+    fn _bench_convert(&self, items: &Bound<'_, PyAny>) -> PyResult<usize> {
+        Ok(items_from_py(items)?.len())
     }
 
     /// The cached results of a title search, or `None`.

@@ -84,6 +84,9 @@ class PlexCache(_plexcache.Cache):
       ``None``: never expires.
     - ``max_file_bytes`` (keyword only): a cap on the database file; a write that would grow
       it past the cap fails with :class:`CacheFullError`, as on a full disk.
+    - ``memory_tier`` (keyword only): keep recently read listings decoded in this process
+      (checked against the store on every read, so another process's write is seen on the
+      next read). ``False``: every read reads and checks the stored bytes.
 
     One object may be used from several threads (the GIL is released while the store is
     read or written) and by several processes on the same directory. After ``os.fork()`` the
@@ -92,15 +95,16 @@ class PlexCache(_plexcache.Cache):
     """
 
     def __new__(cls, cache_dir=None, size_limit=DEFAULT_SIZE_LIMIT, ttl=DEFAULT_TTL, *,
-                max_file_bytes=None):
+                max_file_bytes=None, memory_tier=True):
         if cache_dir is None:
             cache_dir = default_cache_dir()
         else:
             cache_dir = _check_not_diskcache(cache_dir)
-        return super().__new__(cls, cache_dir, size_limit, ttl, max_file_bytes=max_file_bytes)
+        return super().__new__(cls, cache_dir, size_limit, ttl, max_file_bytes=max_file_bytes,
+                               memory_tier=memory_tier)
 
     def __init__(self, cache_dir=None, size_limit=DEFAULT_SIZE_LIMIT, ttl=DEFAULT_TTL, *,
-                 max_file_bytes=None):
+                 max_file_bytes=None, memory_tier=True):
         pass
 
     extract_item_data = staticmethod(extract_item_data)

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""The plexcache Python module against the old PlexCache's approach, side by side in one run.
+
+The old class stored a library as diskcache 5.6.3 does a pickled list of dicts with the
+fields key, rating_key, title and file_paths; plexcache stores the same items with
+``set_library_items``. Both caches live in fresh directories on the same disk. Rows alternate
+between the two (round robin, ROUNDS rounds) so background load hits both alike; each figure
+is the median over every sample of every round. Prints a Markdown table.
+
+    pip install diskcache==5.6.3 ./crates/python      # or maturin develop --release
+    python3 benches/python/python_module_bench.py [--quick] [--rounds N]
+
+Rows (each get reads the store unless the row says otherwise):
+- set: one library, 1k/10k/50k items.
+- get: the whole library as list[dict]; the floor row is marshal.loads of the same dicts
+  from bytes in memory (no storage at all).
+- find: diskcache get + a linear search for one path, against plexcache's view opened and
+  find_by_path (the first lookup of a view indexes it), with the in-process tier off
+  (memory_tier=False: the listing is read and checked every time) and on (the default).
+- shared get: get_library_items(shared=True), the list kept in-process while the store's
+  listing is unchanged (checked on every call).
+- small: a search result of 0-3 items, set and get (hit), 2,000 keys.
+- rss: a fresh process's peak RSS growth over its RSS just before one get of the 50k-item
+  library (diskcache get vs plexcache library() + find_by_path).
+"""
+
+import argparse
+import gc
+import json
+import marshal
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import diskcache
+
+import plexcache
+
+LIB_KEY = "library:Movies:all"
+NAME = "Movies"
+
+
+def make_items(n, seed=7):
+    rng = random.Random(seed)
+    words = ["Alien", "Amélie", "Blade", "Runner", "Heat", "Night", "Day", "Star", "Wars:",
+             "Return", "of", "the", "King", "Léon", "Ōkami", "Crouching", "Tiger", "2049"]
+    items = []
+    for i in range(n):
+        title = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+        year = rng.randint(1950, 2025)
+        rk = str(10000 + i)
+        parts = 1 if rng.random() < 0.85 else rng.randint(2, 3)
+        folder = f"/data/media/movies/{title} ({year})"
+        paths = [f"{folder}/{title} ({year}) - part{p + 1} - 1080p.mkv" for p in range(parts)]
+        items.append({"key": f"/library/metadata/{rk}", "rating_key": rk, "title": title,
+                      "file_paths": paths})
+    return items
+
+
+def timeit(fn, reps):
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def fmt(seconds):
+    us = seconds * 1e6
+    if us >= 1000:
+        return f"{us / 1000:,.2f} ms"
+    return f"{us:,.2f} µs"
+
+
+def rss_child(kind, cache_dir, n):
+    """One get of the n-item library in this fresh process; prints the peak RSS growth."""
+    import diskcache  # noqa: F401  (imported before measuring, like plexcache)
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    if kind == "diskcache":
+        cache = diskcache.Cache(cache_dir)
+    else:
+        cache = plexcache.PlexCache(cache_dir)
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak (VmHWM) to the current RSS
+    except OSError:
+        pass
+    before = status("VmRSS")
+    if kind == "diskcache":
+        items = cache.get(LIB_KEY)
+        found = next((it for it in items if "/nonexistent" in it["file_paths"]), None)
+    else:
+        view = cache.library(NAME)
+        found = view.find_by_path("/nonexistent")
+    peak = status("VmHWM")
+    print(json.dumps({"kind": kind, "before_kib": before, "peak_kib": peak,
+                      "growth_kib": peak - before, "found": found is not None}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rss-child", nargs=3, metavar=("KIND", "DIR", "N"))
+    args = ap.parse_args()
+    if args.rss_child:
+        kind, d, n = args.rss_child
+        rss_child(kind, d, int(n))
+        return
+
+    sizes = [1000, 10000] if args.quick else [1000, 10000, 50000]
+    root = tempfile.mkdtemp(prefix="plexcache-pybench-")
+    dc = diskcache.Cache(os.path.join(root, "dc"), size_limit=1 << 30)
+    pc = plexcache.PlexCache(os.path.join(root, "pc"), size_limit=1 << 30)
+    pc_cold = plexcache.PlexCache(os.path.join(root, "pc"), size_limit=1 << 30,
+                                  memory_tier=False)
+    samples = {}
+
+    def add(row, who, values):
+        samples.setdefault((row, who), []).extend(values)
+
+    for rnd in range(args.rounds):
+        for n in sizes:
+            items = make_items(n)
+            reps = max(3, (200 if n <= 1000 else 30 if n <= 10000 else 8) // (2 if args.quick else 1))
+            path = items[n // 2]["file_paths"][0]
+            add(f"set, {n:,} items", "diskcache",
+                timeit(lambda: dc.set(LIB_KEY, items, expire=3600), reps))
+            add(f"set, {n:,} items", "plexcache",
+                timeit(lambda: pc.set_library_items(NAME, items), reps))
+            blob = marshal.dumps(items)
+            add(f"get as list[dict], {n:,} items", "diskcache", timeit(lambda: dc.get(LIB_KEY), reps))
+            add(f"get as list[dict], {n:,} items", "plexcache",
+                timeit(lambda: pc_cold.get_library_items(NAME), reps))
+            add(f"get as list[dict], {n:,} items", "floor", timeit(lambda: marshal.loads(blob), reps))
+
+            def dc_find():
+                v = dc.get(LIB_KEY)
+                return next((it for it in v if path in it["file_paths"]), None)
+
+            add(f"find_by_path, {n:,} items", "diskcache", timeit(dc_find, reps))
+            add(f"find_by_path, {n:,} items", "plexcache",
+                timeit(lambda: pc_cold.library(NAME).find_by_path(path), reps))
+            add(f"find_by_path, {n:,} items, in-process tier", "diskcache", timeit(dc_find, reps))
+            add(f"find_by_path, {n:,} items, in-process tier", "plexcache",
+                timeit(lambda: pc.library(NAME).find_by_path(path), reps))
+            add(f"get, shared=True, {n:,} items", "diskcache", timeit(lambda: dc.get(LIB_KEY), reps))
+            add(f"get, shared=True, {n:,} items", "plexcache",
+                timeit(lambda: pc.get_library_items(NAME, shared=True), reps * 10))
+            assert pc_cold.library(NAME).find_by_path(path)["file_paths"][0] == path
+            assert dc_find() is not None
+        # Small entries: search results of 0-3 items.
+        small = make_items(3000, seed=11)
+        keys = [f"Title {i} ü:{i % 7}" for i in range(2000)]
+        vals = [small[i:i + (i % 4)] for i in range(2000)]
+        t0 = []
+        for k, v in zip(keys, vals):
+            t = time.perf_counter(); dc.set(f"search:{NAME}:{k}", v, expire=3600)
+            t0.append(time.perf_counter() - t)
+        add("small set (search result, 0-3 items)", "diskcache", t0)
+        t0 = []
+        for k, v in zip(keys, vals):
+            t = time.perf_counter(); pc.set_search_results(NAME, k, v)
+            t0.append(time.perf_counter() - t)
+        add("small set (search result, 0-3 items)", "plexcache", t0)
+        order = list(range(2000)); random.Random(rnd).shuffle(order)
+        t0 = []
+        for i in order:
+            t = time.perf_counter(); dc.get(f"search:{NAME}:{keys[i]}")
+            t0.append(time.perf_counter() - t)
+        add("small get, hit", "diskcache", t0)
+        t0 = []
+        for i in order:
+            t = time.perf_counter(); pc.get_search_results(NAME, keys[i])
+            t0.append(time.perf_counter() - t)
+        add("small get, hit", "plexcache", t0)
+
+    rows = []
+    seen = []
+    for (row, _who) in samples:
+        if row not in seen:
+            seen.append(row)
+    print(f"plexcache {plexcache.__file__}; diskcache {diskcache.__version__}; "
+          f"Python {sys.version.split()[0]}; {args.rounds} rounds; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    print("| row | diskcache 5.6.3 | plexcache | diskcache / plexcache | floor (marshal.loads) | plexcache / floor |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for row in seen:
+        d = statistics.median(samples[(row, "diskcache")])
+        p = statistics.median(samples[(row, "plexcache")])
+        f = samples.get((row, "floor"))
+        fl = statistics.median(f) if f else None
+        print(f"| {row} | {fmt(d)} | {fmt(p)} | {d / p:.1f}x | "
+              f"{fmt(fl) if fl else ''} | {f'{p / fl:.2f}x' if fl else ''} |")
+
+    # Peak memory of one get of the largest library, in fresh processes.
+    n = sizes[-1]
+    items = make_items(n)
+    dd = os.path.join(root, "rss-dc"); pd = os.path.join(root, "rss-pc")
+    c = diskcache.Cache(dd, size_limit=1 << 30); c.set(LIB_KEY, items); c.close()
+    with plexcache.PlexCache(pd, size_limit=1 << 30) as c:
+        c.set_library_items(NAME, items)
+    growth = {}
+    for kind, d in (("diskcache", dd), ("plexcache", pd)):
+        vals = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, __file__, "--rss-child", kind, d, str(n)],
+                                 capture_output=True, text=True, check=True).stdout
+            vals.append(json.loads(out)["growth_kib"])
+        growth[kind] = statistics.median(vals)
+    print()
+    print(f"peak RSS growth over RSS before one get of {n:,} items (fresh process, median of 3): "
+          f"diskcache get {growth['diskcache'] / 1024:.1f} MiB, plexcache library() + find_by_path "
+          f"{growth['plexcache'] / 1024:.1f} MiB, ratio {growth['plexcache'] / max(growth['diskcache'], 1):.3f}")
+    dc.close(); pc.close(); pc_cold.close()
+
+
+if __name__ == "__main__":
+    main()
