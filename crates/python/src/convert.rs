@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use plexcache_plex::{ItemKind, LibraryView, PlexItem, PlexItemRef};
+use plexcache_plex::{LibraryView, PlexItem, PlexItemRef};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
@@ -26,7 +26,11 @@ pub(crate) enum Fields {
 
 impl Fields {
     pub(crate) fn of(full: bool) -> Self {
-        if full { Fields::Full } else { Fields::Essential }
+        if full {
+            Fields::Full
+        } else {
+            Fields::Essential
+        }
     }
 }
 
@@ -171,33 +175,6 @@ impl std::fmt::Display for Field {
     }
 }
 
-fn field_str(v: &Bound<'_, PyAny>, at: usize, field: impl Into<FieldName>) -> PyResult<String> {
-    let field = field.into().0;
-    let s = v.cast::<PyString>().map_err(|_| {
-        item_error(
-            at,
-            format!("'{field}' must be a str, not {}", type_name(v)),
-        )
-    })?;
-    str_of(s)
-        .map(Cow::into_owned)
-        .map_err(|_| item_error(at, surrogate_message(&format!("'{field}'"))))
-}
-
-struct FieldName(Field);
-
-impl From<&'static str> for FieldName {
-    fn from(s: &'static str) -> Self {
-        FieldName(Field(s, None))
-    }
-}
-
-impl From<Field> for FieldName {
-    fn from(f: Field) -> Self {
-        FieldName(f)
-    }
-}
-
 fn field_int<T: for<'a, 'py> FromPyObject<'a, 'py>>(
     v: &Bound<'_, PyAny>,
     at: usize,
@@ -217,142 +194,266 @@ fn field_int<T: for<'a, 'py> FromPyObject<'a, 'py>>(
         .map_err(|_| item_error(at, format!("'{field}' is out of range: {v}")))
 }
 
-fn field_paths(v: &Bound<'_, PyAny>, at: usize) -> PyResult<Vec<String>> {
-    if v.is_none() {
-        return Ok(Vec::new());
-    }
-    let one = |p: &Bound<'_, PyAny>, i: usize| field_str(p, at, Field("file_paths", Some(i)));
-    if let Ok(list) = v.cast::<PyList>() {
-        return list.iter().enumerate().map(|(i, p)| one(&p, i)).collect();
-    }
-    if let Ok(tuple) = v.cast::<PyTuple>() {
-        return tuple.iter().enumerate().map(|(i, p)| one(&p, i)).collect();
-    }
-    Err(item_error(
-        at,
-        format!(
-            "'file_paths' must be a list of str, not {}",
-            type_name(v)
-        ),
-    ))
-}
-
 /// The `ratingKey` a `key` implies: its last segment (`/library/metadata/22/children` -> `22`).
-fn rating_key_of(key: &str) -> String {
+fn rating_key_of(key: &str) -> &str {
     let k = key.trim_end_matches('/');
     let k = k.strip_suffix("/children").unwrap_or(k);
-    k.rsplit('/').next().unwrap_or(k).to_owned()
+    k.rsplit('/').next().unwrap_or(k)
 }
 
-fn item_from_dict(d: &Bound<'_, PyDict>, at: usize) -> PyResult<PlexItem> {
-    let mut key = None;
-    let mut title = None;
-    let mut rating_key = None;
-    let mut file_paths = Vec::new();
-    let mut kind = ItemKind::Other(String::new());
-    let mut year = None;
-    let mut updated_at = None;
-    let mut library_section_id = None;
-    for (k, v) in d.iter() {
-        let Ok(ks) = k.cast::<PyString>() else {
-            return Err(item_error(
-                at,
-                format!("dict keys must be str, not {}", type_name(&k)),
-            ));
-        };
-        let name = str_of(ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
-        match &*name {
-            "key" => key = Some(field_str(&v, at, "key")?),
-            "title" => title = Some(field_str(&v, at, "title")?),
-            "rating_key" => {
-                if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
-                    rating_key = Some(v.str()?.to_string());
-                } else if !v.is_none() {
-                    rating_key = Some(field_str(&v, at, "rating_key")?);
-                }
-            }
-            "file_paths" => file_paths = field_paths(&v, at)?,
-            "kind" => {
-                if !v.is_none() {
-                    kind = ItemKind::from_plex_type(&field_str(&v, at, "kind")?);
-                }
-            }
-            "year" => year = field_int::<u32>(&v, at, "year")?,
-            "updated_at" => updated_at = field_int::<i64>(&v, at, "updated_at")?,
-            "library_section_id" => {
-                library_section_id = field_int::<u32>(&v, at, "library_section_id")?
-            }
-            other => {
-                return Err(item_error(
-                    at,
-                    format!("unknown key '{other}' (an item dict may have: {KNOWN_KEYS})"),
-                ));
-            }
-        }
-    }
-    let key = key.ok_or_else(|| item_error(at, "missing 'key' (a str)"))?;
-    let title = title.ok_or_else(|| item_error(at, "missing 'title' (a str)"))?;
-    let rating_key = rating_key.unwrap_or_else(|| rating_key_of(&key));
-    Ok(PlexItem {
-        rating_key,
-        key,
-        title,
-        kind,
-        file_paths,
-        year,
-        updated_at,
-        library_section_id,
-    })
+/// Where one string of an item is.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// The UTF-8 bytes of a str object held by [`PyItems::holder`].
+    Raw(*const u8, usize),
+    /// A string made here, in [`PyItems::owned`].
+    Owned(usize),
+    /// `""`.
+    Empty,
+}
+
+/// The numbers of one item and how many paths it has.
+struct Meta {
+    paths: u32,
+    year: Option<u32>,
+    updated_at: Option<i64>,
+    library_section_id: Option<u32>,
+}
+
+/// Items read from Python objects, their strings borrowed from the Python str objects
+/// (nothing is copied until the listing is written). Built with the GIL held; the borrowed
+/// strings ([`PyItems::strs`]) stay valid without it, because `holder` owns a reference to
+/// every str object they point into and str objects are immutable.
+pub(crate) struct PyItems<'py> {
+    holder: Vec<Bound<'py, PyString>>,
+    owned: Vec<String>,
+    /// Per item: `ratingKey`, `key`, title, kind, then its paths (the listing's order).
+    slots: Vec<Slot>,
+    metas: Vec<Meta>,
 }
 
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
-fn item_from_py(obj: &Bound<'_, PyAny>, at: usize) -> PyResult<PlexItem> {
-    if let Ok(d) = obj.cast::<PyDict>() {
-        return item_from_dict(d, at);
-    }
-    let py = obj.py();
-    let extract = EXTRACT.import(py, "plexcache._extract", "item_dict_for_store")?;
-    let d = extract.call1((obj,)).map_err(|e| {
-        if e.is_instance_of::<pyo3::exceptions::PyException>(py) {
-            item_error(at, e.value(py).to_string())
-        } else {
-            e
+impl<'py> PyItems<'py> {
+    /// Reads a list (or any iterable) of dicts or python-plexapi objects.
+    pub(crate) fn read(items: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if items.is_instance_of::<PyString>() || items.is_instance_of::<PyDict>() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "items must be a list of dicts or python-plexapi objects, not a {}",
+                type_name(items)
+            )));
         }
-    })?;
-    match d.cast::<PyDict>() {
-        Ok(d) => item_from_dict(d, at),
-        Err(_) => Err(item_error(at, "extraction did not give a dict")),
+        let mut out = PyItems {
+            holder: Vec::new(),
+            owned: Vec::new(),
+            slots: Vec::new(),
+            metas: Vec::new(),
+        };
+        if let Ok(list) = items.cast::<PyList>() {
+            out.reserve(list.len());
+            for (i, obj) in list.iter().enumerate() {
+                out.push(&obj, i)?;
+            }
+            return Ok(out);
+        }
+        let iter = items.try_iter().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "items must be a list of dicts or python-plexapi objects, not {}",
+                type_name(items)
+            ))
+        })?;
+        for (i, obj) in iter.enumerate() {
+            out.push(&obj?, i)?;
+        }
+        Ok(out)
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.holder.reserve(n * 4);
+        self.slots.reserve(n * 5);
+        self.metas.reserve(n);
+    }
+
+    /// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
+    fn push(&mut self, obj: &Bound<'py, PyAny>, at: usize) -> PyResult<()> {
+        if let Ok(d) = obj.cast::<PyDict>() {
+            return self.push_dict(d, at);
+        }
+        let py = obj.py();
+        let extract = EXTRACT.import(py, "plexcache._extract", "item_dict_for_store")?;
+        let d = extract.call1((obj,)).map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                item_error(at, e.value(py).to_string())
+            } else {
+                e
+            }
+        })?;
+        match d.cast::<PyDict>() {
+            Ok(d) => self.push_dict(d, at),
+            Err(_) => Err(item_error(at, "extraction did not give a dict")),
+        }
+    }
+
+    /// A str field: held, and its slot.
+    fn text(&mut self, v: Bound<'py, PyAny>, at: usize, field: Field) -> PyResult<Slot> {
+        let s = v.cast_into::<PyString>().map_err(|e| {
+            item_error(
+                at,
+                format!(
+                    "'{field}' must be a str, not {}",
+                    type_name(&e.into_inner())
+                ),
+            )
+        })?;
+        let slot = match str_of(&s) {
+            Ok(Cow::Borrowed(b)) => Slot::Raw(b.as_ptr(), b.len()),
+            // Platforms without the borrowing conversion get a copy.
+            Ok(Cow::Owned(o)) => self.own(o),
+            Err(_) => return Err(item_error(at, surrogate_message(&format!("'{field}'")))),
+        };
+        self.holder.push(s);
+        Ok(slot)
+    }
+
+    fn own(&mut self, s: String) -> Slot {
+        self.owned.push(s);
+        Slot::Owned(self.owned.len() - 1)
+    }
+
+    fn push_dict(&mut self, d: &Bound<'py, PyDict>, at: usize) -> PyResult<()> {
+        let mut key = None;
+        let mut title = None;
+        let mut rating_key = None;
+        let mut kind = Slot::Empty;
+        let mut paths = Vec::new();
+        let mut year = None;
+        let mut updated_at = None;
+        let mut library_section_id = None;
+        for (k, v) in d.iter() {
+            let Ok(ks) = k.cast::<PyString>() else {
+                return Err(item_error(
+                    at,
+                    format!("dict keys must be str, not {}", type_name(&k)),
+                ));
+            };
+            let name = str_of(ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
+            match &*name {
+                "key" => key = Some(self.text(v, at, Field("key", None))?),
+                "title" => title = Some(self.text(v, at, Field("title", None))?),
+                "rating_key" => {
+                    if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
+                        let s = v.str()?.to_string();
+                        rating_key = Some(self.own(s));
+                    } else if !v.is_none() {
+                        rating_key = Some(self.text(v, at, Field("rating_key", None))?);
+                    }
+                }
+                "file_paths" => paths = self.paths(v, at)?,
+                "kind" => {
+                    if !v.is_none() {
+                        kind = self.text(v, at, Field("kind", None))?;
+                    }
+                }
+                "year" => year = field_int::<u32>(&v, at, "year")?,
+                "updated_at" => updated_at = field_int::<i64>(&v, at, "updated_at")?,
+                "library_section_id" => {
+                    library_section_id = field_int::<u32>(&v, at, "library_section_id")?
+                }
+                other => {
+                    return Err(item_error(
+                        at,
+                        format!("unknown key '{other}' (an item dict may have: {KNOWN_KEYS})"),
+                    ));
+                }
+            }
+        }
+        let key = key.ok_or_else(|| item_error(at, "missing 'key' (a str)"))?;
+        let title = title.ok_or_else(|| item_error(at, "missing 'title' (a str)"))?;
+        let rating_key = match rating_key {
+            Some(r) => r,
+            None => {
+                let derived = rating_key_of(self.resolve(key)).to_owned();
+                self.own(derived)
+            }
+        };
+        self.slots.extend([rating_key, key, title, kind]);
+        self.slots.extend_from_slice(&paths);
+        self.metas.push(Meta {
+            paths: paths.len() as u32,
+            year,
+            updated_at,
+            library_section_id,
+        });
+        Ok(())
+    }
+
+    fn paths(&mut self, v: Bound<'py, PyAny>, at: usize) -> PyResult<Vec<Slot>> {
+        if v.is_none() {
+            return Ok(Vec::new());
+        }
+        let seq: Vec<Bound<'py, PyAny>> = if let Ok(list) = v.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = v.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return Err(item_error(
+                at,
+                format!("'file_paths' must be a list of str, not {}", type_name(&v)),
+            ));
+        };
+        seq.into_iter()
+            .enumerate()
+            .map(|(i, p)| self.text(p, at, Field("file_paths", Some(i))))
+            .collect()
+    }
+
+    fn resolve(&self, slot: Slot) -> &str {
+        match slot {
+            // SAFETY: the bytes belong to a str object that `holder` keeps alive (and str
+            // objects never change); `str_of` checked they are UTF-8 when the slot was made.
+            Slot::Raw(ptr, len) => unsafe {
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len))
+            },
+            Slot::Owned(i) => self.owned.get(i).map_or("", String::as_str),
+            Slot::Empty => "",
+        }
+    }
+
+    /// Every string, in slot order.
+    pub(crate) fn strs(&self) -> Vec<&str> {
+        self.slots.iter().map(|s| self.resolve(*s)).collect()
+    }
+
+    /// The items, borrowing `strs` (from [`PyItems::strs`]).
+    pub(crate) fn refs<'s>(&self, strs: &'s [&'s str]) -> Vec<PlexItemRef<'s>> {
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(self.metas.len());
+        for m in &self.metas {
+            let n = 4 + m.paths as usize;
+            let s = strs.get(at..at + n).unwrap_or_default();
+            at += n;
+            if let [rating_key, key, title, kind_str, file_paths @ ..] = s {
+                out.push(PlexItemRef {
+                    rating_key,
+                    key,
+                    title,
+                    kind_str,
+                    file_paths,
+                    year: m.year,
+                    updated_at: m.updated_at,
+                    library_section_id: m.library_section_id,
+                });
+            }
+        }
+        out
     }
 }
 
-/// Every item of a list (or any iterable) of dicts or plexapi objects.
+/// Every item of a list (or any iterable) of dicts or plexapi objects, owned.
 pub(crate) fn items_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<PlexItem>> {
-    if items.is_instance_of::<PyString>() || items.is_instance_of::<PyDict>() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "items must be a list of dicts or python-plexapi objects, not a {}",
-            type_name(items)
-        )));
-    }
-    if let Ok(list) = items.cast::<PyList>() {
-        let mut out = Vec::with_capacity(list.len());
-        for (i, obj) in list.iter().enumerate() {
-            out.push(item_from_py(&obj, i)?);
-        }
-        return Ok(out);
-    }
-    let iter = items.try_iter().map_err(|_| {
-        pyo3::exceptions::PyTypeError::new_err(format!(
-            "items must be a list of dicts or python-plexapi objects, not {}",
-            type_name(items)
-        ))
-    })?;
-    let mut out = Vec::new();
-    for (i, obj) in iter.enumerate() {
-        out.push(item_from_py(&obj?, i)?);
-    }
-    Ok(out)
+    let read = PyItems::read(items)?;
+    let strs = read.strs();
+    Ok(read.refs(&strs).iter().map(|i| i.to_owned()).collect())
 }
 
 /// The fields of one item, borrowed from a view or from an owned item.

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use plexcache_core::Ttl;
-use plexcache_plex::{LibraryView, PlexCache};
+use plexcache_plex::{LibraryView, ListingRef, PlexCache};
 use plexcache_sqlite::{Offload, SqliteBackend};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::convert::{Fields, item_to_dict, items_from_py, text, view_to_list};
+use crate::convert::{Fields, PyItems, item_to_dict, items_from_py, text, view_to_list};
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
 
@@ -63,7 +63,13 @@ impl Open {
             .library_ttl(ttl)
             .search_ttl(ttl)
             .match_ttl(ttl)
-            .configure(|b| if cfg.memory_tier { b } else { b.no_memory_tier() })
+            .configure(|b| {
+                if cfg.memory_tier {
+                    b
+                } else {
+                    b.no_memory_tier()
+                }
+            })
             .build()?;
         Ok(Self {
             pid: std::process::id(),
@@ -284,14 +290,14 @@ impl Cache {
         items: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let name = text(name, "library name")?;
-        let items = items_from_py(items)?;
+        let read = PyItems::read(items)?;
+        let strs = read.strs();
+        let refs = read.refs(&strs);
+        let listing = ListingRef::from_refs(&refs);
         let open = self.open()?;
-        py.detach(|| open.run(async |c| c.set_library_items(&name, &items).await))
+        // Without the GIL: `listing` borrows the strings of str objects that `read` holds.
+        py.detach(|| open.run(async |c| c.set_library_listing(&name, &listing).await))
             .map_err(map_error)
-    }
-
-    fn _bench_convert(&self, items: &Bound<'_, PyAny>) -> PyResult<usize> {
-        Ok(items_from_py(items)?.len())
     }
 
     /// The cached results of a title search, or `None`.

@@ -10,7 +10,12 @@ use pyo3::types::{PyDict, PyList, PySlice};
 use crate::convert::{Fields, item_to_dict, path_text, rating_key_text, view_to_list};
 
 /// A cached library read in place (see the Python package's documentation).
-#[pyclass(frozen, sequence, module = "plexcache._plexcache", name = "LibraryView")]
+#[pyclass(
+    frozen,
+    sequence,
+    module = "plexcache._plexcache",
+    name = "LibraryView"
+)]
 pub struct PyLibraryView {
     view: Arc<LibraryView>,
 }
@@ -49,7 +54,9 @@ impl PyLibraryView {
             return Ok(list.into_any().unbind());
         }
         let i: isize = index.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err("library view indices must be integers or slices")
+            pyo3::exceptions::PyTypeError::new_err(
+                "library view indices must be integers or slices",
+            )
         })?;
         let i = if i < 0 { i + len as isize } else { i };
         if i < 0 {
