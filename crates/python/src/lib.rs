@@ -25,9 +25,6 @@ use crate::convert::{Fields, PyItems, item_to_dict, items_from_py, text, view_to
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
 
-/// SQLite page cache per connection.
-const PAGE_CACHE_BYTES: u64 = 1024 * 1024;
-
 /// How a cache was configured, kept so that a forked child can open it again.
 #[derive(Clone)]
 struct Config {
@@ -53,12 +50,8 @@ impl Open {
             .map_err(|e| plexcache_core::Error::io(&cfg.dir, "starting the cache's runtime", e))?;
         // Every call runs on the calling Python thread (with the GIL released): no hop to a
         // thread pool, and no worker threads that a fork would lose.
-        // A small page cache per connection: listings are read once into their own buffer
-        // (the view), so caching their overflow pages too would only double the memory a read
-        // of a large library takes; the B-tree pages small reads need fit easily.
         let backend = SqliteBackend::builder(&cfg.dir)
             .offload(Offload::Never)
-            .page_cache_bytes(PAGE_CACHE_BYTES)
             .max_file_bytes(cfg.max_file_bytes)
             .open()?;
         let ttl = match cfg.ttl {
