@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The plexcache Python module against the old PlexCache's approach, side by side in one run.
 
-The old class stored a library as diskcache 5.6.3 does a pickled list of dicts with the
-fields key, rating_key, title and file_paths; plexcache stores the same items with
-``set_library_items``. Both caches live in fresh directories on the same disk. Rows alternate
-between the two (round robin, ROUNDS rounds) so background load hits both alike; each figure
-is the median over every sample of every round. Prints a Markdown table.
+The old class stored a library in diskcache 5.6.3 as a pickled list of dicts with the fields
+key, rating_key, title and file_paths; plexcache stores the same items with
+``set_library_items``. Both caches live in fresh directories on the same disk; each figure is
+the median over every sample of every round. Within a row every repetition runs each side
+once, in turn, so bursts of background load hit both alike. Prints a Markdown table.
 
     pip install diskcache==5.6.3 ./crates/python      # or maturin develop --release
     python3 benches/python/python_module_bench.py [--quick] [--rounds N]
@@ -15,7 +15,7 @@ Rows (each get reads the store unless the row says otherwise):
 - get: the whole library as list[dict]; the floor row is marshal.loads of the same dicts
   from bytes in memory (no storage at all).
 - find: diskcache get + a linear search for one path, against plexcache's view opened and
-  find_by_path (the first lookup of a view indexes it), with the in-process tier off
+  find_by_path (a view's first lookup scans it), with the in-process tier off
   (memory_tier=False: the listing is read and checked every time) and on (the default).
 - shared get: get_library_items(shared=True), the list kept in-process while the store's
   listing is unchanged (checked on every call).
@@ -59,15 +59,6 @@ def make_items(n, seed=7):
         items.append({"key": f"/library/metadata/{rk}", "rating_key": rk, "title": title,
                       "file_paths": paths})
     return items
-
-
-def timeit(fn, reps):
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def fmt(seconds):
@@ -132,61 +123,74 @@ def main():
     def add(row, who, values):
         samples.setdefault((row, who), []).extend(values)
 
+    def interleaved(row, fns, reps, blocks=5):
+        """The sides take turns in blocks of reps // blocks calls, so bursts of background
+        load hit all sides alike while no side's calls run right after another side's."""
+        per = max(1, reps // blocks)
+        done = 0
+        while done < reps:
+            for who, fn in fns.items():
+                for _ in range(per):
+                    t = time.perf_counter()
+                    fn()
+                    add(row, who, [time.perf_counter() - t])
+            done += per
+
     for rnd in range(args.rounds):
         for n in sizes:
             items = make_items(n)
             reps = max(3, (200 if n <= 1000 else 30 if n <= 10000 else 8) // (2 if args.quick else 1))
             path = items[n // 2]["file_paths"][0]
-            add(f"set, {n:,} items", "diskcache",
-                timeit(lambda: dc.set(LIB_KEY, items, expire=3600), reps))
-            add(f"set, {n:,} items", "plexcache",
-                timeit(lambda: pc.set_library_items(NAME, items), reps))
             blob = marshal.dumps(items)
-            add(f"get as list[dict], {n:,} items", "diskcache", timeit(lambda: dc.get(LIB_KEY), reps))
-            add(f"get as list[dict], {n:,} items", "plexcache",
-                timeit(lambda: pc_cold.get_library_items(NAME), reps))
-            add(f"get as list[dict], {n:,} items", "floor", timeit(lambda: marshal.loads(blob), reps))
 
             def dc_find():
                 v = dc.get(LIB_KEY)
                 return next((it for it in v if path in it["file_paths"]), None)
 
-            add(f"find_by_path, {n:,} items", "diskcache", timeit(dc_find, reps))
-            add(f"find_by_path, {n:,} items", "plexcache",
-                timeit(lambda: pc_cold.library(NAME).find_by_path(path), reps))
-            add(f"find_by_path, {n:,} items, in-process tier", "diskcache", timeit(dc_find, reps))
-            add(f"find_by_path, {n:,} items, in-process tier", "plexcache",
-                timeit(lambda: pc.library(NAME).find_by_path(path), reps))
-            add(f"get, shared=True, {n:,} items", "diskcache", timeit(lambda: dc.get(LIB_KEY), reps))
-            add(f"get, shared=True, {n:,} items", "plexcache",
-                timeit(lambda: pc.get_library_items(NAME, shared=True), reps * 10))
+            interleaved(f"set, {n:,} items", {
+                "diskcache": lambda: dc.set(LIB_KEY, items, expire=3600),
+                "plexcache": lambda: pc.set_library_items(NAME, items)}, reps)
+            interleaved(f"get as list[dict], {n:,} items", {
+                "diskcache": lambda: dc.get(LIB_KEY),
+                "plexcache": lambda: pc_cold.get_library_items(NAME),
+                "floor": lambda: marshal.loads(blob)}, reps)
+            interleaved(f"find_by_path, {n:,} items", {
+                "diskcache": dc_find,
+                "plexcache": lambda: pc_cold.library(NAME).find_by_path(path)}, reps)
+            interleaved(f"find_by_path, {n:,} items, in-process tier", {
+                "diskcache": dc_find,
+                "plexcache": lambda: pc.library(NAME).find_by_path(path)}, reps)
+            interleaved(f"get, shared=True, {n:,} items", {
+                "diskcache": lambda: dc.get(LIB_KEY),
+                "plexcache": lambda: pc.get_library_items(NAME, shared=True)}, reps)
             assert pc_cold.library(NAME).find_by_path(path)["file_paths"][0] == path
+            assert pc.get_library_items(NAME) == items
             assert dc_find() is not None
-        # Small entries: search results of 0-3 items.
+        # Small entries: search results of 0-3 items, 2,000 keys, in turn.
         small = make_items(3000, seed=11)
         keys = [f"Title {i} ü:{i % 7}" for i in range(2000)]
         vals = [small[i:i + (i % 4)] for i in range(2000)]
-        t0 = []
-        for k, v in zip(keys, vals):
-            t = time.perf_counter(); dc.set(f"search:{NAME}:{k}", v, expire=3600)
-            t0.append(time.perf_counter() - t)
-        add("small set (search result, 0-3 items)", "diskcache", t0)
-        t0 = []
-        for k, v in zip(keys, vals):
-            t = time.perf_counter(); pc.set_search_results(NAME, k, v)
-            t0.append(time.perf_counter() - t)
-        add("small set (search result, 0-3 items)", "plexcache", t0)
-        order = list(range(2000)); random.Random(rnd).shuffle(order)
-        t0 = []
-        for i in order:
-            t = time.perf_counter(); dc.get(f"search:{NAME}:{keys[i]}")
-            t0.append(time.perf_counter() - t)
-        add("small get, hit", "diskcache", t0)
-        t0 = []
-        for i in order:
-            t = time.perf_counter(); pc.get_search_results(NAME, keys[i])
-            t0.append(time.perf_counter() - t)
-        add("small get, hit", "plexcache", t0)
+        order = list(range(2000))
+        random.Random(rnd).shuffle(order)
+        ops = {
+            "small set (search result, 0-3 items)": {
+                "diskcache": lambda i: dc.set(f"search:{NAME}:{keys[i]}", vals[i], expire=3600),
+                "plexcache": lambda i: pc.set_search_results(NAME, keys[i], vals[i])},
+            "small get, hit": {
+                "diskcache": lambda i: dc.get(f"search:{NAME}:{keys[i]}"),
+                "plexcache": lambda i: pc.get_search_results(NAME, keys[i])},
+        }
+        for row, sides in ops.items():
+            # Blocks of 200 keys, each side in turn.
+            for b in range(0, len(order), 200):
+                for who, op in sides.items():
+                    taken = []
+                    for i in order[b:b + 200]:
+                        t = time.perf_counter()
+                        op(i)
+                        taken.append(time.perf_counter() - t)
+                    add(row, who, taken)
+        assert pc.get_search_results(NAME, keys[5]) == vals[5]
 
     rows = []
     seen = []
