@@ -19,7 +19,9 @@ Rows (each get reads the store unless the row says otherwise):
   (memory_tier=False: the listing is read and checked every time) and on (the default).
 - shared get: get_library_items(shared=True), the list kept in-process while the store's
   listing is unchanged (checked on every call).
-- small: a search result of 0-3 items, set and get (hit), 2,000 keys.
+- small: a search result of 0-3 items, set and get (hit), 2,000 keys; the floor is the
+  stdlib sqlite3 module (WAL, synchronous=NORMAL) storing marshal bytes in a two-column
+  table: a prepared INSERT OR REPLACE and commit, or SELECT and marshal.loads.
 - rss: a fresh process's peak RSS growth over its RSS just before one get of the 50k-item
   library (diskcache get vs plexcache library() + find_by_path).
 """
@@ -30,6 +32,7 @@ import json
 import marshal
 import os
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -118,6 +121,13 @@ def main():
     pc = plexcache.PlexCache(os.path.join(root, "pc"), size_limit=1 << 30)
     pc_cold = plexcache.PlexCache(os.path.join(root, "pc"), size_limit=1 << 30,
                                   memory_tier=False)
+    # The raw floor of small entries: the stdlib sqlite3 module (WAL, synchronous=NORMAL, a
+    # cached prepared statement) storing marshal bytes in a two-column table.
+    raw = sqlite3.connect(os.path.join(root, "raw.db"))
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("PRAGMA synchronous = NORMAL")
+    raw.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID")
+    raw.commit()
     samples = {}
 
     def add(row, who, values):
@@ -172,13 +182,25 @@ def main():
         vals = [small[i:i + (i % 4)] for i in range(2000)]
         order = list(range(2000))
         random.Random(rnd).shuffle(order)
+
+        def raw_set(i):
+            raw.execute("INSERT OR REPLACE INTO t VALUES (?, ?)",
+                        (f"search:{NAME}:{keys[i]}", marshal.dumps(vals[i])))
+            raw.commit()
+
+        def raw_get(i):
+            row = raw.execute("SELECT v FROM t WHERE k = ?", (f"search:{NAME}:{keys[i]}",)).fetchone()
+            return marshal.loads(row[0])
+
         ops = {
             "small set (search result, 0-3 items)": {
                 "diskcache": lambda i: dc.set(f"search:{NAME}:{keys[i]}", vals[i], expire=3600),
-                "plexcache": lambda i: pc.set_search_results(NAME, keys[i], vals[i])},
+                "plexcache": lambda i: pc.set_search_results(NAME, keys[i], vals[i]),
+                "floor": raw_set},
             "small get, hit": {
                 "diskcache": lambda i: dc.get(f"search:{NAME}:{keys[i]}"),
-                "plexcache": lambda i: pc.get_search_results(NAME, keys[i])},
+                "plexcache": lambda i: pc.get_search_results(NAME, keys[i]),
+                "floor": raw_get},
         }
         for row, sides in ops.items():
             # Blocks of 200 keys, each side in turn.
@@ -201,7 +223,7 @@ def main():
           f"Python {sys.version.split()[0]}; {args.rounds} rounds; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print()
-    print("| row | diskcache 5.6.3 | plexcache | diskcache / plexcache | floor (marshal.loads) | plexcache / floor |")
+    print("| row | diskcache 5.6.3 | plexcache | diskcache / plexcache | floor | plexcache / floor |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for row in seen:
         d = statistics.median(samples[(row, "diskcache")])
