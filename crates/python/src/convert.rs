@@ -201,16 +201,8 @@ fn rating_key_of(key: &str) -> &str {
     k.rsplit('/').next().unwrap_or(k)
 }
 
-/// Where one string of an item is.
-#[derive(Clone, Copy)]
-enum Slot {
-    /// The UTF-8 bytes of a str object held by [`PyItems::holder`].
-    Raw(*const u8, usize),
-    /// A string made here, in [`PyItems::owned`].
-    Owned(usize),
-    /// `""`.
-    Empty,
-}
+/// Where one string of an item is: a range of [`PyItems::text`].
+type Slot = (usize, usize);
 
 /// The numbers of one item and how many paths it has.
 struct Meta {
@@ -220,13 +212,11 @@ struct Meta {
     library_section_id: Option<u32>,
 }
 
-/// Items read from Python objects, their strings borrowed from the Python str objects
-/// (nothing is copied until the listing is written). Built with the GIL held; the borrowed
-/// strings ([`PyItems::strs`]) stay valid without it, because `holder` owns a reference to
-/// every str object they point into and str objects are immutable.
-pub(crate) struct PyItems<'py> {
-    holder: Vec<Bound<'py, PyString>>,
-    owned: Vec<String>,
+/// Items read from Python objects, every string copied once into one text buffer while its
+/// object is at hand (one pass over the objects; the listing is then written from contiguous
+/// memory, without the GIL).
+pub(crate) struct PyItems {
+    text: String,
     /// Per item: `ratingKey`, `key`, title, kind, then its paths (the listing's order).
     slots: Vec<Slot>,
     metas: Vec<Meta>,
@@ -234,9 +224,9 @@ pub(crate) struct PyItems<'py> {
 
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-impl<'py> PyItems<'py> {
+impl PyItems {
     /// Reads a list (or any iterable) of dicts or python-plexapi objects.
-    pub(crate) fn read(items: &Bound<'py, PyAny>) -> PyResult<Self> {
+    pub(crate) fn read(items: &Bound<'_, PyAny>) -> PyResult<Self> {
         if items.is_instance_of::<PyString>() || items.is_instance_of::<PyDict>() {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "items must be a list of dicts or python-plexapi objects, not a {}",
@@ -244,8 +234,7 @@ impl<'py> PyItems<'py> {
             )));
         }
         let mut out = PyItems {
-            holder: Vec::new(),
-            owned: Vec::new(),
+            text: String::new(),
             slots: Vec::new(),
             metas: Vec::new(),
         };
@@ -269,13 +258,13 @@ impl<'py> PyItems<'py> {
     }
 
     fn reserve(&mut self, n: usize) {
-        self.holder.reserve(n * 4);
+        self.text.reserve(n * 128);
         self.slots.reserve(n * 5);
         self.metas.reserve(n);
     }
 
     /// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
-    fn push(&mut self, obj: &Bound<'py, PyAny>, at: usize) -> PyResult<()> {
+    fn push(&mut self, obj: &Bound<'_, PyAny>, at: usize) -> PyResult<()> {
         if let Ok(d) = obj.cast::<PyDict>() {
             return self.push_dict(d, at);
         }
@@ -294,37 +283,28 @@ impl<'py> PyItems<'py> {
         }
     }
 
-    /// A str field: held, and its slot.
-    fn text(&mut self, v: Bound<'py, PyAny>, at: usize, field: Field) -> PyResult<Slot> {
-        let s = v.cast_into::<PyString>().map_err(|e| {
-            item_error(
-                at,
-                format!(
-                    "'{field}' must be a str, not {}",
-                    type_name(&e.into_inner())
-                ),
-            )
+    /// A str field, copied into the text.
+    fn text(&mut self, v: &Bound<'_, PyAny>, at: usize, field: Field) -> PyResult<Slot> {
+        let s = v.cast::<PyString>().map_err(|_| {
+            item_error(at, format!("'{field}' must be a str, not {}", type_name(v)))
         })?;
-        let slot = match str_of(&s) {
-            Ok(Cow::Borrowed(b)) => Slot::Raw(b.as_ptr(), b.len()),
-            // Platforms without the borrowing conversion get a copy.
-            Ok(Cow::Owned(o)) => self.own(o),
-            Err(_) => return Err(item_error(at, surrogate_message(&format!("'{field}'")))),
-        };
-        self.holder.push(s);
-        Ok(slot)
+        match str_of(s) {
+            Ok(text) => Ok(self.own(&text)),
+            Err(_) => Err(item_error(at, surrogate_message(&format!("'{field}'")))),
+        }
     }
 
-    fn own(&mut self, s: String) -> Slot {
-        self.owned.push(s);
-        Slot::Owned(self.owned.len() - 1)
+    fn own(&mut self, s: &str) -> Slot {
+        let start = self.text.len();
+        self.text.push_str(s);
+        (start, self.text.len())
     }
 
-    fn push_dict(&mut self, d: &Bound<'py, PyDict>, at: usize) -> PyResult<()> {
+    fn push_dict(&mut self, d: &Bound<'_, PyDict>, at: usize) -> PyResult<()> {
         let mut key = None;
         let mut title = None;
         let mut rating_key = None;
-        let mut kind = Slot::Empty;
+        let mut kind: Slot = (0, 0);
         let mut paths = Vec::new();
         let mut year = None;
         let mut updated_at = None;
@@ -338,20 +318,20 @@ impl<'py> PyItems<'py> {
             };
             let name = str_of(ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
             match &*name {
-                "key" => key = Some(self.text(v, at, Field("key", None))?),
-                "title" => title = Some(self.text(v, at, Field("title", None))?),
+                "key" => key = Some(self.text(&v, at, Field("key", None))?),
+                "title" => title = Some(self.text(&v, at, Field("title", None))?),
                 "rating_key" => {
                     if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
                         let s = v.str()?.to_string();
-                        rating_key = Some(self.own(s));
+                        rating_key = Some(self.own(&s));
                     } else if !v.is_none() {
-                        rating_key = Some(self.text(v, at, Field("rating_key", None))?);
+                        rating_key = Some(self.text(&v, at, Field("rating_key", None))?);
                     }
                 }
-                "file_paths" => paths = self.paths(v, at)?,
+                "file_paths" => paths = self.paths(&v, at)?,
                 "kind" => {
                     if !v.is_none() {
-                        kind = self.text(v, at, Field("kind", None))?;
+                        kind = self.text(&v, at, Field("kind", None))?;
                     }
                 }
                 "year" => year = field_int::<u32>(&v, at, "year")?,
@@ -373,7 +353,7 @@ impl<'py> PyItems<'py> {
             Some(r) => r,
             None => {
                 let derived = rating_key_of(self.resolve(key)).to_owned();
-                self.own(derived)
+                self.own(&derived)
             }
         };
         self.slots.extend([rating_key, key, title, kind]);
@@ -387,36 +367,34 @@ impl<'py> PyItems<'py> {
         Ok(())
     }
 
-    fn paths(&mut self, v: Bound<'py, PyAny>, at: usize) -> PyResult<Vec<Slot>> {
+    fn paths(&mut self, v: &Bound<'_, PyAny>, at: usize) -> PyResult<Vec<Slot>> {
         if v.is_none() {
             return Ok(Vec::new());
         }
-        let seq: Vec<Bound<'py, PyAny>> = if let Ok(list) = v.cast::<PyList>() {
-            list.iter().collect()
-        } else if let Ok(tuple) = v.cast::<PyTuple>() {
-            tuple.iter().collect()
-        } else {
-            return Err(item_error(
-                at,
-                format!("'file_paths' must be a list of str, not {}", type_name(&v)),
-            ));
-        };
-        seq.into_iter()
-            .enumerate()
-            .map(|(i, p)| self.text(p, at, Field("file_paths", Some(i))))
-            .collect()
+        let field = |i| Field("file_paths", Some(i));
+        if let Ok(list) = v.cast::<PyList>() {
+            return list
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.text(&p, at, field(i)))
+                .collect();
+        }
+        if let Ok(tuple) = v.cast::<PyTuple>() {
+            return tuple
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.text(&p, at, field(i)))
+                .collect();
+        }
+        Err(item_error(
+            at,
+            format!("'file_paths' must be a list of str, not {}", type_name(v)),
+        ))
     }
 
-    fn resolve(&self, slot: Slot) -> &str {
-        match slot {
-            // SAFETY: the bytes belong to a str object that `holder` keeps alive (and str
-            // objects never change); `str_of` checked they are UTF-8 when the slot was made.
-            Slot::Raw(ptr, len) => unsafe {
-                std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len))
-            },
-            Slot::Owned(i) => self.owned.get(i).map_or("", String::as_str),
-            Slot::Empty => "",
-        }
+    fn resolve(&self, (start, end): Slot) -> &str {
+        // Every slot is a range `own` returned: in bounds, on character boundaries.
+        self.text.get(start..end).unwrap_or_default()
     }
 
     /// Every string, in slot order.

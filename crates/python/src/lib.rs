@@ -295,7 +295,6 @@ impl Cache {
         let refs = read.refs(&strs);
         let listing = ListingRef::from_refs(&refs);
         let open = self.open()?;
-        // Without the GIL: `listing` borrows the strings of str objects that `read` holds.
         py.detach(|| open.run(async |c| c.set_library_listing(&name, &listing).await))
             .map_err(map_error)
     }
