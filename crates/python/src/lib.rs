@@ -10,11 +10,12 @@ mod convert;
 mod errors;
 mod view;
 
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use plexcache_core::Ttl;
 use plexcache_plex::{LibraryView, ListingRef, PlexCache};
 use plexcache_sqlite::{Offload, SqliteBackend};
@@ -24,6 +25,28 @@ use pyo3::types::{PyDict, PyList};
 use crate::convert::{Fields, PyItems, item_to_dict, items_from_py, text, view_to_list};
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
+
+/// Held (shared) by every call into the store, taken exclusively around `os.fork()` (see
+/// `register_at_fork` in `__init__.py`), so that no thread of this process is inside SQLite
+/// or the runtime, holding one of their locks, at the moment of a fork.
+static FORK_GUARD: RwLock<()> = RwLock::new(());
+
+/// `os.register_at_fork(before=...)`: waits until no call is in the store, and keeps new ones
+/// out until [`after_fork`].
+#[pyfunction]
+fn before_fork() {
+    std::mem::forget(FORK_GUARD.write());
+}
+
+/// `os.register_at_fork(after_in_parent=..., after_in_child=...)`.
+#[pyfunction]
+fn after_fork() {
+    if FORK_GUARD.is_locked_exclusive() {
+        // SAFETY: `before_fork` left the lock held exclusively (its guard was forgotten) and
+        // nothing else takes it exclusively; in the child no other thread exists.
+        unsafe { FORK_GUARD.force_unlock_write() };
+    }
+}
 
 /// How a cache was configured, kept so that a forked child can open it again.
 #[derive(Clone)]
@@ -38,12 +61,25 @@ struct Config {
 /// An open cache: its runtime and store, valid in the process that opened it.
 struct Open {
     pid: u32,
-    runtime: tokio::runtime::Runtime,
-    cache: PlexCache<SqliteBackend>,
+    runtime: ManuallyDrop<tokio::runtime::Runtime>,
+    cache: ManuallyDrop<PlexCache<SqliteBackend>>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        // Closing connections and stopping the runtime call into SQLite: not during a fork.
+        let _guard = FORK_GUARD.read();
+        // SAFETY: each field is dropped once, here, and never used again.
+        unsafe {
+            ManuallyDrop::drop(&mut self.cache);
+            ManuallyDrop::drop(&mut self.runtime);
+        }
+    }
 }
 
 impl Open {
     fn new(cfg: &Config) -> plexcache_core::Result<Self> {
+        let _guard = FORK_GUARD.read();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -73,13 +109,14 @@ impl Open {
             .build()?;
         Ok(Self {
             pid: std::process::id(),
-            runtime,
-            cache,
+            runtime: ManuallyDrop::new(runtime),
+            cache: ManuallyDrop::new(cache),
         })
     }
 
     /// Runs one async call of the cache to completion on this thread.
     fn run<T>(&self, f: impl AsyncFnOnce(&PlexCache<SqliteBackend>) -> T) -> T {
+        let _guard = FORK_GUARD.read();
         self.runtime.block_on(f(&self.cache))
     }
 }
@@ -481,6 +518,8 @@ fn _plexcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Cache>()?;
     m.add_class::<PyLibraryView>()?;
     m.add_function(wrap_pyfunction!(default_cache_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork, m)?)?;
     m.add("SQLITE_FILE_NAME", plexcache_sqlite::DEFAULT_FILE_NAME)?;
     Ok(())
 }

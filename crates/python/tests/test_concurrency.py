@@ -163,3 +163,44 @@ def test_a_cache_inherited_but_unused_by_the_child_is_left_alone(cache_dir):
     assert _wait(pid, 60) == 0
     assert c.get_library_items("Movies") == library(10)
     c.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forks_while_other_threads_read_and_write(cache):
+    # os.fork() waits (register_at_fork) until no thread is inside the store, so a child
+    # never inherits a lock held by a thread that does not exist in it.
+    cache.set_library_items("Movies", library(500))
+    stop = threading.Event()
+    errors = []
+
+    def busy(t):
+        try:
+            i = 0
+            while not stop.is_set():
+                cache.set_search_results("Movies", f"t{t}-{i % 50}", library(2))
+                assert len(cache.get_library_items("Movies")) == 500
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=busy, args=(t,)) for t in range(3)]
+    for th in threads:
+        th.start()
+    try:
+        for n in range(8):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    cache.set_library_items(f"Child{n}", library(3))
+                    assert len(cache.get_library_items("Movies")) == 500
+                    code = 0
+                finally:
+                    os._exit(code)
+            assert _wait(pid, 60) == 0
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert errors == []
+    assert [cache.get_library_items(f"Child{n}") for n in range(8)] == [library(3)] * 8

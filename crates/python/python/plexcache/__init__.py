@@ -42,6 +42,12 @@ __all__ = [
     "InvalidArgumentError",
 ]
 
+if hasattr(os, "register_at_fork"):
+    # No thread may be inside SQLite (holding its locks) when the process forks.
+    os.register_at_fork(before=_plexcache.before_fork,
+                        after_in_parent=_plexcache.after_fork,
+                        after_in_child=_plexcache.after_fork)
+
 DEFAULT_SIZE_LIMIT = 100 * 1024 * 1024
 DEFAULT_TTL = 3600
 
