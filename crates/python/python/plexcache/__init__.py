@@ -14,6 +14,7 @@ directory. The storage and the item conversion are Rust (``plexcache._plexcache`
 """
 
 import os
+from typing import List, Optional, TypedDict
 
 from . import _plexcache
 from ._errors import (
@@ -30,6 +31,7 @@ from ._plexcache import LibraryView
 
 __all__ = [
     "PlexCache",
+    "ItemDict",
     "LibraryView",
     "extract_item_data",
     "default_cache_dir",
@@ -41,6 +43,23 @@ __all__ = [
     "InvalidItemError",
     "InvalidArgumentError",
 ]
+
+class _Essential(TypedDict):
+    key: str
+    rating_key: str
+    title: str
+    file_paths: List[str]
+
+
+class ItemDict(_Essential, total=False):
+    """An item as plexcache returns it (for type annotations): the four essential keys
+    always; ``kind``, ``year``, ``updated_at`` and ``library_section_id`` with ``full=True``."""
+
+    kind: str
+    year: Optional[int]
+    updated_at: Optional[int]
+    library_section_id: Optional[int]
+
 
 if hasattr(os, "register_at_fork"):
     # No thread may be inside SQLite (holding its locks) when the process forks.

@@ -14,6 +14,21 @@ from ._errors import (
 )
 from ._plexcache import Cache, LibraryView as LibraryView
 
+__all__ = [
+    "PlexCache",
+    "ItemDict",
+    "LibraryView",
+    "extract_item_data",
+    "default_cache_dir",
+    "PlexCacheError",
+    "CacheClosedError",
+    "CacheFileError",
+    "CacheFullError",
+    "ValueTooLargeError",
+    "InvalidItemError",
+    "InvalidArgumentError",
+]
+
 class _Essential(TypedDict):
     key: str
     rating_key: str
