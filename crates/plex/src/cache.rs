@@ -310,6 +310,14 @@ impl<B: CacheBackend> PlexCache<B> {
             .await
     }
 
+    /// Stores a library listing given as a [`ListingRef`], for callers whose items are
+    /// borrowed ([`ListingRef::from_refs`]) rather than owned [`PlexItem`]s.
+    pub async fn set_library_listing(&self, library: &str, listing: &ListingRef<'_>) -> Result<()> {
+        self.cache
+            .set_borrowed(&keys::library_key(library), listing, self.library_ttl)
+            .await
+    }
+
     /// The cached items of a library, or `fetch`'s result stored and returned (single-flight).
     pub async fn library_items_or_fetch<F, Fut, E>(
         &self,

@@ -60,23 +60,64 @@ impl From<Listing> for Vec<PlexItem> {
 
 /// Items borrowed for writing in the stored layout, without copying them into a [`Listing`]:
 /// `cache.set_borrowed(key, &ListingRef::new(&items), ttl)`. The layout is written straight
-/// into the stored value's buffer.
+/// into the stored value's buffer. [`ListingRef::from_refs`] writes [`PlexItemRef`]s, whose
+/// strings may be borrowed from anywhere (another language's string objects, a parser's
+/// buffer), so a listing can be stored without allocating a `String` per field.
 #[derive(Clone, Copy, Debug)]
 pub struct ListingRef<'a> {
-    items: &'a [PlexItem],
+    items: Items<'a>,
     text_len: usize,
     strings: usize,
 }
 
-fn strings_of(item: &PlexItem) -> impl Iterator<Item = &str> {
-    [
-        item.rating_key.as_str(),
-        &item.key,
-        &item.title,
-        item.kind.as_str(),
-    ]
-    .into_iter()
-    .chain(item.file_paths.iter().map(String::as_str))
+#[derive(Clone, Copy, Debug)]
+enum Items<'a> {
+    Owned(&'a [PlexItem]),
+    Borrowed(&'a [PlexItemRef<'a>]),
+}
+
+/// What the writer needs of an item, owned or borrowed.
+trait Record {
+    fn strings(&self) -> impl Iterator<Item = &str>;
+    fn path_count(&self) -> usize;
+    fn numbers(&self) -> (Option<u32>, Option<i64>, Option<u32>);
+}
+
+impl Record for PlexItem {
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        [
+            self.rating_key.as_str(),
+            &self.key,
+            &self.title,
+            self.kind.as_str(),
+        ]
+        .into_iter()
+        .chain(self.file_paths.iter().map(String::as_str))
+    }
+
+    fn path_count(&self) -> usize {
+        self.file_paths.len()
+    }
+
+    fn numbers(&self) -> (Option<u32>, Option<i64>, Option<u32>) {
+        (self.year, self.updated_at, self.library_section_id)
+    }
+}
+
+impl Record for PlexItemRef<'_> {
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        [self.rating_key, self.key, self.title, self.kind_str]
+            .into_iter()
+            .chain(self.file_paths.iter().copied())
+    }
+
+    fn path_count(&self) -> usize {
+        self.file_paths.len()
+    }
+
+    fn numbers(&self) -> (Option<u32>, Option<i64>, Option<u32>) {
+        (self.year, self.updated_at, self.library_section_id)
+    }
 }
 
 fn varint(out: &mut Vec<u8>, mut n: usize) {
@@ -91,21 +132,89 @@ fn varint_len(n: usize) -> usize {
     (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
+/// (strings, text bytes) of `items`.
+fn measure<R: Record>(items: &[R]) -> (usize, usize) {
+    let mut strings = 0usize;
+    let mut text_len = 0usize;
+    for item in items {
+        strings = strings.saturating_add(FIXED_STRINGS + item.path_count());
+        text_len = item
+            .strings()
+            .fold(text_len, |n, s| n.saturating_add(s.len()));
+    }
+    (strings, text_len)
+}
+
+fn write_text<R: Record>(items: &[R], out: &mut Vec<u8>) {
+    for item in items {
+        item.strings()
+            .for_each(|s| out.extend_from_slice(s.as_bytes()));
+    }
+}
+
+fn write_ends<R: Record>(items: &[R], out: &mut Vec<u8>) {
+    // In range: `fits` was checked.
+    let mut end = 0u32;
+    for item in items {
+        for s in item.strings() {
+            end += s.len() as u32;
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+    }
+}
+
+fn write_records<R: Record>(items: &[R], out: &mut Vec<u8>) {
+    let mut first = 0u32;
+    for item in items {
+        let paths = item.path_count() as u32;
+        let (year, updated_at, section) = item.numbers();
+        let mask = (u32::from(year.is_some()) * HAS_YEAR)
+            | (u32::from(updated_at.is_some()) * HAS_UPDATED_AT)
+            | (u32::from(section.is_some()) * HAS_SECTION);
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&paths.to_le_bytes());
+        out.extend_from_slice(&mask.to_le_bytes());
+        out.extend_from_slice(&year.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&section.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&updated_at.unwrap_or(0).to_le_bytes());
+        first += FIXED_STRINGS as u32 + paths;
+    }
+}
+
 impl<'a> ListingRef<'a> {
     /// Borrows `items` for writing. A listing over 4 GiB of strings does not fit the layout:
     /// writing it fails with an encode error.
     pub fn new(items: &'a [PlexItem]) -> Self {
-        let mut strings = 0usize;
-        let mut text_len = 0usize;
-        for item in items {
-            strings = strings.saturating_add(FIXED_STRINGS + item.file_paths.len());
-            text_len = strings_of(item).fold(text_len, |n, s| n.saturating_add(s.len()));
-        }
+        let (strings, text_len) = measure(items);
         Self {
-            items,
+            items: Items::Owned(items),
             text_len,
             strings,
         }
+    }
+
+    /// Borrows items whose strings are borrowed too; stored exactly as [`ListingRef::new`]
+    /// stores the same items owned (the kind as its type string, `kind_str`).
+    pub fn from_refs(items: &'a [PlexItemRef<'a>]) -> Self {
+        let (strings, text_len) = measure(items);
+        Self {
+            items: Items::Borrowed(items),
+            text_len,
+            strings,
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        match self.items {
+            Items::Owned(i) => i.len(),
+            Items::Borrowed(i) => i.len(),
+        }
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn fits(&self) -> bool {
@@ -113,45 +222,28 @@ impl<'a> ListingRef<'a> {
     }
 
     fn write_text(&self, out: &mut Vec<u8>) {
-        for item in self.items {
-            strings_of(item).for_each(|s| out.extend_from_slice(s.as_bytes()));
+        match self.items {
+            Items::Owned(i) => write_text(i, out),
+            Items::Borrowed(i) => write_text(i, out),
         }
     }
 
     fn write_ends(&self, out: &mut Vec<u8>) {
-        // In range: `fits` was checked.
-        let mut end = 0u32;
-        for item in self.items {
-            for s in strings_of(item) {
-                end += s.len() as u32;
-                out.extend_from_slice(&end.to_le_bytes());
-            }
+        match self.items {
+            Items::Owned(i) => write_ends(i, out),
+            Items::Borrowed(i) => write_ends(i, out),
         }
     }
 
     fn write_records(&self, out: &mut Vec<u8>) {
-        let mut first = 0u32;
-        for item in self.items {
-            let paths = item.file_paths.len() as u32;
-            let mask = (u32::from(item.year.is_some()) * HAS_YEAR)
-                | (u32::from(item.updated_at.is_some()) * HAS_UPDATED_AT)
-                | (u32::from(item.library_section_id.is_some()) * HAS_SECTION);
-            out.extend_from_slice(&first.to_le_bytes());
-            out.extend_from_slice(&paths.to_le_bytes());
-            out.extend_from_slice(&mask.to_le_bytes());
-            out.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
-            out.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
-            out.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
-            first += FIXED_STRINGS as u32 + paths;
+        match self.items {
+            Items::Owned(i) => write_records(i, out),
+            Items::Borrowed(i) => write_records(i, out),
         }
     }
 
     fn tables(&self) -> (usize, usize, usize) {
-        (
-            self.text_len,
-            self.strings * 4,
-            self.items.len() * RECORD_LEN,
-        )
+        (self.text_len, self.strings * 4, self.len() * RECORD_LEN)
     }
 }
 

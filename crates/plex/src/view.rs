@@ -35,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use plexcache_core::Bytes;
 use plexcache_core::codec::{self, CacheValue, DecodeError};
@@ -58,10 +59,13 @@ self_cell::self_cell!(
 /// A stored library listing read in place (see the [module documentation](self)).
 pub struct LibraryView {
     cell: Cell,
-    /// Item numbers by a hash of their rating key, built on the first lookup.
+    /// Item numbers by a hash of their rating key, built on the second lookup.
     by_rating_key: OnceLock<HashMap<u64, Vec<u32>>>,
-    /// Item numbers by a hash of each of their paths, built on the first lookup.
+    /// Item numbers by a hash of each of their paths, built on the second lookup.
     by_path: OnceLock<HashMap<u64, Vec<u32>>>,
+    /// Whether a lookup by rating key / by path already scanned the items.
+    scanned_rating_key: AtomicBool,
+    scanned_path: AtomicBool,
 }
 
 impl std::fmt::Debug for LibraryView {
@@ -86,6 +90,8 @@ impl LibraryView {
             cell,
             by_rating_key: OnceLock::new(),
             by_path: OnceLock::new(),
+            scanned_rating_key: AtomicBool::new(false),
+            scanned_path: AtomicBool::new(false),
         })
     }
 
@@ -119,9 +125,15 @@ impl LibraryView {
         self.iter().map(|i| i.to_owned()).collect()
     }
 
-    /// The first item whose `ratingKey` is `rating_key`. The first lookup builds a hash index
-    /// of the view (O(n)); later ones are O(1).
+    /// The first item whose `ratingKey` is `rating_key`. The first lookup scans the items
+    /// (O(n), nothing allocated: a view read for one lookup pays no more); the second builds
+    /// a hash index (O(n)); later ones are O(1).
     pub fn find_by_rating_key(&self, rating_key: &str) -> Option<PlexItemRef<'_>> {
+        if self.by_rating_key.get().is_none()
+            && !self.scanned_rating_key.swap(true, Ordering::Relaxed)
+        {
+            return self.iter().find(|i| i.rating_key == rating_key);
+        }
         let map = self.by_rating_key.get_or_init(|| {
             let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(self.len());
             for (n, item) in self.iter().enumerate() {
@@ -132,9 +144,12 @@ impl LibraryView {
         self.first_of(map.get(&hash(rating_key))?, |i| i.rating_key == rating_key)
     }
 
-    /// The first item with `path` among its file paths. The first lookup builds a hash
-    /// index of the view (O(n)); later ones are O(1).
+    /// The first item with `path` among its file paths. The first lookup scans the items
+    /// (O(n), nothing allocated); the second builds a hash index (O(n)); later ones are O(1).
     pub fn find_by_path(&self, path: &str) -> Option<PlexItemRef<'_>> {
+        if self.by_path.get().is_none() && !self.scanned_path.swap(true, Ordering::Relaxed) {
+            return self.iter().find(|i| i.file_paths.contains(&path));
+        }
         let map = self.by_path.get_or_init(|| {
             let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(self.len());
             for (n, item) in self.iter().enumerate() {
@@ -225,6 +240,60 @@ mod tests {
             "1008"
         );
         assert!(view.find_by_path("/m/8/part2.mkv").is_none());
+    }
+
+    #[test]
+    fn the_scanning_first_lookup_and_the_indexed_ones_agree() {
+        // Duplicates: the first item with a rating key or a path wins, scanned or indexed.
+        let mut items = items();
+        let mut dup = items[9].clone();
+        dup.title = "duplicate".into();
+        items.push(dup);
+        let view = LibraryView::from_envelope("lib", enc("lib", &items)).unwrap();
+        let queries = ["1009", "1049", "1", "", "1000"];
+        let paths = ["/m/9/part0.mkv", "/m/49/part0.mkv", "/nope", ""];
+        for round in 0..3 {
+            for q in queries {
+                let want = items.iter().find(|i| i.rating_key == q).map(|i| &i.title);
+                let got = view.find_by_rating_key(q).map(|i| i.title.to_owned());
+                assert_eq!(got.as_ref(), want, "rating key {q:?}, round {round}");
+            }
+            for p in paths {
+                let want = items
+                    .iter()
+                    .find(|i| i.file_paths.iter().any(|f| f == p))
+                    .map(|i| &i.title);
+                let got = view.find_by_path(p).map(|i| i.title.to_owned());
+                assert_eq!(got.as_ref(), want, "path {p:?}, round {round}");
+            }
+        }
+        assert!(view.by_path.get().is_some() && view.by_rating_key.get().is_some());
+    }
+
+    #[test]
+    fn borrowed_items_are_stored_as_the_same_items_owned() {
+        let items = items();
+        let paths: Vec<Vec<&str>> = items
+            .iter()
+            .map(|i| i.file_paths.iter().map(String::as_str).collect())
+            .collect();
+        let refs: Vec<PlexItemRef<'_>> = items
+            .iter()
+            .zip(&paths)
+            .map(|(i, p)| PlexItemRef {
+                rating_key: &i.rating_key,
+                key: &i.key,
+                title: &i.title,
+                kind_str: i.kind.as_str(),
+                file_paths: p,
+                year: i.year,
+                updated_at: i.updated_at,
+                library_section_id: i.library_section_id,
+            })
+            .collect();
+        let borrowed = codec::encode_borrowed("lib", &ListingRef::from_refs(&refs)).unwrap();
+        assert_eq!(borrowed, enc("lib", &items));
+        assert_eq!(ListingRef::from_refs(&refs).len(), items.len());
     }
 
     #[test]
