@@ -119,6 +119,16 @@ async fn fresh_backend(
     }
 }
 
+/// Opens the library's view and reads what a sync tool reads of every item.
+async fn read_view(store: &PlexCache<DynBackend>) -> Result<(), BoxError> {
+    let view = store
+        .library_view("Movies")
+        .await?
+        .ok_or("library list missing")?;
+    std::hint::black_box(touch(&view));
+    Ok(())
+}
+
 /// Reads what a sync tool reads of every item.
 fn touch(view: &LibraryView) -> usize {
     view.iter()
@@ -148,18 +158,7 @@ async fn bench_backend(
     // Listing reads from the store (no in-process tier): the view, touching what a sync tool
     // reads of every item, and owned items.
     store.set_library_items("Movies", &library).await?;
-    let r = measure(budget, u64::MAX, |_| {
-        let store = &store;
-        async move {
-            let view = store
-                .library_view("Movies")
-                .await?
-                .ok_or("library list missing")?;
-            std::hint::black_box(touch(&view));
-            Ok(())
-        }
-    })
-    .await?;
+    let r = measure(budget, u64::MAX, |_| read_view(&store)).await?;
     out.push((WORKLOADS[0], r.0, r.1));
     let r = measure(budget, u64::MAX, |_| {
         let store = &store;
@@ -186,18 +185,7 @@ async fn bench_backend(
         let tiered = PlexCache::builder(cache.backend().clone())
             .size_limit(1 << 34)
             .build()?;
-        let r = measure(budget, u64::MAX, |_| {
-            let store = &tiered;
-            async move {
-                let view = store
-                    .library_view("Movies")
-                    .await?
-                    .ok_or("library list missing")?;
-                std::hint::black_box(touch(&view));
-                Ok(())
-            }
-        })
-        .await?;
+        let r = measure(budget, u64::MAX, |_| read_view(&tiered)).await?;
         out.push((WORKLOADS[2], r.0, r.1));
     }
     out.push(set);

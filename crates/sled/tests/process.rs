@@ -15,12 +15,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use plexcache_core::{Batch, BatchPut, Bytes, Cache, CacheBackend, Error, WriteLimit};
 use plexcache_sled::SledBackend;
+use plexcache_testsupport::child::Child;
 
 const ENV: &str = "PLEXCACHE_SLED_CHILD";
 
@@ -41,72 +40,18 @@ fn library_batch(generation: u64) -> Batch {
     batch
 }
 
-/// A child process and the lines it prints (read on a thread, so waits can time out).
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// A child process running `mode` on the cache at `path`.
+struct Proc;
 
 impl Proc {
-    fn spawn(mode: &str, path: &Path) -> Proc {
+    fn spawn(mode: &str, path: &Path) -> Child {
         Self::spawn_with(mode, path, &[])
     }
 
-    fn spawn_with(mode: &str, path: &Path, env: &[(&str, String)]) -> Proc {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-            .env(ENV, format!("{mode}|{}", path.display()))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
-    }
-
-    /// Waits (at most a minute) for a line containing `marker`; returns what follows it.
-    fn wait_for(&mut self, marker: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                // libtest prints "test child ... " without a newline before the child's output.
-                Ok(line) => {
-                    if let Some(at) = line.find(marker) {
-                        return line[at + marker.len()..].trim().to_owned();
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    panic!("child did not print {marker}: {e}");
-                }
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn wait(&mut self) {
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn spawn_with(mode: &str, path: &Path, env: &[(&str, String)]) -> Child {
+        let mut env = env.to_vec();
+        env.push((ENV, format!("{mode}|{}", path.display())));
+        Child::spawn("child", &env)
     }
 }
 
@@ -256,7 +201,7 @@ fn this_process_gets_in_use_while_a_child_holds_it_and_the_lock_dies_with_the_ch
         other => panic!("expected InUse, got {other:?}"),
     }
     // A clean close by the child: no recount needed afterwards.
-    child.child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    child.send_line("");
     child.wait_for("CLOSED");
     child.wait();
     let b = SledBackend::open(&path).expect("open after the child closed");

@@ -4,14 +4,12 @@
 //! itself as the writer (`PLEXCACHE_SQLITE_BATCH_CHILD=<dir>`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use plexcache_core::{Batch, BatchPut, Bytes, CacheBackend, EvictionPolicy, WriteLimit};
 use plexcache_sqlite::SqliteBackend;
+use plexcache_testsupport::child::Child;
 
 const ENV: &str = "PLEXCACHE_SQLITE_BATCH_CHILD";
 
@@ -62,62 +60,31 @@ fn child() {
     });
 }
 
-/// A writer process and the lines it prints (read on a thread, so waits can time out).
-struct Writer {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// The writer process.
+struct Writer(Child);
 
 impl Writer {
     fn spawn(dir: &Path, from: u64) -> Writer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-            .env(ENV, dir)
-            .env("PLEXCACHE_BATCH_FROM", from.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn writer");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Writer { child, lines }
+        Writer(Child::spawn(
+            "child",
+            &[
+                (ENV, dir.display().to_string()),
+                ("PLEXCACHE_BATCH_FROM", from.to_string()),
+            ],
+        ))
     }
 
-    /// Waits (at most a minute) for the next `BATCH` line: (generation, microseconds it took).
+    /// Waits for the next committed batch: (generation, microseconds it took).
     fn next_batch(&mut self) -> (u64, u64) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the writer stopped committing batches");
-            // libtest prints "test child ... " without a newline before the child's output.
-            if let Some(at) = line.find("BATCH ") {
-                let mut parts = line[at + 6..].split_whitespace();
-                let g = parts.next().unwrap().parse().unwrap();
-                let took = parts.next().unwrap().parse().unwrap();
-                return (g, took);
-            }
-        }
+        let line = self.0.wait_for("BATCH ");
+        let mut parts = line.split_whitespace();
+        let g = parts.next().unwrap().parse().unwrap();
+        let took = parts.next().unwrap().parse().unwrap();
+        (g, took)
     }
 
     fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 }
 

@@ -4,10 +4,13 @@
 //!
 //! - [`fake_pms`]: a fake Plex Media Server on a loopback port, with paging, a token check,
 //!   recorded requests and injected faults.
+//! - [`child`]: the other process of a multi-process test (this test binary running one of
+//!   its tests), with timed waits for what it prints.
 //! - [`differential`]: the model-differential driver every backend's tests run.
 //! - [`redis_server`]: a `redis-server` of a test's own on a free loopback port; skipped with a
 //!   notice where none is installed, a failure under `PLEXCACHE_REQUIRE_REDIS=1`.
 
+pub mod child;
 pub mod differential;
 pub mod fake_pms;
 pub mod redis_server;
