@@ -17,28 +17,15 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use plexcache_core::{Batch, BatchPut, Bytes, Cache, CacheBackend, Error, WriteLimit};
+use plexcache_core::{Bytes, Cache, CacheBackend, Error, WriteLimit};
 use plexcache_sled::SledBackend;
 use plexcache_testsupport::child::Child;
+use plexcache_testsupport::library::{library_batch, one_generation};
 
 const ENV: &str = "PLEXCACHE_SLED_CHILD";
 
 /// Entries of each generation of the library the "batches" child replaces.
 const LIBRARY: usize = 4_000;
-
-/// Generation `generation` of library `lib:`, replacing the previous one.
-fn library_batch(generation: u64) -> Batch {
-    let mut batch = Batch::new(1_000 + generation);
-    batch.remove_prefixes = vec!["lib:".into()];
-    batch.puts = (0..LIBRARY)
-        .map(|i| BatchPut {
-            key: format!("lib:{i:04}:g{generation}"),
-            value: Bytes::from(vec![generation as u8; 60 + i % 100]),
-            expires_at: None,
-        })
-        .collect();
-    batch
-}
 
 /// A child process running `mode` on the cache at `path`.
 struct Proc;
@@ -151,7 +138,7 @@ fn child() {
                 println!("BATCH {generation}");
                 std::io::stdout().flush().unwrap();
                 let t = std::time::Instant::now();
-                b.write_batch(&library_batch(generation), WriteLimit::UNBOUNDED)
+                b.write_batch(&library_batch(generation, LIBRARY), WriteLimit::UNBOUNDED)
                     .await
                     .unwrap();
                 println!("DONE {}", t.elapsed().as_micros());
@@ -312,14 +299,7 @@ async fn a_batch_killed_midway_leaves_the_library_whole_or_absent() {
         }
         let keys = b.keys("lib:", 0, usize::MAX).await.unwrap();
         if !keys.is_empty() {
-            assert_eq!(keys.len(), LIBRARY, "round {round}: a partial library");
-            let generation_of = |k: &String| k.rsplit(':').next().map(str::to_owned);
-            let first = generation_of(&keys[0]);
-            assert!(
-                keys.iter().all(|k| generation_of(k) == first),
-                "round {round}: two generations mixed"
-            );
-            let g: u64 = first.unwrap()[1..].parse().unwrap();
+            let g = one_generation(&keys, LIBRARY, &format!("round {round}"));
             let e = b.get(&keys[0], 0).await.unwrap().unwrap();
             assert_eq!(
                 e.value[0], g as u8,

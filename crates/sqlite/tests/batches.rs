@@ -7,29 +7,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use plexcache_core::{Batch, BatchPut, Bytes, CacheBackend, EvictionPolicy, WriteLimit};
+use plexcache_core::{CacheBackend, EvictionPolicy, WriteLimit};
 use plexcache_sqlite::SqliteBackend;
 use plexcache_testsupport::child::Child;
+use plexcache_testsupport::library::{library_batch, one_generation};
 
 const ENV: &str = "PLEXCACHE_SQLITE_BATCH_CHILD";
 
 /// Entries of each generation of the library the child replaces.
 const LIBRARY: usize = 3_000;
-
-/// Generation `generation` of library `lib:`, replacing the previous one. Its keys carry the
-/// generation, so a listing of `lib:` shows which generations it holds.
-fn library_batch(generation: u64) -> Batch {
-    let mut batch = Batch::new(1_000 + generation);
-    batch.remove_prefixes = vec!["lib:".into()];
-    batch.puts = (0..LIBRARY)
-        .map(|i| BatchPut {
-            key: format!("lib:{i:04}:g{generation}"),
-            value: Bytes::from(vec![generation as u8; 60 + i % 100]),
-            expires_at: None,
-        })
-        .collect();
-    batch
-}
 
 fn limit() -> WriteLimit {
     WriteLimit::evict_to(1 << 30, EvictionPolicy::LeastRecentlyStored)
@@ -52,7 +38,7 @@ fn child() {
             .unwrap_or(1);
         for generation in start.. {
             let t = Instant::now();
-            b.write_batch(&library_batch(generation), limit())
+            b.write_batch(&library_batch(generation, LIBRARY), limit())
                 .await
                 .expect("batch");
             println!("BATCH {generation} {}", t.elapsed().as_micros());
@@ -88,18 +74,6 @@ impl Writer {
     }
 }
 
-/// The generation of every key of a listing of `lib:`, checked to be one whole generation.
-fn one_generation(keys: &[String], what: &str) -> u64 {
-    assert_eq!(keys.len(), LIBRARY, "{what}: a partial library");
-    let generation_of = |k: &String| k.rsplit(":g").next().unwrap().parse::<u64>().unwrap();
-    let g = generation_of(&keys[0]);
-    assert!(
-        keys.iter().all(|k| generation_of(k) == g),
-        "{what}: two generations mixed"
-    );
-    g
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_in_another_process_never_sees_a_mix() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +85,7 @@ async fn a_reader_in_another_process_never_sees_a_mix() {
     let (mut reads, mut seen) = (0u32, std::collections::BTreeSet::new());
     while Instant::now() < until {
         let keys = reader.keys("lib:", 0, usize::MAX).await.unwrap();
-        let g = one_generation(&keys, &format!("read {reads}"));
+        let g = one_generation(&keys, LIBRARY, &format!("read {reads}"));
         let e = reader.get(&keys[LIBRARY / 2], 0).await.unwrap();
         // The entry may be gone already (a newer generation replaced it), never another value.
         if let Some(e) = e {
@@ -145,7 +119,7 @@ async fn a_batch_killed_midway_leaves_the_old_library_whole() {
 
         let b = SqliteBackend::open(&path).expect("reopen after kill");
         let keys = b.keys("lib:", 0, usize::MAX).await.unwrap();
-        let g = one_generation(&keys, &format!("round {round}"));
+        let g = one_generation(&keys, LIBRARY, &format!("round {round}"));
         assert!(
             g >= last,
             "round {round}: an older generation than the last committed"

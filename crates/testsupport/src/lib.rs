@@ -7,10 +7,12 @@
 //! - [`child`]: the other process of a multi-process test (this test binary running one of
 //!   its tests), with timed waits for what it prints.
 //! - [`differential`]: the model-differential driver every backend's tests run.
+//! - [`library`]: generations of a library for batch tests (whole or mixed, at a glance).
 //! - [`redis_server`]: a `redis-server` of a test's own on a free loopback port; skipped with a
 //!   notice where none is installed, a failure under `PLEXCACHE_REQUIRE_REDIS=1`.
 
 pub mod child;
 pub mod differential;
 pub mod fake_pms;
+pub mod library;
 pub mod redis_server;
