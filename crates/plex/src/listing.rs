@@ -375,6 +375,10 @@ impl<'a> Parts<'a> {
                     damaged(format!("the listing ends inside the length of {name}"))
                 })?;
                 at += 1;
+                // The tenth byte holds bit 63 only: anything more does not fit in 64 bits.
+                if shift == 63 && b > 1 {
+                    return Err(damaged("a length of the listing is too long"));
+                }
                 len |= u64::from(b & 0x7f) << shift;
                 if b & 0x80 == 0 {
                     break;

@@ -364,6 +364,14 @@ mod tests {
             ("trailing bytes", trailing),
             ("cut short", cut),
             ("a length past the end", vec![0x05]),
+            // Found by fuzzing: a ten-byte length whose last byte has bits beyond 64 (the view
+            // read it as zero, the owned decode rejected it).
+            ("a length that overflows", {
+                let mut p = vec![0x00, 0x00];
+                p.extend_from_slice(&[0x80; 9]);
+                p.push(0x28);
+                p
+            }),
             (
                 "invalid UTF-8",
                 payload(b"1/kAm\xff\xffmovie/p", &ends, &[good]),
