@@ -539,15 +539,11 @@ async fn import_rows(root: &Path, n: usize) {
         let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
         let t = Instant::now();
         let items = plexcache_plex::extract_items(&xml).unwrap().items;
-        let extracted = t.elapsed();
         cache
             .replace_library("Movies", &items, matches)
             .await
             .unwrap();
         cache.flush().await.unwrap();
-        if std::env::var_os("IMPORT_SPLIT").is_some() {
-            eprintln!("extract {extracted:?}, write {:?}", t.elapsed() - extracted);
-        }
         let name = if matches {
             "import_with_matches"
         } else {

@@ -28,49 +28,42 @@ ROWID_ORDER_SCHEMA = PLEXCACHE_SCHEMA.replace(
 )
 
 
-def put_plexcache(c, key, value, now):
-    c.execute("BEGIN IMMEDIATE")
-    old, entries, size, seq, _ = c.execute(
-        "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,"
-        " EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2) FROM counters WHERE id = 1",
-        (key, now),
-    ).fetchone()
-    n = len(key) + len(value)
-    c.execute(
-        "UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1",
-        (entries + (old is None), size - (old or 0) + n, seq + 1),
-    )
-    c.execute(
-        "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq,"
-        " value) VALUES (?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET"
-        " stored_at = excluded.stored_at, accessed_at = excluded.accessed_at, access_count = 0,"
-        " size = excluded.size, seq = excluded.seq, value = excluded.value",
-        (key, now, n, seq + 1, value),
-    )
-    c.execute("COMMIT")
+def counted_put(upsert):
+    """A put as plexcache runs it: the reads, the counters update, then `upsert` with
+    parameters (key, now, size, seq, value), in one transaction."""
+
+    def put(c, key, value, now):
+        c.execute("BEGIN IMMEDIATE")
+        old, entries, size, seq, _ = c.execute(
+            "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,"
+            " EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2) FROM counters WHERE id = 1",
+            (key, now),
+        ).fetchone()
+        n = len(key) + len(value)
+        c.execute(
+            "UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1",
+            (entries + (old is None), size - (old or 0) + n, seq + 1),
+        )
+        c.execute(upsert, (key, now, n, seq + 1, value))
+        c.execute("COMMIT")
+
+    return put
 
 
-def put_rowid_order(c, key, value, now):
-    c.execute("BEGIN IMMEDIATE")
-    old, entries, size, seq, _ = c.execute(
-        "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,"
-        " EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2) FROM counters WHERE id = 1",
-        (key, now),
-    ).fetchone()
-    n = len(key) + len(value)
-    c.execute(
-        "UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1",
-        (entries + (old is None), size - (old or 0) + n, seq + 1),
-    )
-    c.execute(
-        "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count, size,"
-        " seq, value) VALUES (?4, ?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE"
-        " SET rowid = excluded.rowid, stored_at = excluded.stored_at,"
-        " accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,"
-        " seq = excluded.seq, value = excluded.value",
-        (key, now, n, seq + 1, value),
-    )
-    c.execute("COMMIT")
+put_plexcache = counted_put(
+    "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq,"
+    " value) VALUES (?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET"
+    " stored_at = excluded.stored_at, accessed_at = excluded.accessed_at, access_count = 0,"
+    " size = excluded.size, seq = excluded.seq, value = excluded.value"
+)
+
+put_rowid_order = counted_put(
+    "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count, size,"
+    " seq, value) VALUES (?4, ?1, ?2, NULL, ?2, 0, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE"
+    " SET rowid = excluded.rowid, stored_at = excluded.stored_at,"
+    " accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,"
+    " seq = excluded.seq, value = excluded.value"
+)
 
 
 def put_bare(c, key, value, now):
