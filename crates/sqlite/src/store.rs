@@ -332,13 +332,14 @@ struct PutReads {
     any_expired: bool,
 }
 
+/// The key's row is looked up by scalar subqueries: written as a `LEFT JOIN` on the key,
+/// SQLite compiled the statement again on every call.
 const PUT_READS_SQL: &str =
-    "SELECT o.rowid, o.size, n.id, n.total_entries, n.total_bytes, n.total_seq,
+    "SELECT (SELECT rowid FROM entries WHERE key = ?1), (SELECT size FROM entries WHERE key = ?1),
+            n.rowid, n.total_entries, n.total_bytes, n.total_seq,
             EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2)
-     FROM (SELECT 1)
-     LEFT JOIN entries o ON o.key = ?1
-     LEFT JOIN (SELECT rowid AS id, total_entries, total_bytes, total_seq
-                FROM entries ORDER BY rowid DESC LIMIT 1) n";
+     FROM (SELECT max(rowid) AS id FROM entries) m
+     LEFT JOIN entries n ON n.rowid = m.id";
 
 fn put_reads(tx: &Connection, key: &str, now: Millis) -> rusqlite::Result<PutReads> {
     let mut stmt = tx.prepare_cached(PUT_READS_SQL)?;
