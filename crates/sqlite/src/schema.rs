@@ -614,23 +614,9 @@ pub(crate) fn open_or_recover(
         // This backend holds the lock file alone: what the check saw is what is there.
         return recover(cfg, ctx, rejected);
     }
-    let Some(lock) = lock else {
-        // No lock file (a read-only directory, a file system without locks): other processes
-        // may have the file open.
-        return recheck_in_use(cfg, ctx, rejected);
-    };
-    if crate::lock::try_exclusive(lock) {
-        let out = match open_writer(cfg, ctx) {
-            Ok(conn) => Ok(conn),
-            Err(r) if r.damaged() => recover(cfg, ctx, r),
-            Err(r) => Err(r.error),
-        };
-        crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
-        return out;
-    }
-    // A failed upgrade may have released the shared lock (flock converts by unlocking first).
-    crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
-    recheck_in_use(cfg, ctx, rejected)
+    // Without a lock file (a read-only directory, a file system without locks) other
+    // processes may have the file open: it is only checked again.
+    recheck_in_use(cfg, ctx, rejected, lock)
 }
 
 /// The file is damaged and nobody else has it open: with `recover_corrupt`, moves it aside if
@@ -656,11 +642,36 @@ fn recover(cfg: &SqliteBuilder, ctx: &Ctx, rejected: Rejected) -> Result<Connect
     open_writer(cfg, ctx).map_err(|r| r.error)
 }
 
-/// The file looks damaged and another process may have it open: checks again for a while
-/// (a checkpoint seen half done is over in moments); never moves it aside.
-fn recheck_in_use(cfg: &SqliteBuilder, ctx: &Ctx, mut rejected: Rejected) -> Result<Connection> {
+/// The file looks damaged: judged alone when the lock file can be taken exclusively (then
+/// recovered if configured); while another process holds it (maybe checkpointing), checked
+/// again for a while, and never moved aside. The exclusive lock is tried in every round: a
+/// holder may be gone by then (a process closing, or a child process that inherited the
+/// lock file between its fork and its exec).
+fn recheck_in_use(
+    cfg: &SqliteBuilder,
+    ctx: &Ctx,
+    mut rejected: Rejected,
+    lock: Option<&std::fs::File>,
+) -> Result<Connection> {
     let mut pause = Duration::from_millis(10);
-    for _ in 0..7 {
+    for round in 0..8 {
+        if let Some(lock) = lock {
+            if crate::lock::try_exclusive(lock) {
+                let out = match open_writer(cfg, ctx) {
+                    Ok(conn) => Ok(conn),
+                    Err(r) if r.damaged() => recover(cfg, ctx, r),
+                    Err(r) => Err(r.error),
+                };
+                crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+                return out;
+            }
+            // A failed upgrade may have released the shared lock (flock converts by
+            // unlocking first).
+            crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+        }
+        if round == 7 {
+            break;
+        }
         std::thread::sleep(pause);
         pause = pause.saturating_mul(2);
         match open_writer(cfg, ctx) {
