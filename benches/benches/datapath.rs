@@ -160,7 +160,7 @@ async fn library_rows<B: CacheBackend>(
     }
 }
 
-async fn small_rows(prefix: &str, cache: &Cache<SqliteBackend>) {
+async fn small_rows<B: CacheBackend>(prefix: &str, cache: &Cache<B>) {
     let values: Vec<Vec<PlexItem>> = (0..SMALL).map(small_value).collect();
     let keys: Vec<String> = (0..SMALL).map(small_key).collect();
     let mut set = Vec::new();
@@ -651,18 +651,12 @@ fn main() {
             // The exclusive write-back mode as users get it (memory tier on), for comparison
             // with the default rows; the listing rows keep the tier off like the default ones.
             let dir = tempfile::tempdir_in(root.path()).unwrap();
-            let backend = SqliteBackend::builder(dir.path())
-                .exclusive(true)
-                .open()
-                .unwrap();
+            let backend = SqliteBackend::builder(dir.path()).open_exclusive().unwrap();
             let cache = Cache::builder(backend).build().unwrap();
             small_rows("exclusive_", &cache).await;
             drop(cache);
             let dir = tempfile::tempdir_in(root.path()).unwrap();
-            let backend = SqliteBackend::builder(dir.path())
-                .exclusive(true)
-                .open()
-                .unwrap();
+            let backend = SqliteBackend::builder(dir.path()).open_exclusive().unwrap();
             let cache = plex(backend, false, 1 << 30);
             library_rows("exclusive_", &cache, &sizes[..2], quick).await;
         }

@@ -112,10 +112,10 @@ fn raw_table(dir: &Path) -> rusqlite::Connection {
 
 /// Fills `cache` with one search result per key of `values`, then `set{suffix}` and
 /// `get_hit{suffix}` (and `get_miss{suffix}` when `miss`) over those keys in a fixed stride.
-fn small_set_get(
+fn small_set_get<B: plexcache_core::CacheBackend>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
-    cache: &Cache<SqliteBackend>,
+    cache: &Cache<B>,
     values: &[Vec<BenchItem>],
     suffix: &str,
     miss: bool,
@@ -317,12 +317,12 @@ fn big_stores(c: &mut Criterion) {
     g.finish();
 }
 
-/// The exclusive, write-back mode (`SqliteBuilder::exclusive`, default commit interval and
+/// The exclusive, write-back mode (`SqliteBuilder::open_exclusive`, default commit interval and
 /// memory tier) on the same workloads: library lists, small entries, the Zipf mix.
 fn exclusive_mode(c: &mut Criterion) {
     let rt = runtime();
     let open_exclusive = |dir: &Path| {
-        let backend = SqliteBackend::builder(dir).exclusive(true).open().unwrap();
+        let backend = SqliteBackend::builder(dir).open_exclusive().unwrap();
         Cache::builder(backend)
             .size_limit(BIG_LIMIT)
             .build()

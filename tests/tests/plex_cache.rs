@@ -258,8 +258,7 @@ for_backend!(sqlite, {
 for_backend!(sqlite_exclusive, {
     let dir = tempfile::tempdir().unwrap();
     let backend = plexcache_sqlite::SqliteBackend::builder(dir.path())
-        .exclusive(true)
-        .open()
+        .open_exclusive()
         .unwrap();
     (dir, backend)
 });

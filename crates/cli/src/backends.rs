@@ -36,8 +36,7 @@ pub async fn open_backend(
         ),
         BackendKind::SqliteExclusive => Arc::new(
             plexcache_sqlite::SqliteBackend::builder(dir)
-                .exclusive(true)
-                .open_async()
+                .open_exclusive_async()
                 .await?,
         ),
         BackendKind::Sled => {

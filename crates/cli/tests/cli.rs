@@ -101,8 +101,7 @@ fn a_cache_held_exclusively_elsewhere_is_reported_in_use() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cache");
     let owner = plexcache_sqlite::SqliteBackend::builder(&dir)
-        .exclusive(true)
-        .open()
+        .open_exclusive()
         .unwrap();
     let out = plexcache(&dir, "sqlite").args(["stats"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plexcache_core::Result;
 
-use crate::SqliteBackend;
+use crate::{ExclusiveSqliteBackend, SqliteBackend};
 
 /// The database file name used when the builder is given a directory.
 pub const DEFAULT_FILE_NAME: &str = "plexcache.db";
@@ -32,7 +32,8 @@ pub enum Offload {
     Always,
 }
 
-/// Builds a [`SqliteBackend`]; see [`SqliteBackend::builder`].
+/// Builds a [`SqliteBackend`] ([`SqliteBuilder::open`]) or an [`ExclusiveSqliteBackend`]
+/// ([`SqliteBuilder::open_exclusive`]); see [`SqliteBackend::builder`].
 #[derive(Debug, Clone)]
 pub struct SqliteBuilder {
     pub(crate) location: PathBuf,
@@ -151,7 +152,7 @@ impl SqliteBuilder {
         self
     }
 
-    /// Exclusive, write-back mode (default off): this process owns the cache.
+    /// Opens in the exclusive, write-back mode: this process owns the cache.
     ///
     /// * Another process (or another backend in this one) opening the same file gets
     ///   [`Error::InUse`](plexcache_core::Error::InUse) after [`SqliteBuilder::lock_wait`],
@@ -172,9 +173,10 @@ impl SqliteBuilder {
     /// Pick it for a single process that owns its cache (a tool, a server) and wants the
     /// fastest writes; keep the default for caches several processes share. See
     /// `docs/decisions.md` ("The exclusive, write-back SQLite mode").
-    pub fn exclusive(mut self, exclusive: bool) -> Self {
-        self.exclusive = exclusive;
-        self
+    ///
+    /// Blocking, like [`SqliteBuilder::open`].
+    pub fn open_exclusive(self) -> Result<ExclusiveSqliteBackend> {
+        ExclusiveSqliteBackend::open_with(self)
     }
 
     /// In exclusive mode, the longest time an acknowledged write waits to be committed
@@ -219,13 +221,25 @@ impl SqliteBuilder {
 
     /// [`SqliteBuilder::open`] on tokio's blocking pool (inline outside a runtime).
     pub async fn open_async(self) -> Result<SqliteBackend> {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle
-                .spawn_blocking(move || self.open())
-                .await
-                .map_err(|e| plexcache_core::Error::backend("sqlite", "open", e))?,
-            Err(_) => self.open(),
-        }
+        off_runtime(move || self.open()).await
+    }
+
+    /// [`SqliteBuilder::open_exclusive`] on tokio's blocking pool (inline outside a runtime).
+    pub async fn open_exclusive_async(self) -> Result<ExclusiveSqliteBackend> {
+        off_runtime(move || self.open_exclusive()).await
+    }
+}
+
+/// Runs a blocking open on tokio's blocking pool, or here outside a runtime.
+async fn off_runtime<T: Send + 'static>(
+    open: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(open)
+            .await
+            .map_err(|e| plexcache_core::Error::backend("sqlite", "open", e))?,
+        Err(_) => open(),
     }
 }
 

@@ -18,7 +18,7 @@
 //!   the path; a foreign SQLite database is left as found, and
 //!   [`SqliteBuilder::recover_corrupt`] moves a damaged one of plexcache's aside and starts
 //!   empty.
-//! * [`SqliteBuilder::exclusive`]: an opt-in mode for one process that owns its cache, with
+//! * [`ExclusiveSqliteBackend`] ([`SqliteBuilder::open_exclusive`]): an opt-in mode for one process that owns its cache, with
 //!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a change token
 //!   that lets `Cache`'s memory tier answer repeated reads; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
 //!
@@ -50,9 +50,8 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let backend = SqliteBackend::builder(dir.path().join("cache"))
-//!     .exclusive(true)
 //!     .commit_interval(Duration::from_millis(100))
-//!     .open()?;
+//!     .open_exclusive()?;
 //! // A second opener, here or in another process, is refused while this one is open.
 //! let second = SqliteBackend::builder(dir.path().join("cache"))
 //!     .lock_wait(Duration::from_millis(10))
@@ -67,12 +66,16 @@
 
 mod backend;
 mod builder;
+mod common;
 mod ctx;
+mod exclusive;
 mod lock;
 mod prefix;
 mod schema;
 mod store;
+mod writer;
 
 pub use backend::SqliteBackend;
 pub use builder::{DEFAULT_COMMIT_INTERVAL, DEFAULT_FILE_NAME, Offload, SqliteBuilder};
+pub use exclusive::ExclusiveSqliteBackend;
 pub use schema::SCHEMA_VERSION;

@@ -492,13 +492,9 @@ pub(crate) fn write_batch(
         if limit.policy.tracks_access() {
             ensure_access_indexes(tx)?;
         }
-        evicted = delete_for_space(
-            tx,
-            limit.policy,
-            from_sql(t.bytes),
-            limit.max_bytes,
-            &|k| own_keys.contains(k),
-        )?
+        evicted = delete_for_space(tx, limit.policy, from_sql(t.bytes), limit.max_bytes, &|k| {
+            own_keys.contains(k)
+        })?
         .0;
         t.sub(&evicted);
     }

@@ -50,9 +50,8 @@ fn differential_against_the_model() {
 fn differential_against_the_model_in_exclusive_mode() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteBackend::builder(dir.path())
-        .exclusive(true)
         .commit_interval(Duration::from_millis(2))
-        .open()
+        .open_exclusive()
         .unwrap();
     rt().block_on(async {
         let target = Target::new(sqlite).key_alphabet(AWKWARD_ALPHABET);
@@ -67,10 +66,9 @@ fn differential_against_the_model_in_exclusive_mode() {
 fn differential_against_the_model_with_deferred_rows() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteBackend::builder(dir.path())
-        .exclusive(true)
         .inline_read_limit(100)
         .commit_interval(Duration::from_millis(3))
-        .open()
+        .open_exclusive()
         .unwrap();
     rt().block_on(async {
         let target = Target::new(sqlite).key_alphabet(AWKWARD_ALPHABET);

@@ -4,24 +4,22 @@
 
 mod common;
 
-plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
-    plexcache_sqlite::Offload::Auto,
-    |b| b.exclusive(true)
-));
+plexcache_core::conformance_tests!(crate::common::SqliteFactory::<
+    plexcache_sqlite::ExclusiveSqliteBackend,
+>::of_mode(plexcache_sqlite::Offload::Auto, |b| b));
 
 /// The exclusive mode with every call on the blocking pool.
 mod offload_always {
-    plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
-        plexcache_sqlite::Offload::Always,
-        |b| b.exclusive(true)
-    ));
+    plexcache_core::conformance_tests!(crate::common::SqliteFactory::<
+        plexcache_sqlite::ExclusiveSqliteBackend,
+    >::of_mode(plexcache_sqlite::Offload::Always, |b| b));
 }
 
 /// The exclusive mode with a 64-byte inline limit: nearly every `put` is a deferred one (the
 /// row written after the call returns).
 mod deferred_rows {
-    plexcache_core::conformance_tests!(crate::common::SqliteFactory::with(
-        plexcache_sqlite::Offload::Auto,
-        |b| b.exclusive(true).inline_read_limit(64)
-    ));
+    plexcache_core::conformance_tests!(crate::common::SqliteFactory::<
+        plexcache_sqlite::ExclusiveSqliteBackend,
+    >::of_mode(plexcache_sqlite::Offload::Auto, |b| b
+        .inline_read_limit(64)));
 }

@@ -24,11 +24,12 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A builder for the exclusive mode (opened with `open_exclusive`).
 fn exclusive(dir: &std::path::Path) -> plexcache_sqlite::SqliteBuilder {
-    SqliteBackend::builder(dir).exclusive(true)
+    SqliteBackend::builder(dir)
 }
 
-fn assert_in_use(result: plexcache_core::Result<SqliteBackend>, mentions: &str) {
+fn assert_in_use<B>(result: plexcache_core::Result<B>, mentions: &str) {
     match result {
         Err(e @ Error::InUse { .. }) => {
             let msg = e.to_string();
@@ -43,14 +44,14 @@ fn assert_in_use(result: plexcache_core::Result<SqliteBackend>, mentions: &str) 
 #[test]
 fn a_second_opener_gets_in_use_until_the_owner_closes() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = exclusive(dir.path()).open().unwrap();
+    let owner = exclusive(dir.path()).open_exclusive().unwrap();
     let wait = Duration::from_millis(100);
     assert_in_use(
         SqliteBackend::builder(dir.path()).lock_wait(wait).open(),
         "exclusive mode",
     );
     assert_in_use(
-        exclusive(dir.path()).lock_wait(wait).open(),
+        exclusive(dir.path()).lock_wait(wait).open_exclusive(),
         "exclusive mode",
     );
     drop(owner);
@@ -63,7 +64,10 @@ fn a_second_opener_gets_in_use_until_the_owner_closes() {
         .open()
         .unwrap();
     // Shared users keep an exclusive opener out too, and it gets in once they are gone.
-    assert_in_use(exclusive(dir.path()).lock_wait(wait).open(), "alone");
+    assert_in_use(
+        exclusive(dir.path()).lock_wait(wait).open_exclusive(),
+        "alone",
+    );
     let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let closer = {
         let closing = std::sync::Arc::clone(&closing);
@@ -77,7 +81,7 @@ fn a_second_opener_gets_in_use_until_the_owner_closes() {
     };
     exclusive(dir.path())
         .lock_wait(Duration::from_secs(60))
-        .open()
+        .open_exclusive()
         .expect("gets in once the shared users close");
     assert!(
         closing.load(std::sync::atomic::Ordering::SeqCst),
@@ -107,7 +111,7 @@ fn child_entry() {
         "crash-long-interval" => rt().block_on(async {
             let b = exclusive(&dir)
                 .commit_interval(Duration::from_secs(3600))
-                .open()
+                .open_exclusive()
                 .unwrap();
             b.put(
                 "flushed",
@@ -133,7 +137,7 @@ fn child_entry() {
         "crash-short-interval" => rt().block_on(async {
             let b = exclusive(&dir)
                 .commit_interval(Duration::from_millis(20))
-                .open()
+                .open_exclusive()
                 .unwrap();
             let wal = dir.join("plexcache.db-wal");
             let wal_state = || {
@@ -165,7 +169,7 @@ fn child_entry() {
             rt().block_on(async {
                 let backend = exclusive(&dir)
                     .commit_interval(Duration::from_secs(3600))
-                    .open()
+                    .open_exclusive()
                     .unwrap();
                 let cache = plexcache_core::Cache::new(backend);
                 for i in 0..EXIT_VALUES {
@@ -201,7 +205,7 @@ fn another_process_gets_in_use_naming_the_mode() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let _owner = exclusive(dir.path()).open().unwrap();
+    let _owner = exclusive(dir.path()).open_exclusive().unwrap();
     let out = child("open-shared", dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
@@ -228,7 +232,7 @@ fn a_crash_keeps_committed_batches_and_loses_only_the_open_one() {
     let out = child("crash-short-interval", dir.path());
     assert!(!out.status.success(), "the child aborts");
     rt().block_on(async {
-        let b = exclusive(dir.path()).open().unwrap();
+        let b = exclusive(dir.path()).open_exclusive().unwrap();
         assert!(
             b.get("flushed", 2).await.unwrap().is_some(),
             "flushed survives"
@@ -297,7 +301,7 @@ fn returning_from_main_without_flush_keeps_every_write() {
 fn a_batch_write_replaces_what_the_open_batch_wrote() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let b = exclusive(dir.path()).open().unwrap();
+        let b = exclusive(dir.path()).open_exclusive().unwrap();
         b.put(
             "k",
             Bytes::from_static(b"old"),
@@ -325,7 +329,7 @@ fn a_normal_close_commits_the_open_batch() {
     rt().block_on(async {
         let b = exclusive(dir.path())
             .commit_interval(Duration::from_secs(3600))
-            .open()
+            .open_exclusive()
             .unwrap();
         for i in 0..100 {
             b.put(
@@ -356,7 +360,7 @@ fn a_failed_write_rolls_the_batch_back_and_says_so() {
         let b = exclusive(dir.path())
             .commit_interval(Duration::from_secs(3600))
             .max_file_bytes(Some(512 * 1024))
-            .open()
+            .open_exclusive()
             .unwrap();
         b.put(
             "before",
@@ -414,7 +418,7 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
         let backend = exclusive(dir.path())
             .inline_read_limit(200)
             .commit_interval(Duration::from_millis(5))
-            .open()
+            .open_exclusive()
             .unwrap();
         let path = backend.path().to_path_buf();
         let cache = std::sync::Arc::new(
@@ -522,7 +526,7 @@ fn reads_write_deferred_rows_off_the_runtime() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let b = exclusive(dir.path()).open().unwrap();
+        let b = exclusive(dir.path()).open_exclusive().unwrap();
         b.put(
             "small",
             Bytes::from_static(b"s"),

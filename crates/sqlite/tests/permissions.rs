@@ -33,7 +33,7 @@ fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes an entry, so that the WAL (and in the shared mode its index) is in use.
-fn write(backend: &SqliteBackend) {
+fn write(backend: &impl CacheBackend) {
     rt().block_on(async {
         backend
             .put(
@@ -72,12 +72,17 @@ fn a_new_database_and_its_wal_files_are_private() {
     for exclusive in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let cache_dir = dir.path().join("cache");
-        let backend = SqliteBackend::builder(&cache_dir)
-            .exclusive(exclusive)
-            .open()
-            .unwrap();
+        let builder = SqliteBackend::builder(&cache_dir);
+        let (backend, db): (Box<dyn CacheBackend>, _) = if exclusive {
+            let b = builder.open_exclusive().unwrap();
+            let db = b.path().to_path_buf();
+            (Box::new(b), db)
+        } else {
+            let b = builder.open().unwrap();
+            let db = b.path().to_path_buf();
+            (Box::new(b), db)
+        };
         write(&backend);
-        let db = backend.path().to_path_buf();
         assert_eq!(mode(&cache_dir), "700");
         assert_eq!(
             modes(&db, exclusive),

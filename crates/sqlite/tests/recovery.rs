@@ -111,7 +111,7 @@ fn set_len(path: &Path, len: u64) {
         .unwrap();
 }
 
-fn corrupt_message(r: plexcache_core::Result<SqliteBackend>, what: &str) -> String {
+fn corrupt_message<T>(r: plexcache_core::Result<T>, what: &str) -> String {
     match r {
         Err(e @ Error::Corrupt { .. }) => e.to_string(),
         Err(e) => panic!("{what}: expected Error::Corrupt, got {e}"),
@@ -256,14 +256,15 @@ fn another_applications_database_is_rejected_unchanged() {
         for recover in [false, true] {
             for exclusive in [false, true] {
                 let what = format!("{name}, recover {recover}, exclusive {exclusive}");
-                let msg = corrupt_message(
-                    SqliteBackend::builder(path)
-                        .recover_corrupt(recover)
-                        .exclusive(exclusive)
-                        .lock_wait(Duration::from_millis(100))
-                        .open(),
-                    &what,
-                );
+                let builder = SqliteBackend::builder(path)
+                    .recover_corrupt(recover)
+                    .lock_wait(Duration::from_millis(100));
+                let opened = if exclusive {
+                    builder.open_exclusive().map(|_| ())
+                } else {
+                    builder.open().map(|_| ())
+                };
+                let msg = corrupt_message(opened, &what);
                 if *name == "truncated" {
                     assert!(msg.contains("truncated"), "{what}: {msg}");
                 } else {
