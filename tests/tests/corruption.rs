@@ -198,10 +198,10 @@ fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let thread = std::thread::current();
-            PANICS.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
-                "thread {:?}: {info}",
-                thread.name().unwrap_or("?")
-            ));
+            PANICS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("thread {:?}: {info}", thread.name().unwrap_or("?")));
             previous(info);
         }));
     });
@@ -290,7 +290,12 @@ async fn read_back<B: CacheBackend>(
     let _ = cache.check().await;
 }
 
-fn open_and_read(kind: Kind, dir: &Path, recover: bool, written: &BTreeMap<String, String>) -> Outcome {
+fn open_and_read(
+    kind: Kind,
+    dir: &Path,
+    recover: bool,
+    written: &BTreeMap<String, String>,
+) -> Outcome {
     let rt = runtime();
     let mut out = Outcome::default();
     rt.block_on(async {
@@ -472,7 +477,10 @@ fn write_sqlite_open_fuzz_seeds() {
                         .await
                         .unwrap();
                 } else {
-                    cache.set_with_ttl(&key(i), &value(i % 5), ttl).await.unwrap();
+                    cache
+                        .set_with_ttl(&key(i), &value(i % 5), ttl)
+                        .await
+                        .unwrap();
                 }
             }
             if entries > 2 {
