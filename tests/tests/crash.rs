@@ -20,7 +20,7 @@
 //! count of the entries.
 //!
 //! `PLEXCACHE_CRASH_KILLS` kills per backend and mode (5 by default); the ignored
-//! `*_many_kills` tests do 60 each:
+//! `*_many_kills` tests do 100 each:
 //!
 //! ```sh
 //! cargo test -p plexcache-tests --test crash -- --ignored --nocapture
@@ -326,10 +326,12 @@ fn run(mode: Mode, kills: u64) {
     let (mut acked_total, mut lost_total, mut in_flight_seen) = (0u64, 0u64, 0u64);
     for round in 0..kills {
         let seed: u64 = rng.random();
-        let wait_for: u64 = if round % 10 == 9 {
-            0
-        } else {
-            rng.random_range(1..=400)
+        // Mostly within a few hundred operations (before the first background commit or flush),
+        // sometimes longer (across several), sometimes at once (while opening).
+        let wait_for: u64 = match round % 10 {
+            9 => 0,
+            4 | 7 => rng.random_range(400..=2_000),
+            _ => rng.random_range(1..=400),
         };
         let mut child = Child::spawn(
             "child",
@@ -486,19 +488,19 @@ fn sled_keeps_every_flushed_write() {
 }
 
 #[test]
-#[ignore = "long: 60 kills"]
+#[ignore = "long: 100 kills"]
 fn sqlite_shared_many_kills() {
-    run(Mode::SqliteShared, kills_from_env(60));
+    run(Mode::SqliteShared, kills_from_env(100));
 }
 
 #[test]
-#[ignore = "long: 60 kills"]
+#[ignore = "long: 100 kills"]
 fn sqlite_exclusive_many_kills() {
-    run(Mode::SqliteExclusive, kills_from_env(60));
+    run(Mode::SqliteExclusive, kills_from_env(100));
 }
 
 #[test]
-#[ignore = "long: 60 kills"]
+#[ignore = "long: 100 kills"]
 fn sled_many_kills() {
-    run(Mode::Sled, kills_from_env(60));
+    run(Mode::Sled, kills_from_env(100));
 }
