@@ -6,7 +6,7 @@
 //! panic, on this thread or any other.
 //!
 //! `PLEXCACHE_CORRUPT_CASES` cases per backend (20 by default); the ignored
-//! `*_many_cases` tests run 250 each:
+//! `*_many_cases` tests run 1000 each:
 //!
 //! ```sh
 //! cargo test -p plexcache-tests --test corruption -- --ignored --nocapture
@@ -224,6 +224,19 @@ struct Outcome {
     errors: usize,
     /// Values returned under a key they were not written for (or a wrong value).
     wrong: Vec<String>,
+    /// What the open said it found (sled's `OpenInfo`).
+    info: String,
+}
+
+/// The error's message with its sources.
+fn chain(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
 }
 
 fn class(e: &Error) -> &'static str {
@@ -307,12 +320,21 @@ fn open_and_read(
                     .await
                 {
                     Ok(b) => read_back(Cache::new(b), written, &mut out).await,
-                    Err(e) => out.open_error = Some(class(&e)),
+                    Err(e) => {
+                        out.open_error = Some(class(&e));
+                        out.info = chain(&e);
+                    }
                 }
             }
             Kind::Sled => match SledBackend::builder(dir).recover_corrupt(recover).open() {
-                Ok(b) => read_back(Cache::new(b), written, &mut out).await,
-                Err(e) => out.open_error = Some(class(&e)),
+                Ok(b) => {
+                    out.info = format!("{:?}", b.open_info());
+                    read_back(Cache::new(b), written, &mut out).await
+                }
+                Err(e) => {
+                    out.open_error = Some(class(&e));
+                    out.info = chain(&e);
+                }
             },
         }
     });
@@ -361,15 +383,39 @@ fn run(kind: Kind, cases: u64) {
                     if panics() > before {
                         failures.push(format!("{label}: a panic on another thread"));
                     }
+                    // A damaged store is reported as such (the error names the path), not as
+                    // an engine failure.
+                    if let Some(class) = out.open_error
+                        && !matches!(class, "corrupt" | "incompatible version")
+                    {
+                        failures.push(format!(
+                            "{label}: open failed with a {class} error: {}",
+                            out.info
+                        ));
+                    }
                     if !out.wrong.is_empty() {
                         failures.push(format!("{label}: wrong values: {:?}", out.wrong));
                     }
                     let key = match out.open_error {
-                        Some(class) => format!("recover {recover}: open failed ({class})"),
+                        Some(class) => {
+                            if class != "corrupt" || recover {
+                                eprintln!(
+                                    "  case {case} ({what}), recover_corrupt {recover}: {}",
+                                    out.info
+                                );
+                            }
+                            format!("recover {recover}: open failed ({class})")
+                        }
                         None if out.right == written.len() => {
                             format!("recover {recover}: opened, every value right")
                         }
                         None if out.right == 0 && out.errors == 0 => {
+                            if !recover {
+                                eprintln!(
+                                    "  case {case} ({what}): opened, every key a miss {}",
+                                    out.info
+                                );
+                            }
                             format!("recover {recover}: opened, every key a miss")
                         }
                         None => format!("recover {recover}: opened, some misses or errors"),
@@ -423,15 +469,15 @@ fn sled_damaged_directories_give_errors_or_right_values() {
 }
 
 #[test]
-#[ignore = "long: 250 damaged SQLite files"]
+#[ignore = "long: 1000 damaged SQLite files"]
 fn sqlite_many_cases() {
-    run(Kind::Sqlite, cases_from_env(250));
+    run(Kind::Sqlite, cases_from_env(1000));
 }
 
 #[test]
-#[ignore = "long: 250 damaged sled directories"]
+#[ignore = "long: 1000 damaged sled directories"]
 fn sled_many_cases() {
-    run(Kind::Sled, cases_from_env(250));
+    run(Kind::Sled, cases_from_env(1000));
 }
 
 /// Writes small real plexcache databases as the seed corpus of the `sqlite_open` fuzz target,
