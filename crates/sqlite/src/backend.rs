@@ -798,11 +798,8 @@ impl SqliteBackend {
         self.on_writer(inline, move |inner, conn| {
             let len = value.len();
             let mut count = |tx: &Connection| {
-                let (outcome, row) =
-                    store::put_counted(tx, &key, len, stored_at, expires_at, limit)?;
-                // The row is not written yet; its key is protected like a written one.
-                let outcome = store::finish_put(tx, &key, outcome, limit, true)?;
-                Ok((outcome, row))
+                // The eviction runs before the row is written, so its key is no candidate.
+                store::put_counted(tx, &key, len, stored_at, expires_at, limit, true)
             };
             let (outcome, row) = inner.batch_op(conn, "put", &mut count)?;
             inner.wrote();

@@ -6,24 +6,26 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plexcache_core::{Error, Result};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::builder::SqliteBuilder;
 use crate::ctx::{Ctx, classify};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`). A database with a
-/// higher version gives [`Error::IncompatibleVersion`]. Version 2 orders the expiry index by
-/// write sequence too (purge ties go in write order); a version-1 database is migrated when
-/// opened, dropping its entries, which no longer decode (the value envelope's checksum now
-/// binds the key) and would only be purged as misses one by one.
-pub const SCHEMA_VERSION: u64 = 2;
+/// higher version gives [`Error::IncompatibleVersion`]. Version 3 keeps store order in the
+/// rowid and the cache-wide counters in the newest row (see `store::Totals`), so that a small
+/// write touches the pages of its own row and of the key index only. Databases of versions 1
+/// and 2 are migrated when opened: their entries are dropped (they would read as misses: the
+/// value envelope's checksum binds the key since version 2, and the layout changed in 3); the
+/// persistent statistics stay.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `PRAGMA application_id` of a plexcache database ("plxc").
 pub(crate) const APPLICATION_ID: i64 = 0x706c_7863;
 
 /// Column order matters: the metadata columns come before `value`, so reading metadata never
 /// walks a large value's overflow pages.
-pub(crate) const ENTRY_COLUMNS: [&str; 8] = [
+pub(crate) const ENTRY_COLUMNS: [&str; 11] = [
     "key",
     "stored_at",
     "expires_at",
@@ -31,29 +33,31 @@ pub(crate) const ENTRY_COLUMNS: [&str; 8] = [
     "access_count",
     "size",
     "seq",
+    "total_entries",
+    "total_bytes",
+    "total_seq",
     "value",
 ];
 
-const CREATE_SCHEMA: &str = "
+const CREATE_ENTRIES: &str = "
 CREATE TABLE entries (
-    key          TEXT PRIMARY KEY NOT NULL,
-    stored_at    INTEGER NOT NULL,
-    expires_at   INTEGER,
-    accessed_at  INTEGER NOT NULL,
-    access_count INTEGER NOT NULL,
-    size         INTEGER NOT NULL,
-    seq          INTEGER NOT NULL,
-    value        BLOB NOT NULL
+    key           TEXT NOT NULL UNIQUE,
+    stored_at     INTEGER NOT NULL,
+    expires_at    INTEGER,
+    accessed_at   INTEGER NOT NULL,
+    access_count  INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    total_entries INTEGER NOT NULL,
+    total_bytes   INTEGER NOT NULL,
+    total_seq     INTEGER NOT NULL,
+    value         BLOB NOT NULL
 );
 CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
-CREATE INDEX entries_lrs ON entries (stored_at, seq);
-CREATE TABLE counters (
-    id      INTEGER PRIMARY KEY CHECK (id = 1),
-    entries INTEGER NOT NULL,
-    bytes   INTEGER NOT NULL,
-    seq     INTEGER NOT NULL
-);
-INSERT INTO counters (id, entries, bytes, seq) VALUES (1, 0, 0, 0);
+";
+
+/// The persistent hit/miss statistics, kept across schema versions.
+const CREATE_STATS: &str = "
 CREATE TABLE stats (
     name  TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
@@ -61,7 +65,7 @@ CREATE TABLE stats (
 ";
 
 /// The indexes of the least-recently-used and least-frequently-used orders. Not part of
-/// [`CREATE_SCHEMA`]: they are built by the first recorded read or LRU/LFU eviction
+/// [`CREATE_ENTRIES`]: they are built by the first recorded read or LRU/LFU eviction
 /// (`store::ensure_access_indexes`), so that a cache with the default policy (least recently
 /// stored) does not maintain two b-trees it never reads on every write. Databases created
 /// before this change have them from the start, which is also correct.
@@ -468,34 +472,35 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection, 
             Rejected::new(e, owner)
         })?;
     }
-    validate(&conn, ctx).map_err(ours)?;
-    if version == 1 {
-        migrate_from_1(&mut conn, ctx).map_err(ours)?;
+    if (1..SCHEMA_VERSION).contains(&version) {
+        migrate(&mut conn, ctx).map_err(ours)?;
     }
+    validate(&conn, ctx).map_err(ours)?;
     Ok(conn)
 }
 
-/// Version 1 to 2 (see [`SCHEMA_VERSION`]): the entries go (persistent statistics stay), the
-/// expiry index gains the write sequence.
-fn migrate_from_1(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
-    ctx.write(conn, "migrate the schema from version 1", |tx| {
+/// Versions 1 and 2 to 3 (see [`SCHEMA_VERSION`]): the entries table is replaced (its rows
+/// go), the persistent statistics stay.
+fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
+    ctx.write(conn, "migrate the schema", |tx| {
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != 1 {
+        if !(1..to_sql_version(SCHEMA_VERSION)).contains(&version) {
             return Ok(()); // another process migrated it meanwhile
         }
-        tx.execute_batch(&format!(
-            "DELETE FROM entries;
-             UPDATE counters SET entries = 0, bytes = 0 WHERE id = 1;
-             DROP INDEX IF EXISTS entries_expiry;
-             CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
-             PRAGMA user_version = {SCHEMA_VERSION};"
-        ))
+        tx.execute_batch("DROP TABLE IF EXISTS counters; DROP TABLE IF EXISTS entries;")?;
+        tx.execute_batch(CREATE_ENTRIES)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
     })?;
     tracing::info!(
         path = %ctx.path.display(),
         "migrated the cache database to schema version {SCHEMA_VERSION}; entries of older releases were dropped"
     );
     Ok(())
+}
+
+/// The schema version as SQLite stores it.
+fn to_sql_version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn create_schema(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
@@ -514,7 +519,8 @@ fn create_schema(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
         if !tables.is_empty() {
             return Ok(Err(tables));
         }
-        tx.execute_batch(CREATE_SCHEMA)?;
+        tx.execute_batch(CREATE_ENTRIES)?;
+        tx.execute_batch(CREATE_STATS)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -559,17 +565,6 @@ fn validate(conn: &Connection, ctx: &Ctx) -> Result<()> {
                 ENTRY_COLUMNS.join(", ")
             ),
         ));
-    }
-    let counters = ctx
-        .retry_raw(|| {
-            conn.query_row("SELECT entries FROM counters WHERE id = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-        })
-        .map_err(|e| schema_error(path, e))?;
-    if counters.is_none() {
-        return Err(foreign(path, "the counters row is missing"));
     }
     ctx.retry_raw(|| {
         conn.prepare("SELECT name, value FROM stats LIMIT 0")
@@ -627,23 +622,9 @@ pub(crate) fn open_or_recover(
         // This backend holds the lock file alone: what the check saw is what is there.
         return recover(cfg, ctx, rejected);
     }
-    let Some(lock) = lock else {
-        // No lock file (a read-only directory, a file system without locks): other processes
-        // may have the file open.
-        return recheck_in_use(cfg, ctx, rejected);
-    };
-    if crate::lock::try_exclusive(lock) {
-        let out = match open_writer(cfg, ctx) {
-            Ok(conn) => Ok(conn),
-            Err(r) if r.damaged() => recover(cfg, ctx, r),
-            Err(r) => Err(r.error),
-        };
-        crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
-        return out;
-    }
-    // A failed upgrade may have released the shared lock (flock converts by unlocking first).
-    crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
-    recheck_in_use(cfg, ctx, rejected)
+    // Without a lock file (a read-only directory, a file system without locks) other
+    // processes may have the file open: it is only checked again.
+    recheck_in_use(cfg, ctx, rejected, lock)
 }
 
 /// The file is damaged and nobody else has it open: with `recover_corrupt`, moves it aside if
@@ -669,11 +650,36 @@ fn recover(cfg: &SqliteBuilder, ctx: &Ctx, rejected: Rejected) -> Result<Connect
     open_writer(cfg, ctx).map_err(|r| r.error)
 }
 
-/// The file looks damaged and another process may have it open: checks again for a while
-/// (a checkpoint seen half done is over in moments); never moves it aside.
-fn recheck_in_use(cfg: &SqliteBuilder, ctx: &Ctx, mut rejected: Rejected) -> Result<Connection> {
+/// The file looks damaged: judged alone when the lock file can be taken exclusively (then
+/// recovered if configured); while another process holds it (maybe checkpointing), checked
+/// again for a while, and never moved aside. The exclusive lock is tried in every round: a
+/// holder may be gone by then (a process closing, or a child process that inherited the
+/// lock file between its fork and its exec).
+fn recheck_in_use(
+    cfg: &SqliteBuilder,
+    ctx: &Ctx,
+    mut rejected: Rejected,
+    lock: Option<&std::fs::File>,
+) -> Result<Connection> {
     let mut pause = Duration::from_millis(10);
-    for _ in 0..7 {
+    for round in 0..8 {
+        if let Some(lock) = lock {
+            if crate::lock::try_exclusive(lock) {
+                let out = match open_writer(cfg, ctx) {
+                    Ok(conn) => Ok(conn),
+                    Err(r) if r.damaged() => recover(cfg, ctx, r),
+                    Err(r) => Err(r.error),
+                };
+                crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+                return out;
+            }
+            // A failed upgrade may have released the shared lock (flock converts by
+            // unlocking first).
+            crate::lock::relock(&ctx.path, lock, false, cfg.lock_wait)?;
+        }
+        if round == 7 {
+            break;
+        }
         std::thread::sleep(pause);
         pause = pause.saturating_mul(2);
         match open_writer(cfg, ctx) {

@@ -1,6 +1,11 @@
 //! The synchronous operations: one function per backend operation, on a reader or on the
-//! writer connection. Every write runs in one `BEGIN IMMEDIATE` transaction that also updates
-//! the counters row, retried as a whole on `SQLITE_BUSY`/`SQLITE_LOCKED`.
+//! writer connection. Every write runs in one `BEGIN IMMEDIATE` transaction that also keeps
+//! the cache-wide counters ([`Totals`]), retried as a whole on `SQLITE_BUSY`/`SQLITE_LOCKED`.
+//!
+//! The layout serves the small write: rowid order is store order ([`allocate_rowids`]), so
+//! the least-recently-stored order needs no index, and the counters live in the newest row,
+//! so a put writes them with its own row. A new key's commit touches the pages of its row and
+//! of the key index, as a bare key/value table's would.
 
 use std::time::Instant;
 
@@ -38,13 +43,13 @@ fn meta_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<EntryMeta> {
     })
 }
 
-const PREVIOUS_SIZE_SQL: &str = "SELECT size FROM entries WHERE key = ?1";
+const PREVIOUS_SQL: &str = "SELECT rowid, size FROM entries WHERE key = ?1";
 const REMOVE_RANGE_SQL: &str = "DELETE FROM entries WHERE key >= ?1 AND key < ?2 RETURNING size";
 const REMOVE_FROM_SQL: &str = "DELETE FROM entries WHERE key >= ?1 RETURNING size";
 const ANY_EXPIRED_SQL: &str = "SELECT 1 FROM entries WHERE expires_at <= ?1 LIMIT 1";
 const PURGE_SQL: &str =
     "SELECT rowid, size FROM entries WHERE expires_at <= ?1 ORDER BY expires_at, seq LIMIT ?2";
-const EVICT_LRS_SQL: &str = "SELECT rowid, size, key FROM entries ORDER BY stored_at, seq LIMIT ?1";
+const EVICT_LRS_SQL: &str = "SELECT rowid, size, key FROM entries ORDER BY rowid LIMIT ?1";
 const EVICT_LRU_SQL: &str =
     "SELECT rowid, size, key FROM entries ORDER BY accessed_at, seq LIMIT ?1";
 const EVICT_LFU_SQL: &str =
@@ -213,79 +218,164 @@ pub(crate) fn get_if_changed(
     Ok(checked)
 }
 
-/// Entry count and bytes from the counters row.
+/// Entry count and bytes (see [`Totals`]).
 pub(crate) fn usage(conn: &Connection) -> rusqlite::Result<Usage> {
-    let mut stmt = conn.prepare_cached("SELECT entries, bytes FROM counters WHERE id = 1")?;
-    stmt.query_row([], |r| {
-        Ok(Usage {
-            entries: from_sql(r.get(0)?),
-            bytes: from_sql(r.get(1)?),
-        })
-    })
+    Ok(totals(conn)?.usage())
 }
 
-struct Counts {
-    entries: i64,
-    bytes: i64,
-    seq: i64,
+/// The cache-wide counters: entries, bytes and the write sequence. They are stored in the row
+/// with the largest rowid (the newest in store order), whose `total_*` columns are the only
+/// ones read; a put writes them with its own row, other writes update that row. An empty
+/// table counts zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) entries: i64,
+    pub(crate) bytes: i64,
+    pub(crate) seq: i64,
 }
 
-/// What a put reads before it writes: the size of the entry it replaces (expired or not), the
-/// counters, and whether any entry is expired at `now`.
-fn put_reads(
-    tx: &Connection,
-    key: &str,
-    now: Millis,
-) -> rusqlite::Result<(Option<i64>, Counts, bool)> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT (SELECT size FROM entries WHERE key = ?1), entries, bytes, seq,
-                EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2)
-         FROM counters WHERE id = 1",
-    )?;
-    stmt.query_row(params![key, to_sql(now)], |r| {
-        Ok((
-            r.get(0)?,
-            Counts {
-                entries: r.get(1)?,
-                bytes: r.get(2)?,
-                seq: r.get(3)?,
-            },
-            r.get(4)?,
-        ))
-    })
-}
-
-fn counts(tx: &Connection) -> rusqlite::Result<Counts> {
-    let mut stmt = tx.prepare_cached("SELECT entries, bytes, seq FROM counters WHERE id = 1")?;
-    stmt.query_row([], |r| {
-        Ok(Counts {
-            entries: r.get(0)?,
-            bytes: r.get(1)?,
-            seq: r.get(2)?,
-        })
-    })
-}
-
-fn set_counts(tx: &Connection, c: &Counts) -> rusqlite::Result<()> {
-    let mut stmt =
-        tx.prepare_cached("UPDATE counters SET entries = ?1, bytes = ?2, seq = ?3 WHERE id = 1")?;
-    stmt.execute(params![c.entries, c.bytes, c.seq])?;
-    Ok(())
-}
-
-fn sub_counts(tx: &Connection, removed: &Removed) -> rusqlite::Result<()> {
-    if removed.entries == 0 {
-        return Ok(());
+impl Totals {
+    fn usage(&self) -> Usage {
+        Usage {
+            entries: from_sql(self.entries),
+            bytes: from_sql(self.bytes),
+        }
     }
-    let mut stmt = tx.prepare_cached(
-        "UPDATE counters SET entries = max(entries - ?1, 0), bytes = max(bytes - ?2, 0) WHERE id = 1",
-    )?;
-    stmt.execute(params![to_sql(removed.entries), to_sql(removed.bytes)])?;
+
+    fn sub(&mut self, removed: &Removed) {
+        self.entries = self.entries.saturating_sub(to_sql(removed.entries)).max(0);
+        self.bytes = self.bytes.saturating_sub(to_sql(removed.bytes)).max(0);
+    }
+}
+
+const NEWEST_SQL: &str = "SELECT rowid, total_entries, total_bytes, total_seq
+     FROM entries ORDER BY rowid DESC LIMIT 1";
+
+/// The newest row's rowid and the counters it holds.
+fn newest(conn: &Connection) -> rusqlite::Result<Option<(i64, Totals)>> {
+    conn.prepare_cached(NEWEST_SQL)?
+        .query_row([], |r| {
+            Ok((
+                r.get(0)?,
+                Totals {
+                    entries: r.get(1)?,
+                    bytes: r.get(2)?,
+                    seq: r.get(3)?,
+                },
+            ))
+        })
+        .optional()
+}
+
+/// The counters (zero for an empty table).
+pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
+    Ok(newest(conn)?.map(|(_, t)| t).unwrap_or_default())
+}
+
+/// Stores `t` in the newest row (nothing to store in an empty table: it counts zero).
+fn set_totals(tx: &Connection, t: &Totals) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE entries SET total_entries = ?1, total_bytes = ?2, total_seq = ?3
+         WHERE rowid = (SELECT max(rowid) FROM entries)",
+    )?
+    .execute(params![t.entries, t.bytes, t.seq])?;
     Ok(())
+}
+
+/// Rowids encode store order: the high bits are `stored_at` (milliseconds, clamped to
+/// `MAX_SLOT_TIME`), the low `SLOT_BITS` the write order among rows stored in the same
+/// millisecond. So `ORDER BY rowid` is `ORDER BY stored_at, seq` (the least-recently-stored
+/// order of `plexcache_core::backend::eviction_rank`) without an index, and a write at the
+/// current time appends at the end of the table.
+const SLOT_BITS: u32 = 20;
+/// The largest `stored_at` with a slot of its own (about the year 2248).
+const MAX_SLOT_TIME: u64 = (1 << (63 - SLOT_BITS)) - 1;
+
+/// The first of `n` consecutive free rowids for rows stored at `stored_at`, after every row
+/// stored in the same millisecond. `newest` is the largest rowid in the table (or a larger
+/// one that was deleted in this transaction). When the millisecond's slot cannot take `n`
+/// more (more than a million rows stored in one millisecond, which only a frozen test clock
+/// or a huge batch produces), the rows go after all others: still unique, ordered as if
+/// stored last.
+pub(crate) fn allocate_rowids(
+    tx: &Connection,
+    stored_at: Millis,
+    n: u64,
+    newest: Option<i64>,
+) -> rusqlite::Result<i64> {
+    let start = to_sql(stored_at.min(MAX_SLOT_TIME) << SLOT_BITS);
+    let end = start.saturating_add(1 << SLOT_BITS);
+    let last_in_slot = match newest {
+        // The common case: nothing stored later than this millisecond.
+        Some(id) if id < end => Some(id),
+        None => None,
+        Some(_) => tx
+            .prepare_cached("SELECT max(rowid) FROM entries WHERE rowid < ?1")?
+            .query_row([end], |r| r.get::<_, Option<i64>>(0))?,
+    };
+    let base = match last_in_slot {
+        Some(id) if id >= start => id.saturating_add(1),
+        _ => start,
+    };
+    if base.saturating_add(to_sql(n)) <= end {
+        return Ok(base);
+    }
+    Ok(newest.map_or(base, |id| id.saturating_add(1)).max(base))
+}
+
+/// What a put reads before it writes: the row it replaces (rowid and size, expired or not),
+/// the newest row and the counters, and whether any entry is expired at `now`.
+struct PutReads {
+    old: Option<(i64, i64)>,
+    newest: Option<i64>,
+    totals: Totals,
+    any_expired: bool,
+}
+
+/// The key's row is looked up by scalar subqueries: written as a `LEFT JOIN` on the key,
+/// SQLite compiled the statement again on every call.
+const PUT_READS_SQL: &str =
+    "SELECT (SELECT rowid FROM entries WHERE key = ?1), (SELECT size FROM entries WHERE key = ?1),
+            n.rowid, n.total_entries, n.total_bytes, n.total_seq,
+            EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2)
+     FROM (SELECT max(rowid) AS id FROM entries) m
+     LEFT JOIN entries n ON n.rowid = m.id";
+
+fn put_reads(tx: &Connection, key: &str, now: Millis) -> rusqlite::Result<PutReads> {
+    let mut stmt = tx.prepare_cached(PUT_READS_SQL)?;
+    stmt.query_row(params![key, to_sql(now)], |r| {
+        let old = match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+            (Some(id), size) => Some((id, size.unwrap_or(0))),
+            _ => None,
+        };
+        let newest: Option<i64> = r.get(2)?;
+        let totals = match newest {
+            Some(_) => Totals {
+                entries: r.get(3)?,
+                bytes: r.get(4)?,
+                seq: r.get(5)?,
+            },
+            None => Totals::default(),
+        };
+        Ok(PutReads {
+            old,
+            newest,
+            totals,
+            any_expired: r.get(6)?,
+        })
+    })
+}
+
+fn delete_row(tx: &Connection, rowid: i64) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("DELETE FROM entries WHERE rowid = ?1")?
+        .execute([rowid])?
+        > 0)
 }
 
 /// `put` inside a write transaction: the bounded purge, the write and the eviction down to
-/// the limit (see [`WriteLimit`]).
+/// the limit (see [`WriteLimit`]). `build_indexes`: the LRU/LFU indexes may be missing; they
+/// are built before an eviction in those orders (the first one scans the table).
 pub(crate) fn put(
     tx: &Connection,
     key: &str,
@@ -295,54 +385,28 @@ pub(crate) fn put(
     limit: WriteLimit,
     build_indexes: bool,
 ) -> rusqlite::Result<PutOutcome> {
-    let (outcome, row) = put_counted(tx, key, value.len(), stored_at, expires_at, limit)?;
+    let (outcome, row) = put_counted(
+        tx,
+        key,
+        value.len(),
+        stored_at,
+        expires_at,
+        limit,
+        build_indexes,
+    )?;
     if let Some(row) = row {
         row.write(tx, key, value)?;
     }
-    finish_put(tx, key, outcome, limit, build_indexes)
+    Ok(outcome)
 }
 
-/// The eviction half of a `put` whose row is written (or counted, in the exclusive mode).
-/// `build_indexes`: the LRU/LFU indexes may be missing; they are built before an eviction in
-/// those orders (the first one scans the table).
-pub(crate) fn finish_put(
-    tx: &Connection,
-    key: &str,
-    outcome: PutOutcome,
-    limit: WriteLimit,
-    build_indexes: bool,
-) -> rusqlite::Result<PutOutcome> {
-    match outcome {
-        PutOutcome::Stored {
-            previous_size,
-            usage,
-            expired,
-            ..
-        } if usage.bytes > limit.max_bytes && limit.policy != EvictionPolicy::None => {
-            if build_indexes && limit.policy.tracks_access() {
-                ensure_access_indexes(tx)?;
-            }
-            let (evicted, _) = evict(tx, limit.policy, limit.max_bytes, &|k| k == key)?;
-            Ok(PutOutcome::Stored {
-                previous_size,
-                usage: Usage {
-                    entries: usage.entries.saturating_sub(evicted.entries),
-                    bytes: usage.bytes.saturating_sub(evicted.bytes),
-                },
-                expired,
-                evicted,
-            })
-        }
-        other => Ok(other),
-    }
-}
-
-/// Purges up to `limit.purge` entries expired at `limit.now`, skipping the write when none is.
-fn purge_for(tx: &Connection, limit: &WriteLimit) -> rusqlite::Result<Removed> {
+/// Deletes up to `limit.purge` entries expired at `limit.now`, skipping the statement when
+/// none is. The counters are the caller's to update.
+fn delete_expired_for(tx: &Connection, limit: &WriteLimit) -> rusqlite::Result<Removed> {
     if limit.purge == 0 || !any_expired(tx, limit.now)? {
         return Ok(Removed::default());
     }
-    purge_expired(tx, limit.now, limit.purge)
+    delete_expired(tx, limit.now, limit.purge)
 }
 
 /// `write_batch` inside a write transaction. Returns the outcome and whether to commit: a
@@ -352,7 +416,11 @@ pub(crate) fn write_batch(
     batch: &Batch,
     limit: WriteLimit,
 ) -> rusqlite::Result<(BatchOutcome, bool)> {
-    let before = usage(tx)?;
+    let (newest_id, mut t) = match newest(tx)? {
+        Some((id, t)) => (Some(id), t),
+        None => (None, Totals::default()),
+    };
+    let before = t.usage();
     let puts = batch.effective_puts();
     let own_keys: HashSet<&str> = puts.iter().map(|p| p.key.as_str()).collect();
     let own: u64 = puts
@@ -362,76 +430,89 @@ pub(crate) fn write_batch(
     if limit.policy != EvictionPolicy::None && own > limit.max_bytes {
         return Ok((BatchOutcome::Refused { usage: before }, false));
     }
-    let expired = purge_for(tx, &limit)?;
+    let expired = delete_expired_for(tx, &limit)?;
+    t.sub(&expired);
     let mut removed = Removed::default();
     for prefix in &batch.remove_prefixes {
-        removed.add(remove_prefix(tx, prefix)?);
+        removed.add(delete_prefix(tx, prefix)?);
     }
-    let mut c = counts(tx)?;
+    t.sub(&removed);
+    let base_id = allocate_rowids(tx, batch.stored_at, puts.len() as u64, newest_id)?;
+    let base_seq = t.seq;
     {
-        let mut previous = tx.prepare_cached(PREVIOUS_SIZE_SQL)?;
+        let mut previous = tx.prepare_cached(PREVIOUS_SQL)?;
         // Written in key order, so the key index is filled in order (each of its pages is
-        // touched once, not once per key); the write order, which eviction ties follow, is
-        // still the batch's: each entry's `seq` is its position in the batch.
+        // touched once, not once per key); the store order, which eviction follows, is still
+        // the batch's: each entry's rowid and `seq` are its position in the batch.
         let mut order: Vec<usize> = (0..puts.len()).collect();
         order.sort_unstable_by(|&a, &b| puts[a].key.cmp(&puts[b].key));
-        let base = c.seq;
         for i in order {
             let put = puts[i];
             let key = put.key.as_str();
             let size = plexcache_core::backend::entry_size(key, put.value.len());
             // A key under a prefix this batch removed is gone: no need to look.
-            let old: Option<i64> = if batch
+            let old: Option<(i64, i64)> = if batch
                 .remove_prefixes
                 .iter()
                 .any(|p| key.starts_with(p.as_str()))
             {
                 None
             } else {
-                previous.query_row([key], |r| r.get(0)).optional()?
+                previous
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
             };
-            let seq = base
-                .saturating_add(i64::try_from(i).unwrap_or(i64::MAX))
-                .saturating_add(1);
-            c.seq = c.seq.max(seq);
-            c.bytes = c
-                .bytes
-                .saturating_sub(old.unwrap_or(0))
-                .saturating_add(to_sql(size));
-            if old.is_none() {
-                c.entries = c.entries.saturating_add(1);
+            if let Some((old_id, old_size)) = old {
+                delete_row(tx, old_id)?;
+                t.bytes = t.bytes.saturating_sub(old_size);
+            } else {
+                t.entries = t.entries.saturating_add(1);
             }
+            t.bytes = t.bytes.saturating_add(to_sql(size));
+            let pos = i64::try_from(i).unwrap_or(i64::MAX);
             let row = PendingRow {
+                rowid: base_id.saturating_add(pos),
                 stored_at: batch.stored_at,
                 expires_at: put.expires_at,
                 size,
-                seq,
+                seq: base_seq.saturating_add(pos).saturating_add(1),
+                // The counters are stored once the batch is written.
+                totals: Totals::default(),
+                newest: true,
             };
-            row.write(tx, key, &put.value)?;
+            row.insert(tx, key, &put.value)?;
         }
     }
-    set_counts(tx, &c)?;
-    if limit.policy == EvictionPolicy::None && from_sql(c.bytes) > limit.max_bytes {
+    t.seq = base_seq.saturating_add(to_sql(puts.len() as u64));
+    if limit.policy == EvictionPolicy::None && from_sql(t.bytes) > limit.max_bytes {
         return Ok((BatchOutcome::Refused { usage: before }, false));
     }
     let mut evicted = Removed::default();
-    if from_sql(c.bytes) > limit.max_bytes {
+    if from_sql(t.bytes) > limit.max_bytes {
         if limit.policy.tracks_access() {
             ensure_access_indexes(tx)?;
         }
-        evicted = evict(tx, limit.policy, limit.max_bytes, &|k| own_keys.contains(k))?.0;
+        evicted = delete_for_space(
+            tx,
+            limit.policy,
+            from_sql(t.bytes),
+            limit.max_bytes,
+            &|k| own_keys.contains(k),
+        )?
+        .0;
+        t.sub(&evicted);
     }
-    let after = usage(tx)?;
-    if after.bytes > limit.max_bytes {
+    if from_sql(t.bytes) > limit.max_bytes {
         // Only the batch's own entries are left and they do not fit.
         return Ok((BatchOutcome::Refused { usage: before }, false));
     }
+    set_totals(tx, &t)?;
     let outcome = BatchOutcome::Applied {
         removed,
         written: puts.len() as u64,
         expired,
         evicted,
-        usage: after,
+        usage: t.usage(),
     };
     Ok((outcome, true))
 }
@@ -439,40 +520,56 @@ pub(crate) fn write_batch(
 /// The row a counted `put` still has to write (see [`put_counted`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PendingRow {
+    rowid: i64,
     stored_at: Millis,
     expires_at: Option<Millis>,
     size: u64,
     seq: i64,
+    /// The counters after this put, stored in the row.
+    totals: Totals,
+    /// Whether the row is the newest (largest rowid) when written; if not, the counters are
+    /// also stored in the newest row.
+    newest: bool,
 }
 
 impl PendingRow {
     /// Writes the entry row of `key` with `value` (the key and bytes that were counted).
     pub(crate) fn write(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+        self.insert(tx, key, value)?;
+        if !self.newest {
+            set_totals(tx, &self.totals)?;
+        }
+        Ok(())
+    }
+
+    fn insert(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
         tx.prepare_cached(
-            "INSERT INTO entries (key, stored_at, expires_at, accessed_at, access_count, size, seq, value)
-             VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6)
-             ON CONFLICT (key) DO UPDATE SET
-                 stored_at = excluded.stored_at, expires_at = excluded.expires_at,
-                 accessed_at = excluded.accessed_at, access_count = 0, size = excluded.size,
-                 seq = excluded.seq, value = excluded.value",
+            "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count,
+                                  size, seq, total_entries, total_bytes, total_seq, value)
+             VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
+            self.rowid,
             key,
             to_sql(self.stored_at),
             self.expires_at.map(to_sql),
             to_sql(self.size),
             self.seq,
+            self.totals.entries,
+            self.totals.bytes,
+            self.totals.seq,
             value
         ])?;
         Ok(())
     }
 }
 
-/// The accounting half of `put`: reads the replaced entry's size, refuses when `max_bytes`
-/// would be exceeded, and otherwise updates the counters row (count, bytes, write sequence)
-/// for a value of `value_len` bytes. Returns the outcome and, when stored, the row still to
-/// write, which must be written in the same transaction before any other statement reads or
-/// changes `key` (the exclusive mode defers it; see `backend::Inner::drain`).
+/// The accounting half of `put`: reads the replaced entry, refuses when `max_bytes` would be
+/// exceeded, and otherwise deletes the replaced row, purges and evicts down to the limit
+/// (before the new row exists, so it cannot be a victim), and returns the outcome and the row
+/// still to write, with the counters after the put. The row must be written in the same
+/// transaction before any other statement reads or changes the entries (the exclusive mode
+/// defers it; see `backend::Inner::drain`).
 pub(crate) fn put_counted(
     tx: &Connection,
     key: &str,
@@ -480,55 +577,75 @@ pub(crate) fn put_counted(
     stored_at: Millis,
     expires_at: Option<Millis>,
     limit: WriteLimit,
+    build_indexes: bool,
 ) -> rusqlite::Result<(PutOutcome, Option<PendingRow>)> {
     let max_bytes = (limit.policy == EvictionPolicy::None).then_some(limit.max_bytes);
     let size = plexcache_core::backend::entry_size(key, value_len);
-    // The replaced entry's size, the counters and whether anything expired, in one statement:
-    // a small put is a handful of statements and each one counts.
-    let (mut previous, mut c, any_expired) = put_reads(tx, key, limit.now)?;
+    // The replaced row, the newest row with the counters and whether anything expired, in
+    // one statement: a small put is a handful of statements and each one counts.
+    let mut reads = put_reads(tx, key, limit.now)?;
+    let mut t = reads.totals;
     let mut expired = Removed::default();
-    if any_expired && limit.purge > 0 {
-        expired = purge_expired(tx, limit.now, limit.purge)?;
-        // The purge may have removed `key` itself and changed the counters.
-        (previous, c, _) = put_reads(tx, key, limit.now)?;
+    if reads.any_expired && limit.purge > 0 {
+        expired = delete_expired(tx, limit.now, limit.purge)?;
+        if expired.entries > 0 {
+            t.sub(&expired);
+            // The purge may have removed `key` itself or the newest row.
+            reads = put_reads(tx, key, limit.now)?;
+        }
     }
-    let after = c
+    let previous = reads.old.map(|(_, size)| size);
+    let after = t
         .bytes
         .saturating_sub(previous.unwrap_or(0))
         .saturating_add(to_sql(size));
     if max_bytes.is_some_and(|max| from_sql(after) > max) {
-        let usage = Usage {
-            entries: from_sql(c.entries),
-            bytes: from_sql(c.bytes),
-        };
-        return Ok((PutOutcome::Refused { usage }, None));
+        if expired.entries > 0 {
+            set_totals(tx, &t)?;
+        }
+        return Ok((PutOutcome::Refused { usage: t.usage() }, None));
     }
-    c.seq = c.seq.saturating_add(1);
-    c.bytes = after;
+    if let Some((old_id, _)) = reads.old {
+        delete_row(tx, old_id)?;
+    }
+    t.seq = t.seq.saturating_add(1);
+    t.bytes = after;
     if previous.is_none() {
-        c.entries = c.entries.saturating_add(1);
+        t.entries = t.entries.saturating_add(1);
     }
-    set_counts(tx, &c)?;
+    let mut evicted = Removed::default();
+    if from_sql(after) > limit.max_bytes && limit.policy != EvictionPolicy::None {
+        if build_indexes && limit.policy.tracks_access() {
+            ensure_access_indexes(tx)?;
+        }
+        evicted = delete_for_space(tx, limit.policy, from_sql(after), limit.max_bytes, &|_| {
+            false
+        })?
+        .0;
+        t.sub(&evicted);
+    }
+    let rowid = allocate_rowids(tx, stored_at, 1, reads.newest)?;
     let row = PendingRow {
+        rowid,
         stored_at,
         expires_at,
         size,
-        seq: c.seq,
+        seq: t.seq,
+        totals: t,
+        newest: reads.newest.is_none_or(|id| rowid > id),
     };
     let outcome = PutOutcome::Stored {
         previous_size: previous.map(from_sql),
-        usage: Usage {
-            entries: from_sql(c.entries),
-            bytes: from_sql(c.bytes),
-        },
+        usage: t.usage(),
         expired,
-        evicted: Removed::default(),
+        evicted,
     };
     Ok((outcome, Some(row)))
 }
 
 /// `remove` inside a write transaction.
 pub(crate) fn remove(tx: &Connection, key: &str) -> rusqlite::Result<Option<EntryMeta>> {
+    let mut t = totals(tx)?;
     let meta = tx
         .prepare_cached(&format!(
             "DELETE FROM entries WHERE key = ?1 RETURNING {META}"
@@ -536,52 +653,57 @@ pub(crate) fn remove(tx: &Connection, key: &str) -> rusqlite::Result<Option<Entr
         .query_row([key], |r| meta_at(r, 0))
         .optional()?;
     if let Some(m) = &meta {
-        sub_counts(
-            tx,
-            &Removed {
-                entries: 1,
-                bytes: m.size,
-            },
-        )?;
+        t.sub(&Removed {
+            entries: 1,
+            bytes: m.size,
+        });
+        set_totals(tx, &t)?;
     }
     Ok(meta)
 }
 
-/// `remove_prefix` inside a write transaction: a range scan on the primary key.
+/// `remove_prefix` inside a write transaction: a range scan on the key index.
 pub(crate) fn remove_prefix(tx: &Connection, prefix: &str) -> rusqlite::Result<Removed> {
-    let mut removed = Removed::default();
-    {
-        let (mut stmt, upper);
-        let mut rows = match successor(prefix) {
-            Some(s) => {
-                upper = s;
-                stmt = tx.prepare_cached(REMOVE_RANGE_SQL)?;
-                stmt.query(params![prefix, upper])?
-            }
-            None => {
-                stmt = tx.prepare_cached(REMOVE_FROM_SQL)?;
-                stmt.query(params![prefix])?
-            }
-        };
-        while let Some(row) = rows.next()? {
-            removed.add_one(from_sql(row.get(0)?));
-        }
+    let mut t = totals(tx)?;
+    let removed = delete_prefix(tx, prefix)?;
+    if removed.entries > 0 {
+        t.sub(&removed);
+        set_totals(tx, &t)?;
     }
-    sub_counts(tx, &removed)?;
     Ok(removed)
 }
 
-/// `clear` inside a write transaction (seq and stats are kept).
+/// Deletes the entries under `prefix`; the counters are the caller's to update.
+fn delete_prefix(tx: &Connection, prefix: &str) -> rusqlite::Result<Removed> {
+    let mut removed = Removed::default();
+    let (mut stmt, upper);
+    let mut rows = match successor(prefix) {
+        Some(s) => {
+            upper = s;
+            stmt = tx.prepare_cached(REMOVE_RANGE_SQL)?;
+            stmt.query(params![prefix, upper])?
+        }
+        None => {
+            stmt = tx.prepare_cached(REMOVE_FROM_SQL)?;
+            stmt.query(params![prefix])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        removed.add_one(from_sql(row.get(0)?));
+    }
+    Ok(removed)
+}
+
+/// `clear` inside a write transaction (stats are kept; an empty table counts zero).
 pub(crate) fn clear(tx: &Connection) -> rusqlite::Result<Removed> {
-    let mut c = counts(tx)?;
-    let removed = Removed {
-        entries: from_sql(c.entries),
-        bytes: from_sql(c.bytes),
+    let removed = {
+        let u = usage(tx)?;
+        Removed {
+            entries: u.entries,
+            bytes: u.bytes,
+        }
     };
     tx.execute("DELETE FROM entries", [])?;
-    c.entries = 0;
-    c.bytes = 0;
-    set_counts(tx, &c)?;
     Ok(removed)
 }
 
@@ -599,6 +721,17 @@ pub(crate) fn purge_expired(
     now: Millis,
     limit: usize,
 ) -> rusqlite::Result<Removed> {
+    let mut t = totals(tx)?;
+    let removed = delete_expired(tx, now, limit)?;
+    if removed.entries > 0 {
+        t.sub(&removed);
+        set_totals(tx, &t)?;
+    }
+    Ok(removed)
+}
+
+/// Deletes up to `limit` entries expired at `now`; the counters are the caller's to update.
+fn delete_expired(tx: &Connection, now: Millis, limit: usize) -> rusqlite::Result<Removed> {
     let victims: Vec<(i64, i64)> = {
         let mut stmt = tx.prepare_cached(PURGE_SQL)?;
         let rows = stmt.query_map(params![to_sql(now), to_sql(limit as u64)], |r| {
@@ -607,21 +740,38 @@ pub(crate) fn purge_expired(
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut removed = Removed::default();
-    let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
     for (rowid, size) in victims {
-        if del.execute([rowid])? > 0 {
+        if delete_row(tx, rowid)? {
             removed.add_one(from_sql(size));
         }
     }
-    sub_counts(tx, &removed)?;
     Ok(removed)
 }
 
-/// `evict` inside a write transaction: walks the policy's index from its start. Returns what
+/// `evict` inside a write transaction: walks the policy's order from its start. Returns what
 /// was removed and the evicted keys.
 pub(crate) fn evict(
     tx: &Connection,
     policy: EvictionPolicy,
+    target_bytes: u64,
+    protect: &dyn Fn(&str) -> bool,
+) -> rusqlite::Result<(Removed, Vec<String>)> {
+    let mut t = totals(tx)?;
+    let out = delete_for_space(tx, policy, from_sql(t.bytes), target_bytes, protect)?;
+    if out.0.entries > 0 {
+        t.sub(&out.0);
+        set_totals(tx, &t)?;
+    }
+    Ok(out)
+}
+
+/// Deletes entries in the policy's order, skipping protected keys, until `bytes` (the
+/// current total) is at most `target_bytes` or nothing else is left. The counters are the
+/// caller's to update.
+fn delete_for_space(
+    tx: &Connection,
+    policy: EvictionPolicy,
+    mut bytes: u64,
     target_bytes: u64,
     protect: &dyn Fn(&str) -> bool,
 ) -> rusqlite::Result<(Removed, Vec<String>)> {
@@ -633,7 +783,6 @@ pub(crate) fn evict(
         EvictionPolicy::LeastRecentlyUsed => EVICT_LRU_SQL,
         EvictionPolicy::LeastFrequentlyUsed => EVICT_LFU_SQL,
     };
-    let mut bytes = from_sql(counts(tx)?.bytes);
     let mut batch: i64 = 4;
     while bytes > target_bytes {
         // A key that is not text (a damaged row) is still a candidate: it is removed like
@@ -652,7 +801,6 @@ pub(crate) fn evict(
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut progressed = false;
-        let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
         for (rowid, size, key) in candidates {
             if bytes <= target_bytes {
                 break;
@@ -660,7 +808,7 @@ pub(crate) fn evict(
             if protect(&key) {
                 continue;
             }
-            if del.execute([rowid])? > 0 {
+            if delete_row(tx, rowid)? {
                 let size = from_sql(size);
                 removed.add_one(size);
                 bytes = bytes.saturating_sub(size);
@@ -669,11 +817,10 @@ pub(crate) fn evict(
             }
         }
         if !progressed {
-            break; // only the protected key (or nothing) is left
+            break; // only protected keys (or nothing) are left
         }
         batch = (batch * 4).min(256);
     }
-    sub_counts(tx, &removed)?;
     Ok((removed, evicted))
 }
 
@@ -864,12 +1011,11 @@ mod tests {
         let delete_by_key = format!("DELETE FROM entries WHERE key = ?1 RETURNING {META}");
         let statements = [
             HEAD_SQL,
-            PREVIOUS_SIZE_SQL,
+            PREVIOUS_SQL,
             REMOVE_RANGE_SQL,
             REMOVE_FROM_SQL,
             ANY_EXPIRED_SQL,
             PURGE_SQL,
-            EVICT_LRS_SQL,
             EVICT_LRU_SQL,
             EVICT_LFU_SQL,
             KEYS_RANGE_SQL,
@@ -895,6 +1041,20 @@ mod tests {
                 .split("; ")
                 .any(|p| p.starts_with("SCAN") && !p.contains("INDEX"));
             assert!(!scans_without_index, "{sql}: {plan}");
+        }
+        // Store order is rowid order: these walk the table from one end, without a sort.
+        for sql in [EVICT_LRS_SQL, NEWEST_SQL, PUT_READS_SQL] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let params: Vec<i64> = vec![1; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
         }
     }
 }

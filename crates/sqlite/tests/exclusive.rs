@@ -477,7 +477,7 @@ fn concurrent_tasks_with_deferred_rows_leave_rows_and_counters_in_agreement() {
         .unwrap();
     let (entries, counted): (i64, i64) = conn
         .query_row(
-            "SELECT entries, bytes FROM counters WHERE id = 1",
+            "SELECT total_entries, total_bytes FROM entries ORDER BY rowid DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

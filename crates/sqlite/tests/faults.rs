@@ -561,49 +561,73 @@ fn a_write_that_finds_the_disk_full_fails_cleanly() {
     });
 }
 
-/// A version-1 database (written before values were bound to their keys) is migrated on open:
-/// its entries, which would only read as misses, are dropped; its statistics stay; the expiry
-/// index orders ties by write sequence.
+/// Databases of the earlier layouts are migrated on open: version 1 (values not bound to
+/// their keys) and version 2 (a counters table and a store-order index). Their entries, which
+/// would only read as misses, are dropped; their statistics stay; the new layout works.
 #[test]
-fn a_version_1_database_is_migrated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = filled(dir.path(), 5);
-    rt().block_on(async {
-        let b = SqliteBackend::open(dir.path()).unwrap();
-        b.add_stats(&plexcache_core::Counters {
-            hits: 7,
-            ..Default::default()
-        })
-        .await
+fn databases_of_versions_1_and_2_are_migrated() {
+    for old in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_FILE_NAME);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // The version-2 schema as that release created it.
+        conn.execute_batch(&format!(
+            "PRAGMA auto_vacuum = INCREMENTAL;
+             PRAGMA journal_mode = WAL;
+             CREATE TABLE entries (key TEXT PRIMARY KEY NOT NULL, stored_at INTEGER NOT NULL,
+                 expires_at INTEGER, accessed_at INTEGER NOT NULL,
+                 access_count INTEGER NOT NULL, size INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 value BLOB NOT NULL);
+             CREATE INDEX entries_expiry ON entries (expires_at, seq)
+                 WHERE expires_at IS NOT NULL;
+             CREATE INDEX entries_lrs ON entries (stored_at, seq);
+             CREATE TABLE counters (id INTEGER PRIMARY KEY CHECK (id = 1),
+                 entries INTEGER NOT NULL, bytes INTEGER NOT NULL, seq INTEGER NOT NULL);
+             INSERT INTO counters VALUES (1, 1, 6, 1);
+             CREATE TABLE stats (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)
+                 WITHOUT ROWID;
+             INSERT INTO stats VALUES ('hits', 7);
+             INSERT INTO entries VALUES ('k', 1, NULL, 1, 0, 6, 1, x'0102030405');
+             PRAGMA application_id = {}; PRAGMA user_version = {old};",
+            0x706c_7863
+        ))
         .unwrap();
-    });
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP INDEX entries_expiry;
-         CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
-         PRAGMA user_version = 1;",
-    )
-    .unwrap();
-    drop(conn);
-    rt().block_on(async {
-        let b = SqliteBackend::open(dir.path()).unwrap();
-        assert_eq!(b.usage().await.unwrap(), plexcache_core::Usage::default());
-        assert_eq!(b.keys("", 0, 100).await.unwrap(), Vec::<String>::new());
-        assert_eq!(b.load_stats().await.unwrap().hits, 7, "statistics kept");
-    });
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version as u64, SCHEMA_VERSION);
-    let index: String = conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'entries_expiry'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(index.contains("expires_at, seq"), "{index}");
+        drop(conn);
+        rt().block_on(async {
+            let b = SqliteBackend::open(dir.path()).unwrap();
+            assert_eq!(
+                b.usage().await.unwrap(),
+                plexcache_core::Usage::default(),
+                "version {old}"
+            );
+            assert_eq!(b.keys("", 0, 100).await.unwrap(), Vec::<String>::new());
+            assert_eq!(b.load_stats().await.unwrap().hits, 7, "statistics kept");
+            b.put(
+                "k",
+                Bytes::from_static(b"v"),
+                1,
+                None,
+                WriteLimit::UNBOUNDED,
+            )
+            .await
+            .unwrap();
+            assert_eq!(b.usage().await.unwrap().entries, 1);
+            assert!(b.integrity_check().await.unwrap().is_empty());
+        });
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as u64, SCHEMA_VERSION);
+        let gone: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('counters', 'entries_lrs')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0, "version {old}: the old table and index are gone");
+    }
 }
 
 /// `integrity_check` (what `Cache::check` and `plexcache check` report as engine problems):
@@ -626,16 +650,20 @@ fn integrity_check_reports_rows_and_counters_that_disagree() {
             .execute_batch(sql)
             .unwrap();
     };
-    damage("UPDATE counters SET bytes = bytes + 5 WHERE id = 1;");
+    // The counters live in the newest row (schema version 3).
+    let newest = "rowid = (SELECT max(rowid) FROM entries)";
+    damage(&format!(
+        "UPDATE entries SET total_bytes = total_bytes + 5 WHERE {newest};"
+    ));
     let problems = check();
     assert!(
         problems.iter().any(|p| p.contains("the counters say")),
         "{problems:?}"
     );
-    damage(
-        "UPDATE counters SET bytes = bytes - 5 WHERE id = 1;
-         UPDATE entries SET size = size + 1 WHERE key = 'key-00003';",
-    );
+    damage(&format!(
+        "UPDATE entries SET total_bytes = total_bytes - 5 WHERE {newest};
+         UPDATE entries SET size = size + 1 WHERE key = 'key-00003';"
+    ));
     let problems = check();
     assert!(
         problems
