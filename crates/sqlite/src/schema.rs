@@ -577,9 +577,17 @@ fn validate(conn: &Connection, ctx: &Ctx) -> Result<()> {
 /// A query against the expected schema failed: a plain SQL error (no such table or column)
 /// means a foreign schema; anything else keeps its classification.
 fn schema_error(path: &Path, e: rusqlite::Error) -> Error {
+    // A failed prepare comes as `SqlInputError` (with the offset of the bad token); a name in
+    // the schema that is no UTF-8 fails the conversion to `String`.
     let plain_sql_error = matches!(
         &e,
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::Unknown
+        rusqlite::Error::SqliteFailure(f, _) | rusqlite::Error::SqlInputError { error: f, .. }
+            if f.code == rusqlite::ErrorCode::Unknown
+    ) || matches!(
+        &e,
+        rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
     );
     if plain_sql_error {
         foreign(path, e.to_string())

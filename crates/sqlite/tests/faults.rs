@@ -126,6 +126,57 @@ fn foreign_schema() {
     assert!(msg.contains("columns"), "{msg}");
 }
 
+/// Found by the corruption suite (`tests/tests/corruption.rs`, SQLite case 590): one bit
+/// flipped in the schema text made a column unknown, and the failed prepare (a
+/// `SqlInputError`, not a `SqliteFailure`) surfaced as `Error::Backend` instead of the
+/// foreign-schema `Error::Corrupt`.
+#[test]
+fn a_schema_with_a_renamed_column_is_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 3);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE stats RENAME COLUMN name TO nane;")
+        .unwrap();
+    drop(conn);
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "a renamed column");
+    assert!(msg.contains("not a plexcache cache"), "{msg}");
+    // Ours (our application id and version), so recovery moves it aside and starts empty.
+    SqliteBackend::builder(dir.path())
+        .recover_corrupt(true)
+        .open()
+        .expect("recovered");
+    let moved = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("plexcache.db.corrupt-")
+        })
+        .count();
+    assert!(moved >= 1, "the damaged database was moved aside");
+}
+
+/// Also found by the corruption suite (SQLite cases 596 and 968): a column name in the schema
+/// that a bit flip made invalid UTF-8 surfaced as `Error::Backend` ("invalid utf-8 sequence").
+#[test]
+fn a_schema_with_a_column_name_that_is_no_utf8_is_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 3);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_master SET sql = replace(sql, 'size ', CAST(X'73FF7A6520' AS TEXT))
+          WHERE name = 'entries';
+         PRAGMA writable_schema = OFF;",
+    )
+    .unwrap();
+    drop(conn);
+    let msg = expect_corrupt(SqliteBackend::open(dir.path()), &path, "a name no UTF-8");
+    assert!(msg.contains("not a plexcache cache"), "{msg}");
+}
+
 #[test]
 fn newer_schema_version_is_refused_and_never_moved() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,15 @@
-//! Several OS processes share one cache: this test binary re-executes itself in worker mode
-//! (`PLEXCACHE_SQLITE_WORKER=<dir>:<id>`). Each worker runs mixed get/set/remove through
-//! `Cache<SqliteBackend>` for `PLEXCACHE_MP_SECS` seconds (default 10) and prints its session
-//! counters as one JSON line. Afterwards the stored counters must equal a direct count of the
-//! rows, the size limit must hold, and the persistent hit/miss counters must equal the sum of
-//! what the workers counted.
+//! Soak: several OS processes share one cache: this test binary re-executes itself in worker
+//! mode (`PLEXCACHE_SQLITE_WORKER=<dir>:<id>`). Each of the four workers runs eight tasks of
+//! mixed get/set/remove/expire through `Cache<SqliteBackend>` under a tight size limit for
+//! `PLEXCACHE_MP_SECS` seconds (5 in the default run, 60 in the ignored
+//! `soak_for_a_minute`) and prints its session counters as one JSON line. No operation may
+//! surface an error; afterwards the stored counters must equal a direct count of the rows, the
+//! size limit must hold, `Cache::check()` must find nothing wrong, and the persistent hit/miss
+//! counters must equal the sum of what the workers counted.
+//!
+//! ```sh
+//! cargo test -p plexcache-sqlite --test multiprocess -- --include-ignored --nocapture
+//! ```
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use rand::rngs::SmallRng;
@@ -17,14 +23,16 @@ use plexcache_sqlite::SqliteBackend;
 const WORKER_ENV: &str = "PLEXCACHE_SQLITE_WORKER";
 const SECS_ENV: &str = "PLEXCACHE_MP_SECS";
 const PROCESSES: usize = 4;
+const TASKS: u64 = 8;
 const SIZE_LIMIT: u64 = 256 * 1024;
 const RESULT_PREFIX: &str = "PLEXCACHE_WORKER_RESULT ";
 
-fn duration() -> Duration {
+/// `PLEXCACHE_MP_SECS`, else `default` seconds.
+fn duration(default: f64) -> Duration {
     let secs = std::env::var(SECS_ENV)
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(10.0);
+        .unwrap_or(default);
     Duration::from_secs_f64(secs)
 }
 
@@ -70,12 +78,13 @@ async fn run_worker(dir: std::path::PathBuf, id: u64) -> (Counters, u64, Vec<Str
         .stats_flush_interval(Duration::from_millis(200))
         .build()
         .unwrap();
-    let deadline = Instant::now() + duration();
+    // The parent always sets the duration for its workers.
+    let deadline = Instant::now() + duration(0.0);
     let mut tasks = Vec::new();
-    for t in 0..2u64 {
+    for t in 0..TASKS {
         let cache = cache.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = SmallRng::seed_from_u64(id * 31 + t + 1);
+            let mut rng = SmallRng::seed_from_u64(id * 131 + t + 1);
             let mut ops = 0u64;
             let mut errors = Vec::new();
             while Instant::now() < deadline {
@@ -126,6 +135,19 @@ fn four_processes_share_one_cache() {
     if std::env::var(WORKER_ENV).is_ok() {
         return;
     }
+    soak(duration(5.0));
+}
+
+#[test]
+#[ignore = "long: a minute of four processes with eight tasks each"]
+fn soak_for_a_minute() {
+    if std::env::var(WORKER_ENV).is_ok() {
+        return;
+    }
+    soak(duration(60.0));
+}
+
+fn soak(duration: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("shared");
     // Create the store first, so the workers also exercise concurrent opens of an existing one.
@@ -143,6 +165,7 @@ fn four_processes_share_one_cache() {
                     "1",
                 ])
                 .env(WORKER_ENV, format!("{}:{id}", cache_dir.display()))
+                .env(SECS_ENV, duration.as_secs_f64().to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -176,8 +199,10 @@ fn four_processes_share_one_cache() {
         total = total.saturating_add(&c);
     }
     let elapsed = started.elapsed();
-    assert!(elapsed >= duration(), "ran {elapsed:?}");
-    eprintln!("{PROCESSES} processes, {total_ops} operations in {elapsed:.1?}: {total:?}");
+    assert!(elapsed >= duration, "ran {elapsed:?}");
+    eprintln!(
+        "{PROCESSES} processes x {TASKS} tasks, {total_ops} operations in {elapsed:.1?}: {total:?}"
+    );
     assert!(total.hits > 0 && total.misses > 0 && total.sets > 0 && total.evictions > 0);
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,6 +227,14 @@ fn four_processes_share_one_cache() {
         );
         assert_eq!(stored.sets, total.sets, "persistent sets = sum of sessions");
         assert_eq!(stored.evictions, total.evictions, "persistent evictions");
+        // The engine finds no damage, every value decodes, and the counters equal a scan.
+        let cache = Cache::builder(backend)
+            .size_limit(SIZE_LIMIT)
+            .build()
+            .unwrap();
+        let report = cache.check().await.unwrap();
+        assert!(report.is_ok(), "check after the soak: {report:?}");
+        assert!(report.usage.bytes <= SIZE_LIMIT, "{report:?}");
     });
 }
 

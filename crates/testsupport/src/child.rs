@@ -73,6 +73,29 @@ impl Child {
         }
     }
 
+    /// Waits (at most a minute) for the child's next line; `None` once its output has ended.
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!("the child process printed nothing for a minute: {e}");
+            }
+        }
+    }
+
+    /// Kills the child (SIGKILL on unix), reaps it, and returns the lines it printed that were
+    /// not read yet (the last one possibly cut short by the kill).
+    pub fn kill_and_drain(&mut self) -> Vec<String> {
+        self.kill();
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line() {
+            rest.push(line);
+        }
+        rest
+    }
+
     /// Writes a line to the child's stdin.
     pub fn send_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin is piped");
