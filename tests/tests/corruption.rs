@@ -501,11 +501,12 @@ fn write_sqlite_open_fuzz_seeds() {
     for (name, exclusive, entries) in seeds {
         let dir = tmp.path().join(name);
         rt.block_on(async {
-            let b = SqliteBackend::builder(&dir)
-                .exclusive(exclusive)
-                .open_async()
-                .await
-                .unwrap();
+            let builder = SqliteBackend::builder(&dir);
+            let b: Box<dyn plexcache_core::CacheBackend> = if exclusive {
+                Box::new(builder.open_exclusive_async().await.unwrap())
+            } else {
+                Box::new(builder.open_async().await.unwrap())
+            };
             let cache = Cache::new(b);
             for i in 0..entries {
                 let ttl = if i % 2 == 0 {

@@ -160,8 +160,7 @@ async fn open(mode: Mode, dir: &Path) -> Cache<Box<dyn CacheBackend>> {
         Mode::SqliteShared => Box::new(SqliteBackend::builder(dir).open_async().await.unwrap()),
         Mode::SqliteExclusive => Box::new(
             SqliteBackend::builder(dir)
-                .exclusive(true)
-                .open_async()
+                .open_exclusive_async()
                 .await
                 .unwrap(),
         ),
