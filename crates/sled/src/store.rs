@@ -183,6 +183,13 @@ pub(crate) struct Store {
     _lock: Option<LockFile>,
 }
 
+/// Beside sled's files: the counters as they were stored by the last clean close, written
+/// after sled's final flush. sled recovers the longest undamaged prefix of its log without
+/// saying so, so damage inside the log can bring back an older state; the next open compares
+/// what sled recovered with this record and refuses (as damaged) a store that lost what a
+/// clean close had made durable. Removed by every successful open.
+const CLOSED_FILE: &str = "plexcache.closed";
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -268,6 +275,29 @@ impl Store {
             .get(meta_key::USAGE)
             .map_err(|e| self.sled_err("reading counters", e))?;
         let counts = UsageRec::decode(stored.as_deref()).map_err(|d| self.corrupt(d))?;
+        let closed_path = self.path.join(CLOSED_FILE);
+        let closed = match std::fs::read(&closed_path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&closed_path, "reading the clean-close record", e)),
+        };
+        if let Some(closed) = &closed {
+            let recovered = counts.encode();
+            if !clean || closed.as_slice() != recovered.as_slice() {
+                let was = UsageRec::decode(Some(closed)).ok();
+                return Err(self.corrupt(format!(
+                    "sled recovered an older state than the one its last clean close made \
+                     durable (closed with {}; found {} entries of {} bytes{}): its log is damaged",
+                    was.map_or_else(
+                        || "an unreadable record".to_owned(),
+                        |w| format!("{} entries of {} bytes", w.entries, w.bytes)
+                    ),
+                    counts.entries,
+                    counts.bytes,
+                    if clean { "" } else { ", not marked clean" },
+                )));
+            }
+        }
         {
             let state = self
                 .writer
@@ -295,7 +325,12 @@ impl Store {
         self.meta
             .insert(meta_key::CLEAN, &[0u8][..])
             .map_err(|e| self.sled_err("clearing the clean-shutdown marker", e))?;
-        self.flush_sync()
+        self.flush_sync()?;
+        if closed.is_some() {
+            std::fs::remove_file(&closed_path)
+                .map_err(|e| Error::io(&closed_path, "removing the clean-close record", e))?;
+        }
+        Ok(())
     }
 
     /// After a crash mid-batch (the batch-in-progress marker is there): removes every entry
@@ -1390,7 +1425,26 @@ impl Store {
         self.meta
             .insert(meta_key::CLEAN, &[1u8][..])
             .map_err(|e| self.sled_err("writing the clean-shutdown marker", e))?;
-        self.flush_sync()
+        self.flush_sync()?;
+        self.write_closed_record(&state.counts.encode())
+    }
+
+    /// Writes [`CLOSED_FILE`] (a temporary file renamed over it, then the directory synced).
+    fn write_closed_record(&self, counts: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let path = self.path.join(CLOSED_FILE);
+        let tmp = self.path.join(format!("{CLOSED_FILE}.tmp"));
+        let io = |e, what| Error::io(&path, what, e);
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| io(e, "writing the clean-close record"))?;
+        f.write_all(counts)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io(e, "writing the clean-close record"))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(e, "writing the clean-close record"))?;
+        if let Ok(d) = std::fs::File::open(&self.path) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 }
 

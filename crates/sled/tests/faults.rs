@@ -364,7 +364,9 @@ fn stale_index_entries_are_dropped_by_the_walks_that_meet_them() {
             .unwrap()
             .insert(vk, &b"x"[..])
             .unwrap();
-        // ... and no clean-shutdown marker.
+        // ... and no clean-shutdown marker (nor the clean-close record beside sled's files,
+        // which the crashed session's open removed).
+        fs::remove_file(path.join("plexcache.closed")).unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert(b"clean", &[0u8][..])
@@ -433,4 +435,38 @@ fn a_truncated_second_session_is_never_lost_silently() {
             .unwrap();
         open_damaged(&path, &format!("db cut to {len} of {db_len}"), ENTRIES);
     }
+}
+
+/// A clean close leaves a record of the counters beside sled's files; a store that sled
+/// recovers in an older state than that (damage inside its log, which sled's recovery
+/// silently cuts off) is refused as damaged, and `recover_corrupt` moves it aside. A normal
+/// reopen removes the record.
+#[test]
+fn a_store_older_than_its_last_clean_close_is_refused() {
+    let (_dir, path) = common::temp_cache();
+    real_cache(&path, 10);
+    let record = path.join("plexcache.closed");
+    assert!(record.exists(), "a clean close writes the record");
+    // A normal reopen accepts and removes it; the next clean close writes it again.
+    drop(SledBackend::open(&path).unwrap());
+    assert!(record.exists());
+    let good = fs::read(&record).unwrap();
+    {
+        let b = SledBackend::open(&path).unwrap();
+        assert!(!record.exists(), "an open removes the record");
+        assert!(all_kept(&b, 10));
+    }
+    // The record says the store held more than sled recovers: as after a cut-off log.
+    let mut claims_more = good.clone();
+    claims_more[7] = claims_more[7].wrapping_add(5); // entries, big-endian u64
+    fs::write(&record, &claims_more).unwrap();
+    let err = SledBackend::open(&path).expect_err("an older state is refused");
+    assert!(err.is_corrupt(), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("older state"), "{msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "names the path: {msg}"
+    );
+    recovers(&path, "older than its clean close");
 }
