@@ -1,6 +1,6 @@
 //! File-system helpers shared by the disk backends.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
@@ -63,6 +63,34 @@ pub fn disk_bytes(path: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Renames a damaged store (a file or a directory) to `<name>.corrupt-<unix millis>` beside
+/// it (with `-1`, `-2`... if that name is taken) and returns the new path. `what` names the
+/// store in the error. The old store stays readable there for inspection; the caller starts
+/// an empty one.
+pub fn move_aside(path: &Path, what: &str) -> Result<PathBuf> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut base = path.as_os_str().to_owned();
+    base.push(format!(".corrupt-{millis}"));
+    let mut target = PathBuf::from(&base);
+    let mut n = 0u32;
+    while target.exists() {
+        n += 1;
+        let mut name = base.clone();
+        name.push(format!("-{n}"));
+        target = PathBuf::from(name);
+    }
+    std::fs::rename(path, &target).map_err(|e| {
+        Error::io(
+            path,
+            format!("moving the damaged {what} aside to {}", target.display()),
+            e,
+        )
+    })?;
+    Ok(target)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -88,5 +116,31 @@ mod tests {
         let err = create_private_dir(&f).unwrap_err().to_string();
         assert!(err.contains(&f.display().to_string()), "{err}");
         std::fs::remove_file(&f).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod move_aside_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn move_aside_picks_a_free_name_and_keeps_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        std::fs::write(&file, b"one").unwrap();
+        let first = move_aside(&file, "cache database").unwrap();
+        assert!(!file.exists());
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        let name = first.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("store.db.corrupt-"), "{name}");
+        // The same millisecond twice: the second gets a suffix instead of replacing the first.
+        std::fs::write(&file, b"two").unwrap();
+        let second = move_aside(&file, "cache database").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        assert_eq!(std::fs::read(&second).unwrap(), b"two");
+        let err = move_aside(&file, "cache database").unwrap_err();
+        assert!(err.to_string().contains("store.db"), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //! recovery from a damaged directory.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use plexcache_core::{Error, Result};
 
@@ -163,34 +163,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 fn move_aside(dir: &Path, lock: Option<LockFile>) -> Result<PathBuf> {
     #[cfg(not(unix))]
     drop(lock);
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "cache".into());
-    let mut n = 0u32;
-    let aside = loop {
-        let suffix = if n == 0 {
-            format!("{name}.corrupt-{millis}")
-        } else {
-            format!("{name}.corrupt-{millis}-{n}")
-        };
-        let candidate = dir.with_file_name(suffix);
-        if !candidate.exists() {
-            break candidate;
-        }
-        n += 1;
-    };
-    std::fs::rename(dir, &aside).map_err(|e| {
-        Error::io(
-            dir,
-            format!("moving the damaged cache aside to {}", aside.display()),
-            e,
-        )
-    })?;
+    let aside = plexcache_core::fs::move_aside(dir, "cache")?;
     #[cfg(unix)]
     drop(lock);
     Ok(aside)

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use plexcache_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -717,19 +717,7 @@ fn annotate(e: Error, note: &str) -> Error {
 /// Moves a damaged database (and its WAL) aside as `<name>.corrupt-<unix-millis>` and removes
 /// its shared-memory file. Returns the new name.
 pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".corrupt-{millis}"));
-    let target = PathBuf::from(name);
-    std::fs::rename(path, &target).map_err(|e| {
-        Error::io(
-            path,
-            format!("moving the damaged database aside to {}", target.display()),
-            e,
-        )
-    })?;
+    let target = plexcache_core::fs::move_aside(path, "database")?;
     let wal = wal_path(path);
     if wal.exists() {
         let wal_target = wal_path(&target);
