@@ -34,6 +34,7 @@
 
 pub mod backend;
 mod batch;
+pub mod blocking;
 mod cache;
 pub mod clock;
 pub mod codec;

@@ -85,8 +85,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use plexcache_core::{
-    Access, Batch, BatchOutcome, Bytes, CacheBackend, Counters, Entry, EntryMeta, Error,
-    EvictionPolicy, Millis, PutOutcome, Removed, Result, Usage, WriteLimit, async_trait,
+    Access, Batch, BatchOutcome, Bytes, CacheBackend, Counters, Entry, EntryMeta, EvictionPolicy,
+    Millis, PutOutcome, Removed, Result, Usage, WriteLimit, async_trait,
 };
 
 mod guard;
@@ -189,21 +189,17 @@ impl SledBackend {
         self.store.guarded("recounting", |s| s.recount())
     }
 
-    /// Runs `f` on the store inline, or on tokio's blocking pool when configured (and a
-    /// runtime is running).
+    /// Runs `f` on the store inline, or off the runtime when configured (see
+    /// [`plexcache_core::blocking::off_runtime`]).
     async fn call<T, F>(&self, what: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
-        if self.offload
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
+        if self.offload {
             let store = Arc::clone(&self.store);
-            return handle
-                .spawn_blocking(move || store.guarded(what, f))
-                .await
-                .map_err(|e| Error::backend("sled", format!("{what}: blocking task failed"), e))?;
+            return plexcache_core::blocking::off_runtime("sled", move || store.guarded(what, f))
+                .await;
         }
         self.store.guarded(what, f)
     }
@@ -352,6 +348,7 @@ mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used)]
 
     use super::*;
+    use plexcache_core::Error;
 
     #[test]
     fn a_panic_inside_a_call_is_contained_and_poisons_the_backend() {

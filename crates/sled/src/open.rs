@@ -67,9 +67,11 @@ impl SledBackendBuilder {
         self
     }
 
-    /// Run each sled call on tokio's blocking thread pool (`spawn_blocking`) instead of
-    /// inline in the calling task. Default off: sled answers from memory in microseconds, and
-    /// the hop costs more than the call (see `docs/backends.md` (sled section)). Turn it on when the
+    /// Run each sled call off the runtime (`block_in_place` on a multi-threaded runtime,
+    /// tokio's blocking pool on a current-thread one; see
+    /// [`plexcache_core::blocking::off_runtime`]) instead of inline in the calling task.
+    /// Default off: sled answers from memory in microseconds (see `docs/backends.md`, sled
+    /// section). Turn it on when the
     /// cache is much larger than [`cache_capacity`](Self::cache_capacity), so reads often go
     /// to disk. Outside a tokio runtime calls always run inline.
     pub fn spawn_blocking(mut self, offload: bool) -> Self {

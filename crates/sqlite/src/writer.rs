@@ -167,23 +167,14 @@ pub(crate) fn has_runtime() -> bool {
     tokio::runtime::Handle::try_current().is_ok()
 }
 
-/// Runs `job` off the runtime when `offload` and a runtime is available, else here. On a
-/// multi-threaded runtime "off the runtime" is `block_in_place`: the job runs on this thread
-/// while the worker's other tasks move to another one, so the caller does not wait for a hop
-/// to the blocking pool and back. A current-thread runtime cannot do that: there it runs on
-/// the blocking pool.
+/// Runs `job` off the runtime when `offload` (see [`plexcache_core::blocking::off_runtime`]),
+/// else here.
 pub(crate) async fn run<T: Send + 'static>(
     offload: bool,
     job: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    if offload && let Ok(handle) = tokio::runtime::Handle::try_current() {
-        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(job);
-        }
-        return handle
-            .spawn_blocking(job)
-            .await
-            .map_err(|e| Error::backend(NAME, "a blocking SQLite task failed", e))?;
+    if offload {
+        return plexcache_core::blocking::off_runtime(NAME, job).await;
     }
     job()
 }
