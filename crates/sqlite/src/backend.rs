@@ -96,9 +96,12 @@ struct Inner {
     /// Exclusive mode: counted `put`s of large values whose rows are not written yet (see
     /// [`Inner::drain`]).
     pending: Mutex<Pending>,
-    /// The process lock (`<database>.lock`), held for the backend's life. Declared last, so
-    /// that it is released after the connections are closed.
+    /// The process lock (`<database>.lock`), held for the backend's life. Declared after the
+    /// connections, so that it is released after they are closed.
     _lock: Option<File>,
+    /// The file system and, on a network one, the lease, checked before every use of a
+    /// connection. Declared last: released after the connections are closed.
+    share: crate::share::Share,
 }
 
 /// Where the change token comes from (see `Inner::watch`).
@@ -159,6 +162,7 @@ impl std::fmt::Debug for SqliteBackend {
 
 impl Inner {
     fn take_reader(&self) -> Result<Connection> {
+        self.share.check()?;
         if let Some(conn) = self.idle.lock().pop() {
             return Ok(conn);
         }
@@ -196,6 +200,9 @@ impl Inner {
     /// Checkpoint and incremental vacuum when due, on the writer connection (held by the
     /// caller, off the async runtime).
     fn maintenance(&self, conn: &Connection, removed: bool) {
+        if self.share.check().is_err() {
+            return;
+        }
         if self.checkpoint_due() {
             self.checkpoint(conn);
         }
@@ -447,16 +454,17 @@ impl SqliteBackend {
         Self::builder(dir_or_file).open()
     }
 
-    pub(crate) fn open_with(cfg: SqliteBuilder) -> Result<Self> {
-        let path = cfg.db_path();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            plexcache_core::fs::create_private_dir(parent)?;
-        }
+    pub(crate) fn open_with(mut cfg: SqliteBuilder) -> Result<Self> {
+        let (path, share) = crate::share::prepare(&mut cfg)?;
         let ctx = Ctx {
             path: path.clone(),
             busy_timeout: cfg.busy_timeout,
         };
-        let lock = crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?;
+        // On a network file system the lease stands in for the lock file.
+        let lock = match share.lease {
+            Some(_) => None,
+            None => crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?,
+        };
         let writer = open_or_recover(&cfg, &ctx, lock.as_ref())?;
         let mut writer = writer;
         let wal_pages = Arc::new(AtomicU32::new(0));
@@ -501,6 +509,7 @@ impl SqliteBackend {
                 committer: OnceLock::new(),
                 pending: Mutex::new(Pending::default()),
                 _lock: lock,
+                share,
             }),
         };
         if exclusive {
@@ -524,6 +533,12 @@ impl SqliteBackend {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.ctx.path
+    }
+
+    /// The file system the database is on, the mode chosen for it and, on a network file
+    /// system, the lease.
+    pub fn storage_info(&self) -> plexcache_core::StorageInfo {
+        self.inner.share.info()
     }
 
     /// Where blocking calls run.
@@ -610,6 +625,9 @@ impl SqliteBackend {
         f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Option<Result<T>> {
         let conn = self.inner.writer.try_lock().ok()?;
+        if let Err(e) = self.inner.share.check() {
+            return Some(Err(e));
+        }
         Some(self.inner.ctx.retry(what, || f(&conn)))
     }
 
@@ -664,6 +682,7 @@ impl SqliteBackend {
         Self::run(offload, move || {
             let mut held = held;
             let Held { conn, inner } = &mut held;
+            inner.share.check()?;
             if inner.cfg.exclusive {
                 inner.commit_batch(conn)?;
             }
@@ -709,6 +728,7 @@ impl SqliteBackend {
             && Self::has_runtime()
             && let Ok(mut conn) = self.inner.writer.try_lock()
         {
+            self.inner.share.check()?;
             match self.try_write_now(&mut conn, &mut f) {
                 Ok(out) => {
                     let due = self.inner.checkpoint_due();
@@ -1013,6 +1033,7 @@ impl CacheBackend for SqliteBackend {
         match &self.inner.watch {
             Watch::Writes(n) => Some(n.load(Ordering::Acquire)),
             Watch::DataVersion(conn) => {
+                self.inner.share.check().ok()?;
                 let conn = conn.lock();
                 conn.prepare_cached("PRAGMA data_version")
                     .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, i64>(0)))
@@ -1150,6 +1171,10 @@ impl CacheBackend for SqliteBackend {
     async fn integrity_check(&self) -> Result<Vec<String>> {
         self.read("integrity_check", false, store::integrity_check)
             .await
+    }
+
+    fn storage_info(&self) -> Option<plexcache_core::StorageInfo> {
+        Some(self.inner.share.info())
     }
 
     async fn disk_usage(&self) -> Result<Option<u64>> {

@@ -71,8 +71,10 @@ mod ctx;
 mod lock;
 mod prefix;
 mod schema;
+mod share;
 mod store;
 
 pub use backend::SqliteBackend;
 pub use builder::{DEFAULT_COMMIT_INTERVAL, DEFAULT_FILE_NAME, Offload, SqliteBuilder};
+pub use plexcache_core::fskind::FsChoice;
 pub use schema::SCHEMA_VERSION;

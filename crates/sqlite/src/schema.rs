@@ -96,12 +96,17 @@ pub(crate) fn connect(
     let cache_kib = (cfg.page_cache_bytes / 1024).max(64);
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{cache_kib};
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {};
          PRAGMA temp_store = MEMORY;
          PRAGMA journal_size_limit = {};
          PRAGMA mmap_size = {};
          PRAGMA wal_autocheckpoint = {};",
-        cfg.wal_size_limit, cfg.mmap_size, cfg.checkpoint_pages
+        // On a network file system: every commit synced, nothing memory-mapped (an I/O
+        // error on a mapped page is a signal, not an error).
+        if cfg.on_share { "FULL" } else { "NORMAL" },
+        cfg.wal_size_limit,
+        if cfg.on_share { 0 } else { cfg.mmap_size },
+        cfg.checkpoint_pages
     ))?;
     if reader {
         conn.execute_batch("PRAGMA query_only = 1;")?;
@@ -438,16 +443,23 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection, 
         })
         .map_err(ours)?;
     }
+    // A network file system cannot share WAL's shared memory between machines: rollback
+    // journal there (see `share`).
+    let (wanted, pragma) = if cfg.on_share {
+        ("delete", "PRAGMA journal_mode = DELETE")
+    } else {
+        ("wal", "PRAGMA journal_mode = WAL")
+    };
     let mode: String = ctx
-        .retry("switch to WAL", || {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .retry("set the journal mode", || {
+            conn.query_row(pragma, [], |r| r.get(0))
         })
         .map_err(ours)?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    if !mode.eq_ignore_ascii_case(wanted) {
         return Err(ours(Error::backend(
             "sqlite",
             format!(
-                "{}: cannot switch to WAL (journal mode is {mode})",
+                "{}: cannot switch to journal mode {wanted} (it is {mode})",
                 path.display()
             ),
             std::io::Error::other("WAL unavailable"),

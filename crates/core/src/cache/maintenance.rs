@@ -96,6 +96,7 @@ impl<B: CacheBackend> Cache<B> {
             size_limit: self.inner.config.size_limit,
             eviction_policy: self.inner.config.eviction_policy,
             disk_bytes: self.inner.backend.disk_usage().await?,
+            storage: self.inner.backend.storage_info(),
         })
     }
 
