@@ -83,6 +83,13 @@ impl LeaseConfig {
         }
     }
 
+    /// How long a lease released by another domain is watched before it is taken: a third
+    /// of the timeout (30 s by default, more than sshfs's 20 s attribute cache), so that
+    /// this mount's caches no longer hold that domain's last writes.
+    fn settle(&self) -> Duration {
+        self.timeout / 3
+    }
+
     fn poll(&self) -> Duration {
         (self.renew_every / 2).clamp(Duration::from_millis(5), Duration::from_secs(1))
     }
@@ -142,6 +149,8 @@ impl LeaseHolder {
 struct Parsed {
     holder: LeaseHolder,
     renewed_ns: u64,
+    /// Released by its domain's last process: free, once other mounts' caches have expired.
+    released: bool,
 }
 
 fn parse(bytes: &[u8]) -> Option<Parsed> {
@@ -169,6 +178,7 @@ fn parse(bytes: &[u8]) -> Option<Parsed> {
     Some(Parsed {
         holder,
         renewed_ns: get.get("renewed")?.parse().ok()?,
+        released: get.contains_key("released"),
     })
 }
 
@@ -177,6 +187,7 @@ fn parse(bytes: &[u8]) -> Option<Parsed> {
 pub fn read_holder(db: &Path) -> Result<Option<LeaseHolder>> {
     let path = lease_path(db);
     match std::fs::read(&path) {
+        Ok(bytes) if parse(&bytes).is_some_and(|p| p.released) => Ok(None),
         Ok(bytes) => Ok(Some(parse(&bytes).map(|p| p.holder).unwrap_or_else(|| {
             LeaseHolder {
                 domain: "unknown".into(),
@@ -292,9 +303,13 @@ struct Me {
 
 impl Me {
     fn render(&self, since_ms: u64, renewals: u64, renewed_ns: u64) -> String {
+        self.render_as(since_ms, renewals, renewed_ns, "")
+    }
+
+    fn render_as(&self, since_ms: u64, renewals: u64, renewed_ns: u64, extra: &str) -> String {
         let clean = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "{MAGIC}\ndomain {}\nhost {}\nmount {}\npid {}\nsince {since_ms}\nrenewals {renewals}\nrenewed {renewed_ns}\nend .\n",
+            "{MAGIC}\ndomain {}\nhost {}\nmount {}\npid {}\nsince {since_ms}\nrenewals {renewals}\nrenewed {renewed_ns}\n{extra}end .\n",
             clean(&self.domain),
             clean(&self.host),
             clean(&self.mount),
@@ -393,9 +408,10 @@ impl Shared {
                 tracing::info!(lease = %self.path.display(), "took the lease of the cache on a network file system");
                 Ok(Look::Held)
             }
+            // Another process created it first: the next look reads it.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Look::Busy {
                 holder: None,
-                live: true,
+                live: false,
             }),
             Err(e) => Err(e),
         }
@@ -413,6 +429,7 @@ impl Shared {
         let parsed = parse(&bytes);
         if let Some(p) = &parsed
             && p.holder.domain == self.me.domain
+            && !p.released
             && self.fresh(p.renewed_ns, now)
         {
             // Another process of this domain holds it and renewed it recently.
@@ -421,10 +438,25 @@ impl Shared {
             self.held_at(p.renewed_ns);
             return Ok(Look::Held);
         }
+        let released = parsed.as_ref().is_some_and(|p| p.released);
+        let same_domain = parsed
+            .as_ref()
+            .is_some_and(|p| p.holder.domain == self.me.domain);
+        if released && same_domain {
+            // Released through this mount: its caches are this process's own.
+            return self.take_over(&bytes, parsed.map(|p| p.holder));
+        }
+        // A released lease is taken once this mount's caches of the other domain's last
+        // writes have expired; a held one once it has not changed for the timeout.
+        let patience = if released {
+            self.cfg.settle()
+        } else {
+            self.cfg.timeout
+        };
         let holder = parsed.map(|p| p.holder);
         match watch {
             Some(w) if w.bytes == bytes => {
-                if w.since.elapsed() >= self.cfg.timeout {
+                if w.since.elapsed() >= patience {
                     return self.take_over(&bytes, holder);
                 }
                 Ok(Look::Busy {
@@ -452,9 +484,12 @@ impl Shared {
         let aside = suffixed(&self.path, &format!(".stale-{:x}", token()));
         match std::fs::rename(&self.path, &aside) {
             Ok(()) => {}
-            // Another taker moved it first.
+            // Another taker moved it first: the next look sees what it made of it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Look::Busy { holder, live: true });
+                return Ok(Look::Busy {
+                    holder,
+                    live: false,
+                });
             }
             Err(e) => return Err(e),
         }
@@ -491,6 +526,9 @@ impl Shared {
         let Some(p) = parse(&bytes) else {
             return Ok(false);
         };
+        if p.released {
+            return Ok(false);
+        }
         if p.holder.domain != self.me.domain {
             let why = format!(
                 "the lease was taken over through {} (lock domain {})",
@@ -693,14 +731,22 @@ impl Drop for Lease {
         let ours = std::fs::read(&self.shared.path)
             .ok()
             .and_then(|b| parse(&b))
-            .is_some_and(|p| p.holder.domain == self.shared.me.domain);
-        if ours {
-            match std::fs::remove_file(&self.shared.path) {
+            .filter(|p| p.holder.domain == self.shared.me.domain && !p.released);
+        if let Some(p) = ours {
+            // Marked released rather than removed: another domain takes it after
+            // `settle`, when its mount's caches of this domain's writes have expired.
+            let content = self.shared.me.render_as(
+                p.holder.since_ms,
+                p.holder.renewals.saturating_add(1),
+                clock_ns(),
+                "released 1\n",
+            );
+            match replace(&self.shared.path, content.as_bytes()) {
                 Ok(()) => {
                     tracing::debug!(lease = %self.shared.path.display(), "released the lease")
                 }
                 Err(e) => {
-                    tracing::debug!(lease = %self.shared.path.display(), error = %e, "cannot remove the lease; it expires on its own")
+                    tracing::debug!(lease = %self.shared.path.display(), error = %e, "cannot release the lease; it expires on its own")
                 }
             }
         }
@@ -857,12 +903,27 @@ mod tests {
         }
         drop(a);
         // a2 is still open: the lease stays.
-        assert!(lease_path(&db).exists());
+        assert!(read_holder(&db).unwrap().is_some());
         drop(a2);
-        assert!(!lease_path(&db).exists(), "the last process releases it");
+        assert!(
+            read_holder(&db).unwrap().is_none(),
+            "the last process releases it"
+        );
+        let started = Instant::now();
         let b = Lease::acquire(&db, &fs(2), quick(600)).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "another domain waits a third of the timeout"
+        );
         b.check().unwrap();
         drop(b);
+        let started = Instant::now();
+        let b2 = Lease::acquire(&db, &fs(2), quick(600)).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "the same domain takes it back at once"
+        );
+        drop(b2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
