@@ -519,24 +519,22 @@ impl Shared {
         let now = clock_ns();
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            // Removed (by hand, or released by a domain that took it over): start again.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            // Removed by hand, or moved by a taker: another domain may write from now on.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.lose("the lease file disappeared (removed, or taken over)".into());
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         let Some(p) = parse(&bytes) else {
             return Ok(false);
         };
-        if p.released {
-            return Ok(false);
-        }
-        if p.holder.domain != self.me.domain {
-            let why = format!(
+        if p.holder.domain != self.me.domain || p.released {
+            self.lose(format!(
                 "the lease was taken over through {} (lock domain {})",
                 p.holder.describe(),
                 p.holder.domain
-            );
-            tracing::error!(lease = %self.path.display(), "{why}");
-            *self.lost.lock() = Some(why);
+            ));
             return Ok(false);
         }
         if !self.fresh(p.renewed_ns.max(self.last_ns.load(Ordering::Acquire)), now) {
@@ -549,6 +547,23 @@ impl Shared {
         self.since_ms.store(p.holder.since_ms, Ordering::Relaxed);
         self.held_at(now);
         Ok(true)
+    }
+
+    /// Another domain may have written since: this process never uses the store again
+    /// (its connections and this mount's caches may hold what that domain overwrote).
+    fn lose(&self, why: String) {
+        tracing::error!(lease = %self.path.display(), "{why}");
+        *self.lost.lock() = Some(why);
+    }
+
+    /// Whether the lease file still names this domain (only then may a process that fell
+    /// behind take it up again: no other domain can have written meanwhile).
+    fn still_ours(&self) -> std::io::Result<bool> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(parse(&b).is_some_and(|p| p.holder.domain == self.me.domain)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -839,6 +854,17 @@ fn renew_loop(s: &Shared) {
         } else if s.lost.lock().is_some() {
             return;
         } else {
+            match s.still_ours() {
+                Ok(true) => {}
+                Ok(false) => {
+                    s.lose("the lease no longer names this machine and mount".into());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %s.path.display(), error = %e, "cannot read the lease; will retry");
+                    continue;
+                }
+            }
             match s.look(&mut watch) {
                 Ok(Look::Held) => {
                     holding = true;
