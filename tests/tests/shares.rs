@@ -585,16 +585,17 @@ fn two_domains_one_at_a_time_never_damage_the_cache() {
     } else {
         // Domain A works for the first half; domain B tries from the start, is refused
         // while A holds the lease, and works once A has released it.
-        for i in 0..2 {
-            workers.push(Worker::spawn(format!(
-                "soak|{}|{i}|{}|once",
-                a.display(),
-                secs / 2.0
-            )));
-        }
-        let mut first = Worker::spawn(format!("soak|{}|2|{secs}|retry", b.display()));
-        first.wait_for(&["REFUSED", "OPENED"], Duration::from_secs(30));
+        let mut first = Worker::spawn(format!("soak|{}|0|{}|once", a.display(), secs / 2.0));
+        first.wait_for(&["OPENED"], Duration::from_secs(30));
         workers.push(first);
+        workers.push(Worker::spawn(format!(
+            "soak|{}|1|{}|once",
+            a.display(),
+            secs / 2.0
+        )));
+        let mut first_b = Worker::spawn(format!("soak|{}|2|{secs}|retry", b.display()));
+        first_b.wait_for(&["REFUSED", "OPENED"], Duration::from_secs(30));
+        workers.push(first_b);
         workers.push(Worker::spawn(format!(
             "soak|{}|3|{secs}|retry",
             b.display()

@@ -366,14 +366,25 @@ enum Identity {
 fn identify(conn: &Connection, ctx: &Ctx, raw: Option<i64>) -> Result<Identity, Rejected> {
     let path = ctx.path.as_path();
     let unknown = |e: Error| Rejected::new(e, raw.map_or(Owner::Unknown, owner_of));
-    let app_id = ctx
-        .retry("read the application id", || {
-            pragma_i64(conn, "application_id")
-        })
-        .map_err(unknown)?;
-    let version = ctx
-        .retry("read the schema version", || {
-            pragma_i64(conn, "user_version")
+    // One read transaction: another process creating the schema commits its tables and its
+    // application id together, and the three reads must see both or neither.
+    let (app_id, version, tables) = ctx
+        .retry("identify the database", || {
+            conn.execute_batch("BEGIN")?;
+            let read = (|| {
+                let app_id = pragma_i64(conn, "application_id")?;
+                let version = pragma_i64(conn, "user_version")?;
+                let mut stmt =
+                    conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 10")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                let tables: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+                Ok((app_id, version, tables))
+            })();
+            if !conn.is_autocommit() {
+                // A read transaction: ending it cannot lose anything.
+                let _ = conn.execute_batch("COMMIT");
+            }
+            read
         })
         .map_err(unknown)?;
     if app_id == APPLICATION_ID {
@@ -385,14 +396,6 @@ fn identify(conn: &Connection, ctx: &Ctx, raw: Option<i64>) -> Result<Identity, 
             "application id {app_id:#x}, expected {APPLICATION_ID:#x}"
         )));
     }
-    let tables: Vec<String> = ctx
-        .retry("list the tables", || {
-            let mut stmt =
-                conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 10")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect()
-        })
-        .map_err(unknown)?;
     if !tables.is_empty() {
         return Err(is_foreign(format!(
             "it holds tables {} and no plexcache application id",
