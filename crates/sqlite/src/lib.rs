@@ -21,6 +21,13 @@
 //! * [`SqliteBuilder::exclusive`]: an opt-in mode for one process that owns its cache, with
 //!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a change token
 //!   that lets `Cache`'s memory tier answer repeated reads; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
+//! * On a network file system (detected at open, or declared with
+//!   [`SqliteBuilder::fs_kind`]): a lease file gives one machine and mount at a time the
+//!   cache (others get [`Error::InUse`](plexcache_core::Error::InUse) naming the holder), with
+//!   a rollback journal, `synchronous = FULL` and its own file name (`plexcache.share.db`);
+//!   the exclusive mode refuses
+//!   ([`Error::NetworkFileSystem`](plexcache_core::Error::NetworkFileSystem)). Several
+//!   machines share a cache through the Redis backend.
 //!
 //! ```
 //! use plexcache_core::Cache;
