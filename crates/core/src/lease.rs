@@ -691,6 +691,14 @@ impl Lease {
         self.shared.check()
     }
 
+    /// The advisory lock file of this process's domain (`<db>.lease-lock`), locked shared
+    /// for the lease's life; `None` on a file system without advisory locks. Taking it
+    /// exclusively (then back to shared) tells that no other process of the domain has the
+    /// store open: the store's own recovery uses it to move a damaged file aside.
+    pub fn domain_lock(&self) -> Option<&File> {
+        self.domain_lock.as_ref()
+    }
+
     /// The lease file.
     pub fn path(&self) -> &Path {
         &self.shared.path

@@ -465,7 +465,13 @@ impl SqliteBackend {
             Some(_) => None,
             None => crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?,
         };
-        let writer = open_or_recover(&cfg, &ctx, lock.as_ref())?;
+        // On a share the domain's lock stands in for it (no other process of the domain has
+        // the file open when it can be taken exclusively; other domains are kept out by the
+        // lease).
+        let guard = lock
+            .as_ref()
+            .or_else(|| share.lease.as_ref().and_then(|l| l.domain_lock()));
+        let writer = open_or_recover(&cfg, &ctx, guard)?;
         let mut writer = writer;
         let wal_pages = Arc::new(AtomicU32::new(0));
         let hook_pages = Arc::clone(&wal_pages);

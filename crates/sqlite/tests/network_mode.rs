@@ -139,3 +139,27 @@ async fn a_lease_taken_over_stops_every_use_reads_included() {
     drop(backend);
     assert!(lease.exists(), "another domain's lease is left alone");
 }
+
+#[test]
+fn a_damaged_database_on_a_share_is_moved_aside_under_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plexcache.share.db");
+    std::fs::write(
+        &db,
+        b"this is not a database, and it is long enough to be one",
+    )
+    .unwrap();
+    let err = network(dir.path()).open().unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    let backend = network(dir.path()).recover_corrupt(true).open().unwrap();
+    drop(backend);
+    let moved = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("plexcache.share.db.corrupt-")
+        });
+    assert!(moved, "moved aside");
+}
