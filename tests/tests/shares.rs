@@ -10,6 +10,7 @@
 //! * a holder killed with SIGKILL: the other domain takes over after the timeout and every
 //!   acknowledged write is there;
 //! * a holder paused (SIGSTOP) past the timeout and resumed: it stops before writing.
+//! * two mounts racing to take over a dead holder's lease: one holder, the other refused.
 //!
 //! The tests skip with a notice where FUSE, sshfs or the SFTP server is missing, unless
 //! `PLEXCACHE_REQUIRE_SHARES=1`. Every mount is unmounted when its test ends, and a watchdog
@@ -786,5 +787,39 @@ fn detection_sees_sshfs_as_network() {
         .open()
         .unwrap_err();
     assert!(matches!(err, Error::NetworkFileSystem { .. }), "{err}");
+    drop(shares);
+}
+
+#[test]
+fn two_mounts_racing_for_a_dead_lease_end_with_one_holder() {
+    if std::env::var(WORKER_ENV).is_ok() || unprotected() {
+        return;
+    }
+    let Some(shares) = Shares::new("racing_takers", 2, Duration::from_secs(90)) else {
+        return;
+    };
+    // A lease left by a holder that died: nobody renews it.
+    let cache = shares.src.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(
+        cache.join("plexcache.share.db.lease"),
+        "plexcache-lease 1\ndomain gone-boot/0:1\nhost gone\nmount /mnt/gone\npid 1\nsince 0\nrenewals 0\nrenewed 0\nend .\n",
+    )
+    .unwrap();
+    let takers: Vec<_> = (0..2)
+        .map(|i| {
+            let dir = shares.dir(i);
+            std::thread::spawn(move || builder(&dir).open())
+        })
+        .collect();
+    let results: Vec<_> = takers.into_iter().map(|t| t.join().unwrap()).collect();
+    let held = results.iter().filter(|r| r.is_ok()).count();
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert_eq!(held, 1, "exactly one holder; refused: {refused:?}");
+    assert!(refused[0].contains("in use through"), "{}", refused[0]);
+    drop(results);
     drop(shares);
 }
