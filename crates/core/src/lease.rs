@@ -90,6 +90,12 @@ impl LeaseConfig {
         self.timeout / 3
     }
 
+    /// How long a new lease is left before it is read back to confirm it (see
+    /// `Shared::create`).
+    fn confirm(&self) -> Duration {
+        (self.renew_every / 4).clamp(Duration::from_millis(5), Duration::from_millis(500))
+    }
+
     fn poll(&self) -> Duration {
         (self.renew_every / 2).clamp(Duration::from_millis(5), Duration::from_secs(1))
     }
@@ -329,6 +335,24 @@ fn private_options() -> std::fs::OpenOptions {
     o
 }
 
+/// Reads the lease file; `None` when it does not exist. A missing file is looked at again a
+/// few times over a few tens of milliseconds: a FUSE file system (sshfs) renews by moving the
+/// old file away and the new one in, two steps, and a reader on that mount can fall between.
+fn read_lease(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    for attempt in 0..5u32 {
+        match std::fs::read(path) {
+            Ok(b) => return Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if attempt < 4 {
+                    std::thread::sleep(Duration::from_millis(10 << attempt));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// Creates `path` exclusively with `content`, synced.
 fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut f = private_options().create_new(true).open(path)?;
@@ -402,6 +426,20 @@ impl Shared {
         let content = self.me.render(since, 0, now);
         match create_exclusive(&self.path, content.as_bytes()) {
             Ok(()) => {
+                // Some file systems rename in two steps (a FUSE file system whose lease file
+                // is open on the renewer's mount first moves the old file away), so an
+                // exclusive create can slip into a renewal's gap and be replaced by it at
+                // once. Held only if the file is still this domain's a moment later.
+                std::thread::sleep(self.cfg.confirm());
+                let confirmed = read_lease(&self.path)?
+                    .and_then(|b| parse(&b))
+                    .is_some_and(|p| p.holder.domain == self.me.domain && !p.released);
+                if !confirmed {
+                    return Ok(Look::Busy {
+                        holder: None,
+                        live: true,
+                    });
+                }
                 self.since_ms.store(since, Ordering::Relaxed);
                 self.renewals.store(0, Ordering::Relaxed);
                 self.held_at(now);
@@ -421,10 +459,8 @@ impl Shared {
     /// domain's live one, take over a stale one, or report who holds it.
     fn look(&self, watch: &mut Option<Watch>) -> std::io::Result<Look> {
         let now = clock_ns();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.create(now),
-            Err(e) => return Err(e),
+        let Some(bytes) = read_lease(&self.path)? else {
+            return self.create(now);
         };
         let parsed = parse(&bytes);
         if let Some(p) = &parsed
@@ -517,14 +553,10 @@ impl Shared {
     /// longer holds the lease (then the caller goes back to [`Shared::look`]).
     fn renew(&self) -> std::io::Result<bool> {
         let now = clock_ns();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
+        let Some(bytes) = read_lease(&self.path)? else {
             // Removed by hand, or moved by a taker: another domain may write from now on.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.lose("the lease file disappeared (removed, or taken over)".into());
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
+            self.lose("the lease file disappeared (removed, or taken over)".into());
+            return Ok(false);
         };
         let Some(p) = parse(&bytes) else {
             return Ok(false);
@@ -559,11 +591,9 @@ impl Shared {
     /// Whether the lease file still names this domain (only then may a process that fell
     /// behind take it up again: no other domain can have written meanwhile).
     fn still_ours(&self) -> std::io::Result<bool> {
-        match std::fs::read(&self.path) {
-            Ok(b) => Ok(parse(&b).is_some_and(|p| p.holder.domain == self.me.domain)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(read_lease(&self.path)?
+            .and_then(|b| parse(&b))
+            .is_some_and(|p| p.holder.domain == self.me.domain))
     }
 
     fn check(&self) -> Result<()> {
