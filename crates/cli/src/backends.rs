@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use plexcache_core::fskind::FsChoice;
 use plexcache_core::{BoxError, CacheBackend};
 use plexcache_plex::PlexCache;
 
@@ -28,22 +29,40 @@ pub async fn open_backend(
     kind: BackendKind,
     dir: &std::path::Path,
 ) -> Result<DynBackend, BoxError> {
+    open_backend_on(kind, dir, None).await
+}
+
+/// The SQLite builder for `dir` with the file system choice `fs` (`None`: the environment's,
+/// else detection).
+pub fn sqlite_builder(
+    dir: &std::path::Path,
+    fs: Option<FsChoice>,
+) -> plexcache_sqlite::SqliteBuilder {
+    let b = plexcache_sqlite::SqliteBackend::builder(dir);
+    match fs {
+        Some(choice) => b.fs_kind(choice),
+        None => b,
+    }
+}
+
+/// [`open_backend`] with a file system choice (`--fs`).
+pub async fn open_backend_on(
+    kind: BackendKind,
+    dir: &std::path::Path,
+    fs: Option<FsChoice>,
+) -> Result<DynBackend, BoxError> {
     Ok(match kind {
-        BackendKind::Sqlite => Arc::new(
-            plexcache_sqlite::SqliteBackend::builder(dir)
-                .open_async()
-                .await?,
-        ),
-        BackendKind::SqliteExclusive => Arc::new(
-            plexcache_sqlite::SqliteBackend::builder(dir)
-                .open_exclusive_async()
-                .await?,
-        ),
+        BackendKind::Sqlite => Arc::new(sqlite_builder(dir, fs).open_async().await?),
+        BackendKind::SqliteExclusive => {
+            Arc::new(sqlite_builder(dir, fs).open_exclusive_async().await?)
+        }
         BackendKind::Sled => {
             let dir = dir.join("sled");
-            let backend =
-                tokio::task::spawn_blocking(move || plexcache_sled::SledBackend::open(dir))
-                    .await??;
+            let mut builder = plexcache_sled::SledBackend::builder(dir);
+            if let Some(choice) = fs {
+                builder = builder.fs_kind(choice);
+            }
+            let backend = tokio::task::spawn_blocking(move || builder.open()).await??;
             Arc::new(backend)
         }
         BackendKind::Memory => Arc::new(plexcache_memory::MemoryBackend::new()),
@@ -68,7 +87,7 @@ pub async fn open(g: &Global) -> Result<PlexCache<DynBackend>, BoxError> {
         // main() refuses `--backend redis` without a URL before any command runs.
         (BackendKind::Redis, None) => return Err("--backend redis needs --redis-url".into()),
         (BackendKind::Memory, _) => open_backend(g.backend, &PathBuf::new()).await?,
-        (kind, _) => open_backend(kind, &cache_dir(g)?).await?,
+        (kind, _) => open_backend_on(kind, &cache_dir(g)?, g.fs_choice()).await?,
     };
     let ttl = g.ttl();
     Ok(PlexCache::builder(backend)

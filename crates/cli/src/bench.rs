@@ -40,6 +40,19 @@ pub struct BenchArgs {
     /// its match entries in one batch (0 skips it).
     #[arg(long, default_value_t = 50_000)]
     pub sync_items: usize,
+    /// Where the disk backends' caches are created (fresh temporary directories inside it,
+    /// removed afterwards) [default: the system's temporary directory]. Point it at a
+    /// network share to measure a cache there (`--fs` applies).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// A fresh temporary directory in `--dir` (or the system's).
+fn scratch(args: &BenchArgs) -> std::io::Result<tempfile::TempDir> {
+    match &args.dir {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,7 +159,7 @@ async fn bench_backend(
     let budget = Duration::from_secs_f64(args.seconds);
     // A fresh subdirectory, created 0700 by the backend like any cache directory (a temporary
     // directory itself may be readable by others, which the backends warn about).
-    let dir = tempfile::tempdir()?;
+    let dir = scratch(args)?;
     let (backend, redis) = fresh_backend(kind, &dir.path().join("cache"), redis_url, 1).await?;
     let store = PlexCache::builder(backend)
         .size_limit(1 << 34)
@@ -257,7 +270,7 @@ async fn bench_backend(
     }
 
     // Eviction pressure: a 1 MiB limit, every set evicts.
-    let dir2 = tempfile::tempdir()?;
+    let dir2 = scratch(args)?;
     let (backend, redis) = fresh_backend(kind, &dir2.path().join("cache"), redis_url, 2).await?;
     let tight: Cache<DynBackend> = Cache::builder(backend).size_limit(1 << 20).build()?;
     for i in 0..5_000 {
@@ -282,7 +295,7 @@ async fn bench_backend(
     // A sync without a server: extract a generated PMS response and write the listing with a
     // match entry per file path in one batch.
     if let Some(xml) = sync_xml {
-        let dir3 = tempfile::tempdir()?;
+        let dir3 = scratch(args)?;
         let (backend, redis) =
             fresh_backend(kind, &dir3.path().join("cache"), redis_url, 3).await?;
         let store = PlexCache::builder(backend).size_limit(1 << 34).build()?;

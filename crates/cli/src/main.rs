@@ -77,6 +77,17 @@ pub struct Global {
     /// TTL of written entries, in seconds.
     #[arg(long, global = true, env = "PLEXCACHE_TTL", default_value_t = 3600)]
     pub ttl: u64,
+    /// What file system the cache directory is on: detect it (auto), or say so. On a network
+    /// file system the SQLite backend uses a lease and a rollback journal, and sled and
+    /// sqlite-exclusive refuse to open.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PLEXCACHE_FS",
+        value_name = "KIND"
+    )]
+    pub fs: Option<FsArg>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -85,7 +96,28 @@ pub struct Global {
     pub verbose: u8,
 }
 
+/// `--fs`: see [`plexcache_core::fskind::FsChoice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsArg {
+    /// Detect the file system.
+    Auto,
+    /// Treat it as a network file system.
+    Network,
+    /// Treat it as a local file system.
+    Local,
+}
+
 impl Global {
+    /// The file system choice of `--fs` (or PLEXCACHE_FS); `None`: detect.
+    pub fn fs_choice(&self) -> Option<plexcache_core::fskind::FsChoice> {
+        use plexcache_core::fskind::FsChoice;
+        self.fs.map(|f| match f {
+            FsArg::Auto => FsChoice::Auto,
+            FsArg::Network => FsChoice::Network,
+            FsArg::Local => FsChoice::Local,
+        })
+    }
+
     /// The TTL as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl)

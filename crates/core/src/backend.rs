@@ -517,6 +517,12 @@ pub trait CacheBackend: Send + Sync + 'static {
         None
     }
 
+    /// Where and how the store is kept (file system, mode, lease), for statistics; `None`
+    /// for stores without a file system (memory, Redis).
+    fn storage_info(&self) -> Option<crate::StorageInfo> {
+        None
+    }
+
     /// Removes the entry for `key`, returning its metadata if there was one (expired or not).
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>>;
 
@@ -626,6 +632,9 @@ macro_rules! forward_backend {
             }
             fn change_token(&self) -> Option<u64> {
                 (**self).change_token()
+            }
+            fn storage_info(&self) -> Option<crate::StorageInfo> {
+                (**self).storage_info()
             }
             async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {
                 (**self).remove(key).await

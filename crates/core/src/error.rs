@@ -132,6 +132,15 @@ pub enum Error {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The store cannot be used safely on the network file system it is on (sled and the
+    /// exclusive SQLite mode rely on locks that other mounts of a share do not see).
+    #[error("{}: {detail}", path.display())]
+    NetworkFileSystem {
+        /// The store.
+        path: PathBuf,
+        /// Why, and what to use instead.
+        detail: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

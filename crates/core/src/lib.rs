@@ -40,6 +40,8 @@ pub mod clock;
 pub mod codec;
 mod error;
 pub mod fs;
+pub mod fskind;
+pub mod lease;
 pub mod model;
 mod stats;
 #[cfg(feature = "testkit")]
@@ -58,7 +60,7 @@ pub use cache::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{BorrowedValue, CacheValue, DecodeError, SchemaTag};
 pub use error::{BoxError, Error, Result, short_key};
-pub use stats::Stats;
+pub use stats::{Stats, StorageInfo};
 
 /// Re-exported so backend crates and users name the same versions.
 pub use async_trait::async_trait;

@@ -64,4 +64,20 @@ pub struct Stats {
     pub eviction_policy: EvictionPolicy,
     /// Bytes on disk, for backends with a disk footprint.
     pub disk_bytes: Option<u64>,
+    /// Where and how a disk backend stores the cache (file system kind, mode, lease).
+    #[serde(default)]
+    pub storage: Option<StorageInfo>,
+}
+
+/// Where and how a disk backend keeps its store: the file system it detected, the mode it
+/// chose for it, and on a network file system the lease holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    /// The file system (see [`crate::fskind::detect`]).
+    pub fs: crate::fskind::FsInfo,
+    /// The mode chosen: for SQLite `shared (WAL)`, `exclusive (write-back)` or
+    /// `network share (rollback journal, lease)`.
+    pub mode: String,
+    /// On a network file system: this process's domain's lease.
+    pub lease: Option<crate::lease::LeaseStatus>,
 }

@@ -23,6 +23,9 @@ pub struct OpenInfo {
     /// (the process died while applying it): what the open removed so that everything the
     /// batch was replacing (its prefixes and keys) reads as absent.
     pub interrupted_batch: Option<Removed>,
+    /// The file system the directory is on (always local or unknown: sled refuses network
+    /// file systems).
+    pub fs: Option<plexcache_core::fskind::FsInfo>,
 }
 
 /// The result of recomputing the counters after an unclean shutdown.

@@ -100,6 +100,7 @@ pub use info::{OpenInfo, Recount};
 pub use open::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_EVERY, DEFAULT_SEPARATE_VALUES_OVER, SledBackendBuilder,
 };
+pub use plexcache_core::fskind::FsChoice;
 pub use store::SCHEMA_VERSION;
 
 use store::Store;
@@ -253,6 +254,14 @@ impl CacheBackend for SledBackend {
 
     fn change_token(&self) -> Option<u64> {
         Some(self.store.change_token())
+    }
+
+    fn storage_info(&self) -> Option<plexcache_core::StorageInfo> {
+        Some(plexcache_core::StorageInfo {
+            fs: self.info.fs.clone()?,
+            mode: "one process (directory lock)".to_owned(),
+            lease: None,
+        })
     }
 
     async fn remove(&self, key: &str) -> Result<Option<EntryMeta>> {

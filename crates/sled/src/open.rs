@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use plexcache_core::fskind::{FS_ENV, FsChoice, FsInfo};
 use plexcache_core::{Error, Result};
 
 use crate::SledBackend;
@@ -27,6 +28,7 @@ pub struct SledBackendBuilder {
     pub(crate) spawn_blocking: bool,
     pub(crate) separate_values_over: usize,
     pub(crate) lock_wait: Duration,
+    pub(crate) fs: Option<FsChoice>,
 }
 
 impl SledBackendBuilder {
@@ -39,6 +41,7 @@ impl SledBackendBuilder {
             spawn_blocking: false,
             separate_values_over: DEFAULT_SEPARATE_VALUES_OVER,
             lock_wait: Duration::from_secs(5),
+            fs: None,
         }
     }
 
@@ -95,6 +98,14 @@ impl SledBackendBuilder {
         self
     }
 
+    /// What file system the directory is on: [`FsChoice::Auto`] detects it (the default,
+    /// unless the `PLEXCACHE_FS` environment variable says otherwise); `Network` or `Local`
+    /// overrule detection. sled refuses to open on a network file system.
+    pub fn fs_kind(mut self, choice: FsChoice) -> Self {
+        self.fs = Some(choice);
+        self
+    }
+
     /// Opens (or creates) the cache.
     ///
     /// # Errors
@@ -104,9 +115,12 @@ impl SledBackendBuilder {
     /// - [`Error::Corrupt`], naming the path, when the directory is damaged or is not a sled
     ///   cache (unless [`recover_corrupt`](Self::recover_corrupt) is on);
     /// - [`Error::IncompatibleVersion`] when a newer plexcache wrote it;
-    /// - [`Error::Io`] when the directory cannot be created or read.
+    /// - [`Error::Io`] when the directory cannot be created or read;
+    /// - [`Error::NetworkFileSystem`] when the directory is on a network file system: sled's
+    ///   directory lock is an advisory lock that other mounts of a share do not see.
     pub fn open(self) -> Result<SledBackend> {
         let started = Instant::now();
+        let fs = refuse_network(&self.dir, self.fs)?;
         let (store, recovered_from) = match self.open_once() {
             Ok(store) => (store, None),
             Err((e, lock)) if e.is_corrupt() && self.recover_corrupt => {
@@ -125,6 +139,7 @@ impl SledBackendBuilder {
         let mut info = store.info.clone();
         info.open_time = started.elapsed();
         info.recovered_from = recovered_from;
+        info.fs = Some(fs);
         tracing::debug!(path = %self.dir.display(), took = ?info.open_time, "opened sled cache");
         Ok(SledBackend::from_store(store, info, self.spawn_blocking))
     }
@@ -141,6 +156,21 @@ impl SledBackendBuilder {
         };
         Store::open(&cfg, lock)
     }
+}
+
+/// Refuses a directory on a network file system (see [`SledBackendBuilder::open`]).
+fn refuse_network(dir: &Path, choice: Option<FsChoice>) -> Result<FsInfo> {
+    let fs = plexcache_core::fskind::detect(dir, choice)?;
+    if !fs.is_network() {
+        return Ok(fs);
+    }
+    Err(Error::NetworkFileSystem {
+        path: dir.to_path_buf(),
+        detail: format!(
+            "the sled backend cannot run on a network file system ({}): its directory lock is an advisory lock that other mounts of the share do not see, so two machines could open it at once and destroy it. Put the cache on a local disk, use the SQLite backend (it takes a lease on a share used by one machine at a time), or the Redis backend to share a cache between machines. Override the detection with `fs_kind`, {FS_ENV} or --fs if it is wrong",
+            fs.describe()
+        ),
+    })
 }
 
 /// Creates the directory (0700 on unix) if needed; an existing non-directory is corrupt.

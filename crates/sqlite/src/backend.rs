@@ -52,6 +52,7 @@ impl std::fmt::Debug for SqliteBackend {
 
 impl Inner {
     fn take_reader(&self) -> Result<Connection> {
+        self.core.share.check()?;
         if let Some(conn) = self.idle.lock().pop() {
             return Ok(conn);
         }
@@ -162,6 +163,9 @@ impl SqliteBackend {
         f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Option<Result<T>> {
         let conn = self.core().writer.try_lock().ok()?;
+        if let Err(e) = self.core().share.check() {
+            return Some(Err(e));
+        }
         Some(self.core().ctx.retry(what, || f(&conn)))
     }
 
@@ -180,6 +184,7 @@ impl SqliteBackend {
         run(offload, move || {
             let mut held = held;
             let Held { conn, inner: core } = &mut held;
+            core.share.check()?;
             let out = f(&core.ctx, conn)?;
             core.maintenance(conn, removing(&out));
             Ok(out)
@@ -203,6 +208,7 @@ impl SqliteBackend {
             && has_runtime()
             && let Ok(mut conn) = self.core().writer.try_lock()
         {
+            self.core().share.check()?;
             match self.try_write_now(&mut conn, &mut f) {
                 Ok(out) => {
                     let due = self.core().checkpoint_due();
@@ -302,6 +308,7 @@ impl SqliteBackend {
     fn wrote(&self) {}
 
     fn token(&self) -> Option<u64> {
+        self.core().share.check().ok()?;
         let conn = self.inner.watch.lock();
         conn.prepare_cached("PRAGMA data_version")
             .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, i64>(0)))

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plexcache_core::Result;
+use plexcache_core::fskind::{FsChoice, FsInfo};
+use plexcache_core::lease::{DEFAULT_LEASE_TIMEOUT, LeaseHolder};
 
 use crate::{ExclusiveSqliteBackend, SqliteBackend};
 
@@ -50,6 +52,11 @@ pub struct SqliteBuilder {
     pub(crate) commit_interval: Duration,
     pub(crate) lock_wait: Duration,
     pub(crate) max_file_bytes: Option<u64>,
+    pub(crate) fs: Option<FsChoice>,
+    pub(crate) lease_timeout: Duration,
+    pub(crate) lease_wait: Option<Duration>,
+    /// Set at open: the database is on a network file system (rollback journal, lease).
+    pub(crate) on_share: bool,
 }
 
 /// Default reader connections.
@@ -80,6 +87,10 @@ impl SqliteBuilder {
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             lock_wait: Duration::from_secs(5),
             max_file_bytes: None,
+            fs: None,
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            lease_wait: None,
+            on_share: false,
         }
     }
 
@@ -204,11 +215,65 @@ impl SqliteBuilder {
         self
     }
 
+    /// What file system the cache is on: [`FsChoice::Auto`] detects it (the default, unless
+    /// the `PLEXCACHE_FS` environment variable says otherwise); `Network` or `Local` overrule
+    /// detection. On a network file system the cache is opened in the network mode (a lease
+    /// file, a rollback journal, its own file name; see `docs/backends.md`, "Where to put a
+    /// cache"), and the exclusive mode refuses to open.
+    pub fn fs_kind(mut self, choice: FsChoice) -> Self {
+        self.fs = Some(choice);
+        self
+    }
+
+    /// On a network file system, how long the lease may go without renewal before another
+    /// machine (or mount) takes it over (default 90 s, more than the attribute cache times of
+    /// NFS and sshfs; at least 100 ms). This process stops using the cache, with an error, when
+    /// its last renewal is older than half of it.
+    pub fn lease_timeout(mut self, timeout: Duration) -> Self {
+        self.lease_timeout = timeout;
+        self
+    }
+
+    /// On a network file system, how long opening waits for a lease held elsewhere that shows
+    /// no renewal (default the lease timeout plus two renewal intervals, enough to take over
+    /// the lease of a holder that died). A renewal seen meanwhile ends the wait at once with
+    /// [`Error::InUse`](plexcache_core::Error::InUse) naming the holder.
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = Some(wait);
+        self
+    }
+
     /// The database file this builder opens: the location itself if it is an existing file or
     /// ends in `.db`, `.sqlite` or `.sqlite3`, else [`DEFAULT_FILE_NAME`] inside the location
-    /// (a directory).
+    /// (a directory). On a network file system the name gains `.share` (`plexcache.share.db`),
+    /// so that older releases do not open it; this detects the file system (an unknown
+    /// `PLEXCACHE_FS` value counts as `auto` here).
     pub fn db_path(&self) -> PathBuf {
-        resolve(&self.location)
+        let legacy = resolve(&self.location);
+        let mut cfg = self.clone();
+        if cfg.fs.is_none() {
+            cfg.fs = Some(FsChoice::from_env().ok().flatten().unwrap_or_default());
+        }
+        crate::share::placement(&cfg, &legacy).map_or(legacy, |(_, path)| path)
+    }
+
+    /// The file system the cache is on, as opening would see it (see
+    /// [`SqliteBuilder::fs_kind`]).
+    pub fn detect_fs(&self) -> Result<FsInfo> {
+        let legacy = resolve(&self.location);
+        crate::share::placement(self, &legacy).map(|(fs, _)| fs)
+    }
+
+    /// Who holds the cache's lease on a network file system, read without opening the cache
+    /// or taking the lease (for reports in a process the lease refused). `None`: no lease
+    /// file (or not on a network file system).
+    pub fn lease_holder(&self) -> Result<Option<LeaseHolder>> {
+        let legacy = resolve(&self.location);
+        let (fs, path) = crate::share::placement(self, &legacy)?;
+        if !fs.is_network() {
+            return Ok(None);
+        }
+        plexcache_core::lease::read_holder(&path)
     }
 
     /// Opens (creating the directory, mode 0700 on unix, and the database if needed).
@@ -243,7 +308,7 @@ async fn off_runtime<T: Send + 'static>(
     }
 }
 
-fn resolve(location: &Path) -> PathBuf {
+pub(crate) fn resolve(location: &Path) -> PathBuf {
     if location.is_file() {
         return location.to_path_buf();
     }

@@ -260,6 +260,10 @@ macro_rules! impl_cache_backend {
                     .await
             }
 
+            fn storage_info(&self) -> Option<plexcache_core::StorageInfo> {
+                Some(self.core().share.info())
+            }
+
             async fn disk_usage(&self) -> plexcache_core::Result<Option<u64>> {
                 self.core().disk_usage()
             }
@@ -269,6 +273,12 @@ macro_rules! impl_cache_backend {
             /// The database file.
             pub fn path(&self) -> &std::path::Path {
                 &self.core().ctx.path
+            }
+
+            /// The file system the database is on, the mode chosen for it and, on a network
+            /// file system, the lease.
+            pub fn storage_info(&self) -> plexcache_core::StorageInfo {
+                self.core().share.info()
             }
 
             /// Where blocking calls run.

@@ -21,6 +21,13 @@
 //! * [`ExclusiveSqliteBackend`] ([`SqliteBuilder::open_exclusive`]): an opt-in mode for one process that owns its cache, with
 //!   writes committed in batches (within [`SqliteBuilder::commit_interval`]) and a change token
 //!   that lets `Cache`'s memory tier answer repeated reads; other openers get [`Error::InUse`](plexcache_core::Error::InUse).
+//! * On a network file system (detected at open, or declared with
+//!   [`SqliteBuilder::fs_kind`]): a lease file gives one machine and mount at a time the
+//!   cache (others get [`Error::InUse`](plexcache_core::Error::InUse) naming the holder), with
+//!   a rollback journal, `synchronous = FULL` and its own file name (`plexcache.share.db`);
+//!   the exclusive mode refuses
+//!   ([`Error::NetworkFileSystem`](plexcache_core::Error::NetworkFileSystem)). Several
+//!   machines share a cache through the Redis backend.
 //!
 //! ```
 //! use plexcache_core::Cache;
@@ -72,10 +79,12 @@ mod exclusive;
 mod lock;
 mod prefix;
 mod schema;
+mod share;
 mod store;
 mod writer;
 
 pub use backend::SqliteBackend;
 pub use builder::{DEFAULT_COMMIT_INTERVAL, DEFAULT_FILE_NAME, Offload, SqliteBuilder};
 pub use exclusive::ExclusiveSqliteBackend;
+pub use plexcache_core::fskind::FsChoice;
 pub use schema::SCHEMA_VERSION;

@@ -100,12 +100,17 @@ pub(crate) fn connect(
     let cache_kib = (cfg.page_cache_bytes / 1024).max(64);
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{cache_kib};
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {};
          PRAGMA temp_store = MEMORY;
          PRAGMA journal_size_limit = {};
          PRAGMA mmap_size = {};
          PRAGMA wal_autocheckpoint = {};",
-        cfg.wal_size_limit, cfg.mmap_size, cfg.checkpoint_pages
+        // On a network file system: every commit synced, nothing memory-mapped (an I/O
+        // error on a mapped page is a signal, not an error).
+        if cfg.on_share { "FULL" } else { "NORMAL" },
+        cfg.wal_size_limit,
+        if cfg.on_share { 0 } else { cfg.mmap_size },
+        cfg.checkpoint_pages
     ))?;
     if reader {
         conn.execute_batch("PRAGMA query_only = 1;")?;
@@ -365,14 +370,25 @@ enum Identity {
 fn identify(conn: &Connection, ctx: &Ctx, raw: Option<i64>) -> Result<Identity, Rejected> {
     let path = ctx.path.as_path();
     let unknown = |e: Error| Rejected::new(e, raw.map_or(Owner::Unknown, owner_of));
-    let app_id = ctx
-        .retry("read the application id", || {
-            pragma_i64(conn, "application_id")
-        })
-        .map_err(unknown)?;
-    let version = ctx
-        .retry("read the schema version", || {
-            pragma_i64(conn, "user_version")
+    // One read transaction: another process creating the schema commits its tables and its
+    // application id together, and the three reads must see both or neither.
+    let (app_id, version, tables) = ctx
+        .retry("identify the database", || {
+            conn.execute_batch("BEGIN")?;
+            let read = (|| {
+                let app_id = pragma_i64(conn, "application_id")?;
+                let version = pragma_i64(conn, "user_version")?;
+                let mut stmt =
+                    conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 10")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                let tables: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+                Ok((app_id, version, tables))
+            })();
+            if !conn.is_autocommit() {
+                // A read transaction: ending it cannot lose anything.
+                let _ = conn.execute_batch("COMMIT");
+            }
+            read
         })
         .map_err(unknown)?;
     if app_id == APPLICATION_ID {
@@ -384,14 +400,6 @@ fn identify(conn: &Connection, ctx: &Ctx, raw: Option<i64>) -> Result<Identity, 
             "application id {app_id:#x}, expected {APPLICATION_ID:#x}"
         )));
     }
-    let tables: Vec<String> = ctx
-        .retry("list the tables", || {
-            let mut stmt =
-                conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 10")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect()
-        })
-        .map_err(unknown)?;
     if !tables.is_empty() {
         return Err(is_foreign(format!(
             "it holds tables {} and no plexcache application id",
@@ -442,16 +450,23 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection, 
         })
         .map_err(ours)?;
     }
+    // A network file system cannot share WAL's shared memory between machines: rollback
+    // journal there (see `share`).
+    let (wanted, pragma) = if cfg.on_share {
+        ("delete", "PRAGMA journal_mode = DELETE")
+    } else {
+        ("wal", "PRAGMA journal_mode = WAL")
+    };
     let mode: String = ctx
-        .retry("switch to WAL", || {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .retry("set the journal mode", || {
+            conn.query_row(pragma, [], |r| r.get(0))
         })
         .map_err(ours)?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    if !mode.eq_ignore_ascii_case(wanted) {
         return Err(ours(Error::backend(
             "sqlite",
             format!(
-                "{}: cannot switch to WAL (journal mode is {mode})",
+                "{}: cannot switch to journal mode {wanted} (it is {mode})",
                 path.display()
             ),
             std::io::Error::other("WAL unavailable"),

@@ -28,25 +28,35 @@ pub(crate) struct Core {
     maintenance_queued: AtomicBool,
     /// The LRU/LFU indexes are known to exist (they are built on first need).
     access_indexes: AtomicBool,
-    /// The process lock (`<database>.lock`), held for the backend's life. Declared last, so
-    /// that it is released after the writer connection is closed.
+    /// The process lock (`<database>.lock`), held for the backend's life. Declared after the
+    /// connection, so that it is released after it is closed.
     _lock: Option<File>,
+    /// The file system and, on a network one, the lease, checked before every use of a
+    /// connection. Declared last: released after the connections are closed.
+    pub(crate) share: crate::share::Share,
 }
 
 impl Core {
     /// Creates the directory, takes the process lock (shared, or exclusive for the exclusive
     /// mode) and opens the writer connection, recovering a damaged file if configured.
-    pub(crate) fn open(cfg: SqliteBuilder) -> Result<Core> {
-        let path = cfg.db_path();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            plexcache_core::fs::create_private_dir(parent)?;
-        }
+    pub(crate) fn open(mut cfg: SqliteBuilder) -> Result<Core> {
+        let (path, share) = crate::share::prepare(&mut cfg)?;
         let ctx = Ctx {
             path: path.clone(),
             busy_timeout: cfg.busy_timeout,
         };
-        let lock = crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?;
-        let mut writer = open_or_recover(&cfg, &ctx, lock.as_ref())?;
+        // On a network file system the lease stands in for the lock file.
+        let lock = match share.lease {
+            Some(_) => None,
+            None => crate::lock::acquire(&path, cfg.exclusive, cfg.lock_wait)?,
+        };
+        // On a share the domain's lock stands in for it (no other process of the domain has
+        // the file open when it can be taken exclusively; other domains are kept out by the
+        // lease).
+        let guard = lock
+            .as_ref()
+            .or_else(|| share.lease.as_ref().and_then(|l| l.domain_lock()));
+        let mut writer = open_or_recover(&cfg, &ctx, guard)?;
         let wal_pages = Arc::new(AtomicU32::new(0));
         let hook_pages = Arc::clone(&wal_pages);
         // Replaces SQLite's auto-checkpoint on this connection: commits only record the WAL
@@ -69,6 +79,7 @@ impl Core {
             maintenance_queued: AtomicBool::new(false),
             access_indexes: AtomicBool::new(false),
             _lock: lock,
+            share,
         })
     }
 
@@ -99,6 +110,9 @@ impl Core {
     /// Checkpoint and incremental vacuum when due, on the writer connection (held by the
     /// caller, off the async runtime).
     pub(crate) fn maintenance(&self, conn: &Connection, removed: bool) {
+        if self.share.check().is_err() {
+            return;
+        }
         if self.checkpoint_due() {
             self.checkpoint(conn);
         }

@@ -43,7 +43,11 @@ impl<B: CacheBackend> Cache<B> {
 
     /// Purges every expired entry. Returns how many were purged.
     pub async fn expire(&self) -> Result<u64> {
-        let now = self.now();
+        self.expire_at(self.now()).await
+    }
+
+    /// [`Cache::expire`] for the time `now`.
+    async fn expire_at(&self, now: Millis) -> Result<u64> {
         let mut total = 0;
         loop {
             let purged = self.inner.backend.purge_expired(now, EXPIRE_BATCH).await?;
@@ -96,6 +100,7 @@ impl<B: CacheBackend> Cache<B> {
             size_limit: self.inner.config.size_limit,
             eviction_policy: self.inner.config.eviction_policy,
             disk_bytes: self.inner.backend.disk_usage().await?,
+            storage: self.inner.backend.storage_info(),
         })
     }
 
@@ -112,16 +117,19 @@ impl<B: CacheBackend> Cache<B> {
     /// the stored usage counters with a direct count. Scans everything: run it when no other
     /// process is writing. Damaged values are reported, not removed.
     pub async fn check(&self) -> Result<CheckReport> {
-        let expired = self.expire().await?;
+        // One time for the whole check: an entry that expires while the check runs would
+        // otherwise be counted by `usage` but not by the scan.
+        let now = self.now();
+        let expired = self.expire_at(now).await?;
         let engine_problems = self.inner.backend.integrity_check().await?;
-        let keys = self.inner.backend.keys("", self.now(), usize::MAX).await?;
+        let keys = self.inner.backend.keys("", now, usize::MAX).await?;
         let mut report = CheckReport {
             expired_purged: expired,
             engine_problems,
             ..CheckReport::default()
         };
         for key in keys {
-            let Some(entry) = self.inner.backend.get(&key, self.now()).await? else {
+            let Some(entry) = self.inner.backend.get(&key, now).await? else {
                 continue;
             };
             report.scanned.entries = report.scanned.entries.saturating_add(1);
