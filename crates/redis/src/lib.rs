@@ -94,14 +94,15 @@ use plexcache_core::{
     async_trait,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Value};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 
 mod scripts;
 mod url;
 
 pub use url::redact as redact_url;
 
-use scripts::Scripts;
+use scripts::{Lua, Scripts};
 
 /// The backend's name in messages.
 const NAME: &str = "redis";
@@ -116,6 +117,13 @@ const RECORD_BATCH: usize = 500;
 const PUTS_PER_TIMEOUT: usize = 5_000;
 /// Counts Lua handles exactly (2^53).
 const LUA_MAX: u64 = 1 << 53;
+/// Values at least this long reach a write script staged under a key of their own (one plain
+/// `SET` in the same pipeline, renamed into place by the script) instead of as a script
+/// argument, which the server would copy into a Lua string.
+const STAGE_AT: usize = 8 * 1024;
+/// The server-side expiry of a staged value, which only matters when the script that takes it
+/// never runs (the connection dropped between the two commands).
+const STAGED_TTL_MS: u64 = 600_000;
 
 /// Configures and connects a [`RedisBackend`].
 #[derive(Clone)]
@@ -184,11 +192,95 @@ impl RedisBackendBuilder {
     pub async fn connect(self) -> Result<RedisBackend> {
         check_prefix(&self.key_prefix)?;
         let server = url::redact(&self.url);
-        if self.url.starts_with("rediss://") || self.url.starts_with("valkeys://") {
+        let cluster = url::cluster_nodes(&self.url).map_err(|why| {
+            Error::backend(
+                NAME,
+                format!("invalid Redis URL {server}"),
+                std::io::Error::other(why),
+            )
+        })?;
+        if self.url.starts_with("rediss") || self.url.starts_with("valkeys://") {
             // rustls needs a process-wide crypto provider; another part of the program may
             // have installed one already, which is just as good.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
+        let connect_timeout = self.connect_timeout.unwrap_or(self.command_timeout);
+        let (conn, key_prefix) = match cluster {
+            Some(nodes) => {
+                check_cluster_prefix(&self.key_prefix)?;
+                let conn = self.connect_cluster(nodes, &server, connect_timeout).await?;
+                // One hash tag for the whole cache: every key of it in one slot, so that a
+                // script or transaction may touch any of them.
+                let name = self.key_prefix.trim_end_matches(':');
+                (Conn::Cluster(conn), format!("{{{name}}}:"))
+            }
+            None => (
+                Conn::Single(self.connect_single(&server, connect_timeout).await?),
+                self.key_prefix.clone(),
+            ),
+        };
+        tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                conn,
+                server,
+                url: self.url,
+                meta_key: format!("{key_prefix}meta").into_bytes(),
+                key_prefix,
+                prefix: self.key_prefix,
+                timeout: self.command_timeout,
+                grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
+                scripts: Scripts::new(),
+                staged: std::sync::atomic::AtomicU64::new(0),
+                staging_id: staging_id(),
+            }),
+        })
+    }
+
+    async fn connect_cluster(
+        &self,
+        nodes: Vec<String>,
+        server: &str,
+        connect_timeout: Duration,
+    ) -> Result<ClusterConnection> {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(connect_timeout)
+            .response_timeout(self.command_timeout)
+            // No retries inside the client: a script whose connection dropped may have run, and
+            // running it again could count twice. A call that meets a moved slot fails once;
+            // the client has refreshed its slot map for the next one.
+            .retries(0)
+            .build()
+            .map_err(|e| {
+                Error::backend(
+                    NAME,
+                    format!("invalid Redis URL {server}"),
+                    redact_error(&e, &self.url),
+                )
+            })?;
+        tokio::time::timeout(connect_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| {
+                Error::backend(
+                    NAME,
+                    format!("connecting to {server}: no answer within {connect_timeout:?}"),
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                )
+            })?
+            .map_err(|e| {
+                Error::backend(
+                    NAME,
+                    format!("connecting to {server}"),
+                    redact_error(&e, &self.url),
+                )
+            })
+    }
+
+    async fn connect_single(
+        &self,
+        server: &str,
+        connect_timeout: Duration,
+    ) -> Result<ConnectionManager> {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
             Error::backend(
                 NAME,
@@ -196,7 +288,6 @@ impl RedisBackendBuilder {
                 redact_error(&e, &self.url),
             )
         })?;
-        let connect_timeout = self.connect_timeout.unwrap_or(self.command_timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(self.command_timeout))
@@ -205,7 +296,7 @@ impl RedisBackendBuilder {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        let manager = tokio::time::timeout(
+        tokio::time::timeout(
             connect_timeout,
             ConnectionManager::new_with_config(client, config),
         )
@@ -223,19 +314,64 @@ impl RedisBackendBuilder {
                 format!("connecting to {server}"),
                 redact_error(&e, &self.url),
             )
-        })?;
-        tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
-        Ok(RedisBackend {
-            inner: Arc::new(Inner {
-                conn: manager,
-                server,
-                url: self.url,
-                prefix: self.key_prefix,
-                timeout: self.command_timeout,
-                grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
-                scripts: Scripts::new(),
-            }),
         })
+    }
+}
+
+/// A random number for this process's staged-value keys (with a counter after it, they never
+/// repeat, across processes and hosts too).
+fn staging_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// In a cluster the prefix's name becomes a hash tag (`{name}:`), so it may not hold braces.
+fn check_cluster_prefix(prefix: &str) -> Result<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(Error::Config(format!(
+            "invalid Redis key prefix {prefix:?} for a cluster: the name becomes the hash tag {{name}} that keeps the cache in one slot, so it may not hold '{{' or '}}'"
+        )));
+    }
+    Ok(())
+}
+
+/// The connection: to one server (reconnecting in the background), or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -292,15 +428,24 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     /// The URL without credentials, for messages.
     server: String,
     /// The URL as given (only to scrub it from error texts).
     url: String,
+    /// The key prefix as configured.
     prefix: String,
+    /// What every key on the server starts with: the prefix, or in a cluster `{name}:`.
+    key_prefix: String,
+    /// `key_prefix` + `meta`: the key every script declares (a cluster routes by it).
+    meta_key: Vec<u8>,
     timeout: Duration,
     grace_ms: u64,
     scripts: Scripts,
+    /// Staged values written so far (their keys' counter).
+    staged: std::sync::atomic::AtomicU64,
+    /// This backend's random part of staged values' keys.
+    staging_id: u64,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -315,7 +460,10 @@ impl fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     /// A builder for a backend on the server at `url` (`redis://[:password@]host[:port][/db]`,
-    /// `rediss://` for TLS, `redis+unix:///path?db=N&pass=...` for a Unix socket).
+    /// `rediss://` for TLS, `redis+unix:///path?db=N&pass=...` for a Unix socket), or on the
+    /// Redis Cluster whose nodes `url` lists
+    /// (`redis+cluster://[:password@]host:port[,host:port...]`, `rediss+cluster://` for TLS;
+    /// see the crate documentation).
     pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
         RedisBackendBuilder {
             url: url.into(),
@@ -347,8 +495,8 @@ impl RedisBackend {
     pub async fn destroy(&self) -> Result<()> {
         self.remove_range("destroying the cache", "").await?;
         let keys = [
-            format!("{}counters", self.inner.prefix),
-            format!("{}stats", self.inner.prefix),
+            format!("{}counters", self.inner.key_prefix),
+            format!("{}stats", self.inner.key_prefix),
         ];
         let _: i64 = self
             .call(
@@ -378,7 +526,7 @@ impl RedisBackend {
     /// more; nothing else is retried, since a script may have run.
     async fn call<T, F, Fut>(&self, what: impl Fn() -> String, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         self.call_within(self.inner.timeout, what, op).await
@@ -392,7 +540,7 @@ impl RedisBackend {
         op: F,
     ) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
@@ -420,11 +568,25 @@ impl RedisBackend {
     async fn script(
         &self,
         what: impl Fn() -> String,
-        script: &redis::Script,
+        script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
         self.script_within(self.inner.timeout, what, script, args)
             .await
+    }
+
+    /// `EVALSHA` of `script` with the prefix's `meta` key as its one key (which a cluster
+    /// routes by) and the prefix then `args` as its arguments.
+    fn eval(&self, script: &Lua, args: &[&[u8]]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&script.hash)
+            .arg(1)
+            .arg(&self.inner.meta_key)
+            .arg(self.inner.key_prefix.as_bytes());
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd
     }
 
     /// [`script`](Self::script) with another timeout than the command timeout.
@@ -432,26 +594,116 @@ impl RedisBackend {
         &self,
         timeout: Duration,
         what: impl Fn() -> String,
-        script: &redis::Script,
+        script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(self.inner.prefix.as_bytes());
-        for a in args {
-            invocation.arg(*a);
-        }
+        let cmd = self.eval(script, args);
         self.call_within(timeout, what, |mut conn| {
-            let invocation = &invocation;
-            async move { invocation.invoke_async::<Value>(&mut conn).await }
+            let cmd = &cmd;
+            async move {
+                match cmd.query_async::<Value>(&mut conn).await {
+                    Err(e) if is_noscript(&e) => {
+                        load(&mut conn, script).await?;
+                        cmd.query_async::<Value>(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
         })
         .await
     }
 
+    /// An error for a reply of an unexpected shape, described by its shape only (a reply may
+    /// hold a whole value).
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
         self.err(
             what,
-            std::io::Error::other(format!("unexpected reply from the server: {v:?}")),
+            std::io::Error::other(format!(
+                "unexpected reply from the server: {}",
+                describe(v)
+            )),
         )
+    }
+
+    /// Runs `pipe`, an atomic pipeline (`MULTI` ... `EXEC`, one round trip) of `n` commands,
+    /// and returns their replies.
+    async fn transaction(
+        &self,
+        what: impl Fn() -> String,
+        pipe: &redis::Pipeline,
+        n: usize,
+    ) -> Result<Vec<Value>> {
+        let replies: Vec<Value> = self
+            .call(&what, |mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        if replies.len() != n {
+            return Err(self.err(
+                &what(),
+                std::io::Error::other(format!(
+                    "{} replies to a transaction of {n} commands",
+                    replies.len()
+                )),
+            ));
+        }
+        Ok(replies)
+    }
+
+    /// The server-side key of `key`'s value.
+    fn value_key(&self, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.inner.key_prefix.len() + 2 + key.len());
+        k.extend_from_slice(self.inner.key_prefix.as_bytes());
+        k.extend_from_slice(b"v:");
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    /// A key for a staged value that no other write uses.
+    fn staged_key(&self) -> Vec<u8> {
+        let n = self
+            .inner
+            .staged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{}t:{:016x}:{n}",
+            self.inner.key_prefix, self.inner.staging_id
+        )
+        .into_bytes()
+    }
+
+    /// Runs `script` after `SET staged value PX ...` in one pipeline (one round trip): the
+    /// script takes the value from `staged` without a copy through Lua.
+    async fn staged_script(
+        &self,
+        timeout: Duration,
+        what: impl Fn() -> String,
+        script: &Lua,
+        staged: &[(Vec<u8>, &[u8])],
+        args: &[&[u8]],
+    ) -> Result<Value> {
+        let mut pipe = redis::pipe();
+        for (key, value) in staged {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(*value)
+                .arg("PX")
+                .arg(STAGED_TTL_MS);
+        }
+        pipe.add_command(self.eval(script, args));
+        pipe.ignore_errors();
+        self.call_within(timeout, what, |mut conn| {
+            let pipe = &pipe;
+            async move {
+                match script_reply(pipe.query_async(&mut conn).await?) {
+                    Err(e) if is_noscript(&e) => {
+                        load(&mut conn, script).await?;
+                        // The values are staged again (the same bytes under the same keys).
+                        script_reply(pipe.query_async(&mut conn).await?)
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -462,6 +714,53 @@ fn short(key: &str) -> String {
 
 fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
+}
+
+/// The last reply of a pipeline (its script's), or the first error among its replies.
+fn script_reply(mut replies: Vec<Value>) -> redis::RedisResult<Value> {
+    let last = replies.pop().ok_or_else(|| {
+        RedisError::from((ErrorKind::UnexpectedReturnType, "empty pipeline reply"))
+    })?;
+    for reply in replies {
+        if let Value::ServerError(e) = reply {
+            return Err(e.into());
+        }
+    }
+    match last {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
+}
+
+/// Whether the server did not know a script's hash.
+fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// Loads `script` (on every master of a cluster).
+async fn load(conn: &mut Conn, script: &Lua) -> redis::RedisResult<()> {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(&script.code)
+        .query_async::<Value>(conn)
+        .await
+        .map(drop)
+}
+
+/// The shape of a reply, for messages: never its bytes.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!(
+            "an array of {} ({})",
+            a.len(),
+            a.iter().take(12).map(describe).collect::<Vec<_>>().join(", ")
+        ),
+        Value::BulkString(b) => format!("a string of {} bytes", b.len()),
+        Value::Int(i) => format!("the integer {i}"),
+        Value::Nil => "nil".to_owned(),
+        Value::SimpleString(s) => format!("the status {:?}", plexcache_core::short_key(s)),
+        other => format!("{:?}", std::mem::discriminant(other)),
+    }
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -481,13 +780,6 @@ fn as_bytes(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.into_bytes()),
-        _ => None,
-    }
-}
-
-fn array(v: Value) -> Option<Vec<Value>> {
-    match v {
-        Value::Array(a) => Some(a),
         _ => None,
     }
 }
@@ -630,25 +922,37 @@ impl CacheBackend for RedisBackend {
 
     async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
         let what = || format!("reading key {}", short(key));
-        let v = self
-            .script(what, &self.inner.scripts.get, &[key.as_bytes(), &num(now)])
-            .await?;
-        if v == Value::Nil {
-            return Ok(None);
-        }
-        let bad = self.bad_reply(&what(), &v);
-        let mut parts = array(v).ok_or(bad)?.into_iter();
-        let (Some(raw), Some(value)) = (
-            parts.next().and_then(as_bytes),
-            parts.next().and_then(as_bytes),
-        ) else {
+        // One transaction, one round trip: the metadata and the value as one consistent pair,
+        // the value's bytes straight from the server's string (never through Lua).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&self.inner.meta_key)
+            .arg(key)
+            .cmd("GET")
+            .arg(self.value_key(key));
+        let mut replies = self.transaction(what, &pipe, 2).await?.into_iter();
+        let (Some(raw), Some(value)) = (replies.next(), replies.next()) else {
             return Err(self.err(&what(), std::io::Error::other("short reply")));
         };
+        let raw = match raw {
+            Value::Nil => return Ok(None),
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), &other)),
+        };
         let meta = self.meta_of(&what(), &raw)?;
-        Ok(Some(Entry {
-            value: Bytes::from(value),
-            meta,
-        }))
+        if meta.is_expired(now) {
+            return Ok(None);
+        }
+        match value {
+            // Dropped by the server's safety-net expiry (or by hand): absent.
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(Entry {
+                value: Bytes::from(b),
+                meta,
+            })),
+            other => Err(self.bad_reply(&what(), &other)),
+        }
     }
 
     async fn get_if_changed(
@@ -659,33 +963,38 @@ impl CacheBackend for RedisBackend {
         len: u64,
     ) -> Result<Option<Revalidated>> {
         let what = || format!("revalidating key {}", short(key));
-        let v = self
-            .script(
-                what,
-                &self.inner.scripts.get_if_changed,
-                &[key.as_bytes(), &num(now), head, &num(len)],
-            )
-            .await?;
-        if v == Value::Nil {
+        let vk = self.value_key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&self.inner.meta_key)
+            .arg(key)
+            .cmd("EXISTS")
+            .arg(&vk)
+            .cmd("STRLEN")
+            .arg(&vk);
+        if !head.is_empty() {
+            pipe.cmd("GETRANGE").arg(&vk).arg(0).arg(head.len() - 1);
+        }
+        let n = if head.is_empty() { 3 } else { 4 };
+        let replies = self.transaction(what, &pipe, n).await?;
+        let raw = match &replies[0] {
+            Value::Nil => return Ok(None),
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), other)),
+        };
+        let meta = self.meta_of(&what(), raw)?;
+        if meta.is_expired(now) || as_i64(&replies[1]) != Some(1) {
             return Ok(None);
         }
-        let bad = self.bad_reply(&what(), &v);
-        let mut parts = array(v).ok_or(bad)?.into_iter();
-        let raw = parts.next().and_then(as_bytes);
-        let same = parts.next().as_ref().and_then(as_i64);
-        let value = parts.next().and_then(as_bytes);
-        let (Some(raw), Some(same)) = (raw, same) else {
-            return Err(self.err(&what(), std::io::Error::other("short reply")));
-        };
-        let meta = self.meta_of(&what(), &raw)?;
-        match (same, value) {
-            (1, _) => Ok(Some(Revalidated::Same(meta))),
-            (_, Some(value)) => Ok(Some(Revalidated::Changed(Entry {
-                value: Bytes::from(value),
-                meta,
-            }))),
-            _ => Err(self.err(&what(), std::io::Error::other("reply without the value"))),
+        let same_len = as_u64(&replies[2]) == Some(len);
+        let same_head = head.is_empty()
+            || matches!(replies.get(3), Some(Value::BulkString(b)) if b.as_slice() == head);
+        if same_len && same_head {
+            return Ok(Some(Revalidated::Same(meta)));
         }
+        // Changed: read it whole (a second round trip, only when the value changed).
+        Ok(self.get(key, now).await?.map(Revalidated::Changed))
     }
 
     async fn put(
@@ -699,23 +1008,34 @@ impl CacheBackend for RedisBackend {
         let what = || format!("writing key {}", short(key));
         let ea = expires_at.map(num).unwrap_or_default();
         let [max, policy, purge, now] = limit_args(&limit);
-        let v = self
-            .script(
-                what,
-                &self.inner.scripts.put,
-                &[
-                    key.as_bytes(),
-                    &value,
-                    &num(stored_at),
-                    &ea,
-                    &max,
-                    &policy,
-                    &purge,
-                    &now,
-                    &num(self.inner.grace_ms.min(LUA_MAX)),
-                ],
-            )
-            .await?;
+        let staged = (value.len() >= STAGE_AT).then(|| self.staged_key());
+        let grace = num(self.inner.grace_ms.min(LUA_MAX));
+        let stored_at = num(stored_at);
+        let args: [&[u8]; 10] = [
+            key.as_bytes(),
+            staged.as_deref().unwrap_or(&value),
+            &stored_at,
+            &ea,
+            &max,
+            &policy,
+            &purge,
+            &now,
+            &grace,
+            if staged.is_some() { b"1" } else { b"" },
+        ];
+        let v = match &staged {
+            Some(sk) => {
+                self.staged_script(
+                    self.inner.timeout,
+                    what,
+                    &self.inner.scripts.put,
+                    &[(sk.clone(), &value)],
+                    &args,
+                )
+                .await?
+            }
+            None => self.script(what, &self.inner.scripts.put, &args).await?,
+        };
         let Some([stored, previous, entries, bytes, xn, xb, en, eb]) = ints::<8>(&v) else {
             return Err(self.bad_reply(&what(), &v));
         };
@@ -760,6 +1080,12 @@ impl CacheBackend for RedisBackend {
             .iter()
             .map(|p| p.expires_at.map(num).unwrap_or_default())
             .collect();
+        // Large values travel staged (see STAGE_AT), the rest as arguments.
+        let staged: Vec<Option<Vec<u8>>> = batch
+            .puts
+            .iter()
+            .map(|p| (p.value.len() >= STAGE_AT).then(|| self.staged_key()))
+            .collect();
         // One script call, whatever the size (see PUTS_PER_TIMEOUT).
         let rounds = 1 + batch.puts.len().div_ceil(PUTS_PER_TIMEOUT);
         let timeout = self
@@ -767,7 +1093,7 @@ impl CacheBackend for RedisBackend {
             .timeout
             .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
         let mut args: Vec<&[u8]> =
-            Vec::with_capacity(7 + batch.remove_prefixes.len() + 3 * batch.puts.len());
+            Vec::with_capacity(7 + batch.remove_prefixes.len() + 4 * batch.puts.len());
         args.extend([
             stored_at.as_slice(),
             &max,
@@ -778,12 +1104,23 @@ impl CacheBackend for RedisBackend {
             &nprefixes,
         ]);
         args.extend(batch.remove_prefixes.iter().map(|p| p.as_bytes()));
-        for (put, expires_at) in batch.puts.iter().zip(&expiries) {
-            args.extend([put.key.as_bytes(), &put.value, expires_at.as_slice()]);
+        let mut stage: Vec<(Vec<u8>, &[u8])> = Vec::new();
+        for ((put, expires_at), sk) in batch.puts.iter().zip(&expiries).zip(&staged) {
+            match sk {
+                Some(sk) => {
+                    args.extend([put.key.as_bytes(), sk, expires_at.as_slice(), b"1"]);
+                    stage.push((sk.clone(), &put.value));
+                }
+                None => args.extend([put.key.as_bytes(), &put.value, expires_at.as_slice(), b""]),
+            }
         }
-        let v = self
-            .script_within(timeout, what, &self.inner.scripts.write_batch, &args)
-            .await?;
+        let script = &self.inner.scripts.write_batch;
+        let v = if stage.is_empty() {
+            self.script_within(timeout, what, script, &args).await?
+        } else {
+            self.staged_script(timeout, what, script, &stage, &args)
+                .await?
+        };
         let Some([applied, entries, bytes, rn, rb, written, xn, xb, en, eb]) = ints::<10>(&v)
         else {
             return Err(self.bad_reply(&what(), &v));
@@ -813,8 +1150,10 @@ impl CacheBackend for RedisBackend {
         if v == Value::Nil {
             return Ok(None);
         }
-        let bad = self.bad_reply(&what(), &v);
-        let raw = as_bytes(v).ok_or(bad)?;
+        let raw = match v {
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), &other)),
+        };
         self.meta_of(&what(), &raw).map(Some)
     }
 
@@ -831,7 +1170,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let key = format!("{}counters", self.inner.prefix);
+        let key = format!("{}counters", self.inner.key_prefix);
         let (entries, bytes): (Option<u64>, Option<u64>) = self
             .call(
                 || "reading usage".to_owned(),
@@ -936,8 +1275,10 @@ impl CacheBackend for RedisBackend {
                     &[&min, &max, &num(now), &num(want), &num(BATCH)],
                 )
                 .await?;
-            let bad = self.bad_reply(&what(), &v);
-            let mut parts = array(v).ok_or(bad)?.into_iter();
+            let mut parts = match v {
+                Value::Array(a) => a.into_iter(),
+                other => return Err(self.bad_reply(&what(), &other)),
+            };
             let examined = parts.next().as_ref().and_then(as_u64);
             let last = parts.next().and_then(as_bytes);
             let (Some(examined), Some(last)) = (examined, last) else {
@@ -980,7 +1321,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn load_stats(&self) -> Result<Counters> {
-        let key = format!("{}stats", self.inner.prefix);
+        let key = format!("{}stats", self.inner.key_prefix);
         let fields: std::collections::HashMap<String, i64> = self
             .call(
                 || "reading statistics".to_owned(),
@@ -1065,7 +1406,7 @@ impl CacheBackend for RedisBackend {
             if card != want {
                 problems.push(format!(
                     "index {}{name} has {card} members, expected {want}",
-                    self.inner.prefix
+                    self.inner.key_prefix
                 ));
             }
         }
@@ -1078,7 +1419,7 @@ impl CacheBackend for RedisBackend {
         if n[11] > 0 {
             problems.push(format!(
                 "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
-                n[11], self.inner.prefix
+                n[11], self.inner.key_prefix
             ));
         }
         Ok(problems)
