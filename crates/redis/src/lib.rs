@@ -120,7 +120,7 @@ const LUA_MAX: u64 = 1 << 53;
 /// Values at least this long reach a write script staged under a key of their own (one plain
 /// `SET` in the same pipeline, renamed into place by the script) instead of as a script
 /// argument, which the server would copy into a Lua string.
-const STAGE_AT: usize = 8 * 1024;
+const STAGE_AT: usize = 4 * 1024;
 /// The server-side expiry of a staged value, which only matters when the script that takes it
 /// never runs (the connection dropped between the two commands).
 const STAGED_TTL_MS: u64 = 600_000;
@@ -208,7 +208,9 @@ impl RedisBackendBuilder {
         let (conn, key_prefix) = match cluster {
             Some(nodes) => {
                 check_cluster_prefix(&self.key_prefix)?;
-                let conn = self.connect_cluster(nodes, &server, connect_timeout).await?;
+                let conn = self
+                    .connect_cluster(nodes, &server, connect_timeout)
+                    .await?;
                 // One hash tag for the whole cache: every key of it in one slot, so that a
                 // script or transaction may touch any of them.
                 let name = self.key_prefix.trim_end_matches(':');
@@ -510,6 +512,69 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// A plain `SET` of `value` under `<key prefix>wire:<name>` on the backend's own
+    /// connection, without any of the cache's bookkeeping: what the bytes cost on the wire
+    /// (`plexcache bench` shows its Redis rows against it). Not part of the cache: delete it
+    /// with [`bare_delete`](Self::bare_delete) (`clear` and `destroy` do not know it).
+    pub async fn bare_set(&self, name: &str, value: &[u8]) -> Result<()> {
+        let key = self.wire_key(name);
+        self.call(
+            || "a bare SET".to_owned(),
+            |mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    /// A plain `GET` of `<key prefix>wire:<name>` (see [`bare_set`](Self::bare_set)).
+    pub async fn bare_get(&self, name: &str) -> Result<Option<Bytes>> {
+        let key = self.wire_key(name);
+        let v: Value = self
+            .call(
+                || "a bare GET".to_owned(),
+                |mut conn| {
+                    let key = &key;
+                    async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+                },
+            )
+            .await?;
+        match v {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(Bytes::from(b))),
+            other => Err(self.bad_reply("a bare GET", &other)),
+        }
+    }
+
+    /// Deletes `<key prefix>wire:<name>` (see [`bare_set`](Self::bare_set)).
+    pub async fn bare_delete(&self, name: &str) -> Result<()> {
+        let key = self.wire_key(name);
+        self.call(
+            || "a bare DEL".to_owned(),
+            |mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    fn wire_key(&self, name: &str) -> String {
+        format!("{}wire:{name}", self.inner.key_prefix)
+    }
+
     fn err(&self, what: &str, source: impl Into<plexcache_core::BoxError>) -> Error {
         Error::backend(
             NAME,
@@ -618,10 +683,7 @@ impl RedisBackend {
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
         self.err(
             what,
-            std::io::Error::other(format!(
-                "unexpected reply from the server: {}",
-                describe(v)
-            )),
+            std::io::Error::other(format!("unexpected reply from the server: {}", describe(v))),
         )
     }
 
@@ -634,7 +696,9 @@ impl RedisBackend {
         n: usize,
     ) -> Result<Vec<Value>> {
         let replies: Vec<Value> = self
-            .call(&what, |mut conn| async move { pipe.query_async(&mut conn).await })
+            .call(&what, |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
             .await?;
         if replies.len() != n {
             return Err(self.err(
@@ -753,7 +817,11 @@ fn describe(v: &Value) -> String {
         Value::Array(a) => format!(
             "an array of {} ({})",
             a.len(),
-            a.iter().take(12).map(describe).collect::<Vec<_>>().join(", ")
+            a.iter()
+                .take(12)
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::BulkString(b) => format!("a string of {} bytes", b.len()),
         Value::Int(i) => format!("the integer {i}"),

@@ -9,7 +9,6 @@
 //! index members that need a numeric order embed them zero-padded to 20 digits (the width of
 //! `u64::MAX`), so a byte-wise member order is the numeric order.
 
-
 /// Shared definitions, prepended to every script.
 const PRELUDE: &str = r#"
 local P = ARGV[1]

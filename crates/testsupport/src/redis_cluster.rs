@@ -20,6 +20,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::redis_server::redis_available;
@@ -49,8 +50,14 @@ pub fn redis_cli_available() -> bool {
     }
 }
 
-/// A loopback port that is free, and whose cluster bus port (port + 10000) is free too.
+/// Ports this process has given to cluster nodes (each with its bus port, + 10000), so that
+/// clusters started by tests running in parallel never pick each other's ports.
+static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A loopback port that is free, and whose cluster bus port (port + 10000) is free too, and
+/// that no other cluster of this process uses.
 fn free_cluster_port() -> u16 {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     // Ports below the usual ephemeral range, so that port + 10000 is a valid port as well.
     let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     for _ in 0..1000 {
@@ -58,9 +65,16 @@ fn free_cluster_port() -> u16 {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let port = 20_000 + (seed >> 33) as u16 % 10_000;
+        if taken
+            .iter()
+            .any(|&t| t == port || t + 10_000 == port || t == port + 10_000)
+        {
+            continue;
+        }
         let a = TcpListener::bind(("127.0.0.1", port));
         let b = TcpListener::bind(("127.0.0.1", port + 10_000));
         if a.is_ok() && b.is_ok() {
+            taken.push(port);
             return port;
         }
     }
@@ -100,12 +114,7 @@ impl RedisCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut nodes = Vec::with_capacity(MASTERS);
         for _ in 0..MASTERS {
-            let port = loop {
-                let p = free_cluster_port();
-                if nodes.iter().all(|n: &Node| n.port != p) {
-                    break p;
-                }
-            };
+            let port = free_cluster_port();
             let dir = tmp.path().join(port.to_string());
             std::fs::create_dir_all(&dir).expect("node directory");
             nodes.push(Node {
@@ -125,7 +134,12 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
-            .args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
@@ -263,7 +277,8 @@ impl Drop for RedisCluster {
 /// Sends one inline command to the node on `port` and returns its raw reply (read until the
 /// node stops sending for a moment), or `None` when it does not answer.
 pub fn command(port: u16, command: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
     s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
     let mut out = Vec::new();
