@@ -115,6 +115,9 @@ const RECORD_BATCH: usize = 500;
 /// grows with its entries and with the entries its prefixes remove (usually about as many):
 /// its call may take one more command timeout per this many puts.
 const PUTS_PER_TIMEOUT: usize = 5_000;
+/// The client library's own response timeout, in command timeouts: above what any call of this
+/// crate allows itself (a batch of a few hundred thousand entries).
+const BATCH_TIMEOUTS: u32 = 100;
 /// Counts Lua handles exactly (2^53).
 const LUA_MAX: u64 = 1 << 53;
 /// Values at least this long reach a write script staged under a key of their own (one plain
@@ -247,7 +250,9 @@ impl RedisBackendBuilder {
     ) -> Result<ClusterConnection> {
         let client = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(connect_timeout)
-            .response_timeout(self.command_timeout)
+            // Calls are bounded by this crate's own timeout, which grows with a batch's size
+            // (see PUTS_PER_TIMEOUT); the client's own bound only catches what that misses.
+            .response_timeout(self.command_timeout.saturating_mul(BATCH_TIMEOUTS))
             // No retries inside the client: a script whose connection dropped may have run, and
             // running it again could count twice. A call that meets a moved slot fails once;
             // the client has refreshed its slot map for the next one.
@@ -292,7 +297,9 @@ impl RedisBackendBuilder {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(self.command_timeout))
+            // Calls are bounded by this crate's own timeout, which grows with a batch's size
+            // (see PUTS_PER_TIMEOUT); the client's own bound only catches what that misses.
+            .set_response_timeout(Some(self.command_timeout.saturating_mul(BATCH_TIMEOUTS)))
             // Fail fast while the server is away (every call tries to reconnect again, and the
             // command timeout bounds the wait); reconnect at once when it is back.
             .set_number_of_retries(1)
