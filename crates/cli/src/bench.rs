@@ -59,6 +59,9 @@ struct Row {
     /// Redis rows: operations per second of the bare command this workload is compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     wire_ops_per_sec: Option<f64>,
+    /// Redis rows: the (mean) length of the bare command's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire_bytes: Option<u64>,
     /// Redis rows: this row's time per operation over the wire's (plus, for library lists, the
     /// memory backend's time per operation: the decode or encode any backend pays).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,31 +80,31 @@ struct WireRef {
 const WIRE_REFS: [WireRef; 6] = [
     WireRef {
         workload: WORKLOADS[0],
-        bare: "GET of the list's bytes",
+        bare: "GET of the list ({} bytes)",
         target: 1.5,
         plus_codec: true,
     },
     WireRef {
         workload: WORKLOADS[1],
-        bare: "GET of the list's bytes",
+        bare: "GET of the list ({} bytes)",
         target: 1.5,
         plus_codec: true,
     },
     WireRef {
         workload: WORKLOADS[3],
-        bare: "SET of the list's bytes",
+        bare: "SET of the list ({} bytes)",
         target: 1.5,
         plus_codec: true,
     },
     WireRef {
         workload: WORKLOADS[4],
-        bare: "SET of the same bytes",
+        bare: "SET of the same bytes ({} on average)",
         target: 1.3,
         plus_codec: false,
     },
     WireRef {
         workload: WORKLOADS[5],
-        bare: "GET of the same bytes",
+        bare: "GET of the same bytes ({} on average)",
         target: 1.3,
         plus_codec: false,
     },
@@ -114,8 +117,9 @@ const WIRE_REFS: [WireRef; 6] = [
 ];
 
 /// Each Redis workload compared with its bare counterpart: (workload, ops, seconds of the
-/// workload, ops, seconds of the bare command), measured interleaved.
-type Wire = Vec<(&'static str, u64, f64, u64, f64)>;
+/// workload, ops, seconds of the bare command, mean bytes of the bare command's value),
+/// measured interleaved.
+type Wire = Vec<(&'static str, u64, f64, u64, f64, u64)>;
 
 /// Runs `a(i)` and `b(i)` in alternating rounds of 8 until twice the budget is spent, so that
 /// both see the same machine (a shared machine's load comes and goes); returns each one's
@@ -170,6 +174,7 @@ async fn against_the_wire(
             .ok_or("small entry missing")?;
         stored.push(entry.value);
     }
+    let small_mean = stored.iter().map(|v| v.len() as u64).sum::<u64>() / stored.len() as u64;
     let names: Vec<String> = (0..stored.len()).map(|i| format!("small-{i}")).collect();
     for (name, value) in names.iter().zip(&stored) {
         redis.bare_set(name, value).await?;
@@ -183,7 +188,7 @@ async fn against_the_wire(
     };
     let mut out = Vec::new();
     let r = measure_pair(budget, |_| read_view(store), bare_list_get).await?;
-    out.push((WORKLOADS[0], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[0], r.0, r.1, r.2, r.3, list.len() as u64));
     let r = measure_pair(
         budget,
         |_| async move {
@@ -196,14 +201,14 @@ async fn against_the_wire(
         bare_list_get,
     )
     .await?;
-    out.push((WORKLOADS[1], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[1], r.0, r.1, r.2, r.3, list.len() as u64));
     let r = measure_pair(
         budget,
         |_| async move { Ok(store.set_library_items("Movies", library).await?) },
         |_| async move { Ok(redis.bare_set("list", list).await?) },
     )
     .await?;
-    out.push((WORKLOADS[3], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[3], r.0, r.1, r.2, r.3, list.len() as u64));
     // Rewrites of the small entries the hits read, each against a bare SET of the same shape.
     let r = measure_pair(
         budget,
@@ -218,7 +223,7 @@ async fn against_the_wire(
         },
     )
     .await?;
-    out.push((WORKLOADS[4], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[4], r.0, r.1, r.2, r.3, small_mean));
     let r = measure_pair(
         budget,
         |i| async move {
@@ -237,7 +242,7 @@ async fn against_the_wire(
         },
     )
     .await?;
-    out.push((WORKLOADS[5], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[5], r.0, r.1, r.2, r.3, small_mean));
     let r = measure_pair(
         budget,
         |i| async move {
@@ -258,7 +263,7 @@ async fn against_the_wire(
         },
     )
     .await?;
-    out.push((WORKLOADS[6], r.0, r.1, r.2, r.3));
+    out.push((WORKLOADS[6], r.0, r.1, r.2, r.3, 0));
     redis.bare_delete("list").await?;
     for name in &names {
         redis.bare_delete(name).await?;
@@ -584,6 +589,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
                 ratio_to_fastest: 0.0,
                 paired_ops_per_sec: None,
                 wire_ops_per_sec: None,
+                wire_bytes: None,
                 ratio_to_wire: None,
             });
         }
@@ -595,7 +601,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         .map(|r| (r.workload, per_op(r.ops, r.seconds)))
         .collect();
     for r in rows.iter_mut().filter(|r| r.backend == "redis") {
-        let Some(&(_, ops, seconds, wire_ops, wire_seconds)) =
+        let Some(&(_, ops, seconds, wire_ops, wire_seconds, bytes)) =
             wire.iter().find(|w| w.0 == r.workload)
         else {
             continue;
@@ -613,6 +619,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         };
         r.paired_ops_per_sec = Some(ops as f64 / seconds.max(1e-9));
         r.wire_ops_per_sec = Some(wire_ops as f64 / wire_seconds.max(1e-9));
+        r.wire_bytes = Some(bytes);
         r.ratio_to_wire = Some(per_op(ops, seconds) / (per_op(wire_ops, wire_seconds) + codec));
     }
     for w in WORKLOADS {
@@ -685,10 +692,11 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
                 let ratio = r.ratio_to_wire?;
                 let wire_ops = r.wire_ops_per_sec?;
                 let ops = r.paired_ops_per_sec?;
+                let bare = w.bare.replace("{}", &r.wire_bytes.unwrap_or(0).to_string());
                 let reference = if w.plus_codec && with_memory {
-                    format!("{} + memory backend", w.bare)
+                    format!("{bare} + memory backend")
                 } else {
-                    w.bare.to_owned()
+                    bare
                 };
                 Some(vec![
                     w.workload.to_owned(),

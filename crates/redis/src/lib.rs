@@ -40,6 +40,7 @@
 //! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
 //! | `P counters` | hash | `entries`, `bytes`, `seq` (the write sequence) |
 //! | `P stats` | hash | the persistent statistics counters |
+//! | `P t:<id>:<n>` | string | a large value on its way into a write script (see below), for an instant |
 //!
 //! Sorted sets order equal scores by member bytes, and the members start with zero-padded
 //! numbers, so each index walks in exactly the order of
@@ -48,6 +49,33 @@
 //! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
 //! entry, its index members and the counters change together, atomically, whichever process
 //! runs it; `usage()` reads two counters.
+//!
+//! ## Reads and large values
+//!
+//! A `get` is one transaction (`MULTI`, `HGET` of the metadata, `GET` of the value, `EXEC`):
+//! one round trip, metadata and value from one instant, and the value's bytes go from the
+//! server's string to the socket as a plain `GET` sends them. No script runs on a read (a value
+//! returned from Lua, or passed into it, is copied into a Lua string first, which costs more
+//! than the round trip for a library list). `get_if_changed` compares `STRLEN` and a `GETRANGE`
+//! of the head in the same way and reads the value only when it changed.
+//!
+//! A write of a value of 4 KiB or more sends it with a plain `SET` of a key of its own
+//! (`P t:...`, with a short server-side expiry) in the same pipeline as the write script, which
+//! renames it into place (or deletes it, when the write is refused); smaller values are script
+//! arguments. Batches do the same per value.
+//!
+//! ## Redis Cluster
+//!
+//! A URL `redis+cluster://[:password@]host:port[,host:port...]` (`rediss+cluster://` for TLS)
+//! connects to a cluster through any of the listed nodes. There the prefix's name becomes a hash
+//! tag: the keys are `{name}:meta`, `{name}:v:<key>`, and so on, all in one slot, so each
+//! script and transaction runs on the one master that serves it (scripts declare
+//! `{name}:meta` as their key, which the client routes by). One cache lives on one master
+//! (and its replicas): its memory and throughput are that node's. Several caches (prefixes)
+//! spread over the masters. A cache cannot be split over slots without giving up what every
+//! write keeps atomically (the byte counter, the eviction order across all entries). The
+//! client does not retry a call itself (a script may have run); a call that meets a moved
+//! slot or a node that went away fails, and the next one goes to the new owner.
 //!
 //! ## Writes, limits and batches
 //!
@@ -81,7 +109,8 @@
 //! Every call fails with an [`Error::Backend`] naming the server (the URL without its
 //! password) within the [command timeout](RedisBackendBuilder::command_timeout); the
 //! connection is re-established in the background and calls succeed again once the server is
-//! back. A write that timed out may or may not have been applied, but never half-applied.
+//! back. A write that timed out may or may not have been applied, but never half-applied. The
+//! same holds for a cluster master that goes away and comes back.
 
 use std::fmt;
 use std::future::Future;
@@ -231,7 +260,7 @@ impl RedisBackendBuilder {
                 server,
                 url: self.url,
                 meta_key: format!("{key_prefix}meta").into_bytes(),
-                key_prefix,
+                server_prefix: key_prefix,
                 prefix: self.key_prefix,
                 timeout: self.command_timeout,
                 grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
@@ -445,7 +474,7 @@ struct Inner {
     /// The key prefix as configured.
     prefix: String,
     /// What every key on the server starts with: the prefix, or in a cluster `{name}:`.
-    key_prefix: String,
+    server_prefix: String,
     /// `key_prefix` + `meta`: the key every script declares (a cluster routes by it).
     meta_key: Vec<u8>,
     timeout: Duration,
@@ -504,8 +533,8 @@ impl RedisBackend {
     pub async fn destroy(&self) -> Result<()> {
         self.remove_range("destroying the cache", "").await?;
         let keys = [
-            format!("{}counters", self.inner.key_prefix),
-            format!("{}stats", self.inner.key_prefix),
+            format!("{}counters", self.inner.server_prefix),
+            format!("{}stats", self.inner.server_prefix),
         ];
         let _: i64 = self
             .call(
@@ -579,7 +608,7 @@ impl RedisBackend {
     }
 
     fn wire_key(&self, name: &str) -> String {
-        format!("{}wire:{name}", self.inner.key_prefix)
+        format!("{}wire:{name}", self.inner.server_prefix)
     }
 
     fn err(&self, what: &str, source: impl Into<plexcache_core::BoxError>) -> Error {
@@ -654,7 +683,7 @@ impl RedisBackend {
         cmd.arg(&script.hash)
             .arg(1)
             .arg(&self.inner.meta_key)
-            .arg(self.inner.key_prefix.as_bytes());
+            .arg(self.inner.server_prefix.as_bytes());
         for a in args {
             cmd.arg(*a);
         }
@@ -721,8 +750,8 @@ impl RedisBackend {
 
     /// The server-side key of `key`'s value.
     fn value_key(&self, key: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.inner.key_prefix.len() + 2 + key.len());
-        k.extend_from_slice(self.inner.key_prefix.as_bytes());
+        let mut k = Vec::with_capacity(self.inner.server_prefix.len() + 2 + key.len());
+        k.extend_from_slice(self.inner.server_prefix.as_bytes());
         k.extend_from_slice(b"v:");
         k.extend_from_slice(key.as_bytes());
         k
@@ -736,7 +765,7 @@ impl RedisBackend {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!(
             "{}t:{:016x}:{n}",
-            self.inner.key_prefix, self.inner.staging_id
+            self.inner.server_prefix, self.inner.staging_id
         )
         .into_bytes()
     }
@@ -1245,7 +1274,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let key = format!("{}counters", self.inner.key_prefix);
+        let key = format!("{}counters", self.inner.server_prefix);
         let (entries, bytes): (Option<u64>, Option<u64>) = self
             .call(
                 || "reading usage".to_owned(),
@@ -1396,7 +1425,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn load_stats(&self) -> Result<Counters> {
-        let key = format!("{}stats", self.inner.key_prefix);
+        let key = format!("{}stats", self.inner.server_prefix);
         let fields: std::collections::HashMap<String, i64> = self
             .call(
                 || "reading statistics".to_owned(),
@@ -1481,7 +1510,7 @@ impl CacheBackend for RedisBackend {
             if card != want {
                 problems.push(format!(
                     "index {}{name} has {card} members, expected {want}",
-                    self.inner.key_prefix
+                    self.inner.server_prefix
                 ));
             }
         }
@@ -1494,7 +1523,7 @@ impl CacheBackend for RedisBackend {
         if n[11] > 0 {
             problems.push(format!(
                 "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
-                n[11], self.inner.key_prefix
+                n[11], self.inner.server_prefix
             ));
         }
         Ok(problems)

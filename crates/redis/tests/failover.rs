@@ -21,7 +21,7 @@ use plexcache_redis::RedisBackend;
 /// `n` (some over the staging threshold), so a reader can tell exactly which write it got.
 fn value_of(key: &str, n: u64) -> Bytes {
     let head = format!("{key}:{n}:");
-    let len = if n % 3 == 0 { 20_000 } else { 100 } + (n % 97) as usize;
+    let len = if n.is_multiple_of(3) { 20_000 } else { 100 } + (n % 97) as usize;
     let mut v = head.into_bytes();
     v.resize(len, (n % 251) as u8);
     Bytes::from(v)
