@@ -863,7 +863,9 @@ fn describe(v: &Value) -> String {
         Value::Int(i) => format!("the integer {i}"),
         Value::Nil => "nil".to_owned(),
         Value::SimpleString(s) => format!("the status {:?}", plexcache_core::short_key(s)),
-        other => format!("{:?}", std::mem::discriminant(other)),
+        Value::Okay => "OK".to_owned(),
+        Value::ServerError(e) => format!("the server error {}", e.code()),
+        _ => "a reply of another RESP type".to_owned(),
     }
 }
 
@@ -1554,6 +1556,21 @@ mod tests {
         assert!(parse_meta(b"10,20,12,3,40").is_none());
         assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());
         assert!(parse_meta(b"a,20,12,3,40,7").is_none());
+    }
+
+    #[test]
+    fn replies_are_described_by_shape_never_by_bytes() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"secret-bytes".to_vec()),
+            Value::Int(3),
+            Value::Nil,
+        ]);
+        let text = describe(&v);
+        assert_eq!(
+            text,
+            "an array of 3 (a string of 12 bytes, the integer 3, nil)"
+        );
+        assert!(!text.contains("secret"));
     }
 
     #[test]
