@@ -1,5 +1,7 @@
 //! `plexcache bench`: the standard workload on a synthetic Plex library, against every embedded
 //! backend (and Redis, given `--redis-url`), in one run, printed with ratios to the fastest.
+//! Redis rows also get a ratio to the wire: bare `GET`/`SET` round trips of the same bytes,
+//! measured by this process on the backend's own connection.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -63,6 +65,229 @@ struct Row {
     seconds: f64,
     ops_per_sec: f64,
     ratio_to_fastest: f64,
+    /// Redis rows: operations per second of this workload when measured interleaved with its
+    /// bare counterpart (for the ratio to the wire).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paired_ops_per_sec: Option<f64>,
+    /// Redis rows: operations per second of the bare command this workload is compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire_ops_per_sec: Option<f64>,
+    /// Redis rows: the (mean) length of the bare command's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire_bytes: Option<u64>,
+    /// Redis rows: this row's time per operation over the wire's (plus, for library lists, the
+    /// memory backend's time per operation: the decode or encode any backend pays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_wire: Option<f64>,
+}
+
+/// A Redis workload's bare counterpart: the bare command, the target ratio, and whether the
+/// memory backend's time is added to the wire's (library lists: their decode or encode).
+struct WireRef {
+    workload: &'static str,
+    bare: &'static str,
+    target: f64,
+    plus_codec: bool,
+}
+
+const WIRE_REFS: [WireRef; 6] = [
+    WireRef {
+        workload: WORKLOADS[0],
+        bare: "GET of the list ({} bytes)",
+        target: 1.5,
+        plus_codec: true,
+    },
+    WireRef {
+        workload: WORKLOADS[1],
+        bare: "GET of the list ({} bytes)",
+        target: 1.5,
+        plus_codec: true,
+    },
+    WireRef {
+        workload: WORKLOADS[3],
+        bare: "SET of the list ({} bytes)",
+        target: 1.5,
+        plus_codec: true,
+    },
+    WireRef {
+        workload: WORKLOADS[4],
+        bare: "SET of the same bytes ({} on average)",
+        target: 1.3,
+        plus_codec: false,
+    },
+    WireRef {
+        workload: WORKLOADS[5],
+        bare: "GET of the same bytes ({} on average)",
+        target: 1.3,
+        plus_codec: false,
+    },
+    WireRef {
+        workload: WORKLOADS[6],
+        bare: "GET of an absent key",
+        target: 1.3,
+        plus_codec: false,
+    },
+];
+
+/// Each Redis workload compared with its bare counterpart: (workload, ops, seconds of the
+/// workload, ops, seconds of the bare command, mean bytes of the bare command's value),
+/// measured interleaved.
+type Wire = Vec<(&'static str, u64, f64, u64, f64, u64)>;
+
+/// Runs `a(i)` and `b(i)` in alternating rounds of 8 until twice the budget is spent, so that
+/// both see the same machine (a shared machine's load comes and goes); returns each one's
+/// operations and seconds.
+async fn measure_pair<A, AF, B, BF>(
+    budget: Duration,
+    mut a: A,
+    mut b: B,
+) -> Result<(u64, f64, u64, f64), BoxError>
+where
+    A: FnMut(u64) -> AF,
+    AF: Future<Output = Result<(), BoxError>>,
+    B: FnMut(u64) -> BF,
+    BF: Future<Output = Result<(), BoxError>>,
+{
+    let start = Instant::now();
+    let (mut na, mut ta, mut nb, mut tb) = (0u64, 0.0, 0u64, 0.0);
+    while start.elapsed() < budget * 2 {
+        let t = Instant::now();
+        for _ in 0..8 {
+            a(na).await?;
+            na += 1;
+        }
+        ta += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..8 {
+            b(nb).await?;
+            nb += 1;
+        }
+        tb += t.elapsed().as_secs_f64();
+    }
+    Ok((na, ta, nb, tb))
+}
+
+/// Each Redis workload compared with a bare `GET`/`SET` of the bytes it stores (see
+/// [`WIRE_REFS`]), on the backend's own connection, interleaved.
+async fn against_the_wire(
+    redis: &plexcache_redis::RedisBackend,
+    budget: Duration,
+    store: &PlexCache<DynBackend>,
+    library: &[PlexItem],
+    list: &[u8],
+    populated: u64,
+) -> Result<Wire, BoxError> {
+    let cache = store.cache();
+    let mut stored = Vec::new();
+    for i in 0..4 {
+        let entry = cache
+            .backend()
+            .get(&small_key(i), now_ms())
+            .await?
+            .ok_or("small entry missing")?;
+        stored.push(entry.value);
+    }
+    let small_mean = stored.iter().map(|v| v.len() as u64).sum::<u64>() / stored.len() as u64;
+    let names: Vec<String> = (0..stored.len()).map(|i| format!("small-{i}")).collect();
+    for (name, value) in names.iter().zip(&stored) {
+        redis.bare_set(name, value).await?;
+    }
+    redis.bare_set("list", list).await?;
+    // The main run removed the listing after its reads.
+    store.set_library_items("Movies", library).await?;
+    let bare_list_get = |_| async move {
+        redis.bare_get("list").await?.ok_or("bare list missing")?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    let r = measure_pair(budget, |_| read_view(store), bare_list_get).await?;
+    out.push((WORKLOADS[0], r.0, r.1, r.2, r.3, list.len() as u64));
+    let r = measure_pair(
+        budget,
+        |_| async move {
+            store
+                .library_items("Movies")
+                .await?
+                .ok_or("library list missing")?;
+            Ok(())
+        },
+        bare_list_get,
+    )
+    .await?;
+    out.push((WORKLOADS[1], r.0, r.1, r.2, r.3, list.len() as u64));
+    let r = measure_pair(
+        budget,
+        |_| async move { Ok(store.set_library_items("Movies", library).await?) },
+        |_| async move { Ok(redis.bare_set("list", list).await?) },
+    )
+    .await?;
+    out.push((WORKLOADS[3], r.0, r.1, r.2, r.3, list.len() as u64));
+    // Rewrites of the small entries the hits read, each against a bare SET of the same shape.
+    let r = measure_pair(
+        budget,
+        |i| async move {
+            let k = i % populated;
+            Ok(cache.set(&small_key(k), &small(k, library)).await?)
+        },
+        |i| {
+            let n = (i % populated) as usize % 4;
+            let (name, value) = (&names[n], &stored[n]);
+            async move { Ok(redis.bare_set(name, value).await?) }
+        },
+    )
+    .await?;
+    out.push((WORKLOADS[4], r.0, r.1, r.2, r.3, small_mean));
+    let r = measure_pair(
+        budget,
+        |i| async move {
+            cache
+                .get::<Vec<PlexItem>>(&small_key(i.wrapping_mul(7919) % populated))
+                .await?
+                .ok_or("small entry missing")?;
+            Ok(())
+        },
+        |i| {
+            let name = &names[(i.wrapping_mul(7919) % populated) as usize % 4];
+            async move {
+                redis.bare_get(name).await?.ok_or("bare entry missing")?;
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    out.push((WORKLOADS[5], r.0, r.1, r.2, r.3, small_mean));
+    let r = measure_pair(
+        budget,
+        |i| async move {
+            if cache
+                .get::<Vec<PlexItem>>(&format!("search:Movies:absent {i}"))
+                .await?
+                .is_some()
+            {
+                return Err("unexpected hit".into());
+            }
+            Ok(())
+        },
+        |_| async move {
+            if redis.bare_get("absent").await?.is_some() {
+                return Err("unexpected bare hit".into());
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    out.push((WORKLOADS[6], r.0, r.1, r.2, r.3, 0));
+    redis.bare_delete("list").await?;
+    for name in &names {
+        redis.bare_delete(name).await?;
+    }
+    Ok(out)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 const WORKLOADS: [&str; 10] = [
@@ -155,7 +380,7 @@ async fn bench_backend(
     library: &[PlexItem],
     sync_xml: Option<&[u8]>,
     redis_url: Option<&str>,
-) -> Result<Vec<(&'static str, u64, f64)>, BoxError> {
+) -> Result<(Vec<(&'static str, u64, f64)>, Wire), BoxError> {
     let budget = Duration::from_secs_f64(args.seconds);
     // A fresh subdirectory, created 0700 by the backend like any cache directory (a temporary
     // directory itself may be readable by others, which the backends warn about).
@@ -171,6 +396,19 @@ async fn bench_backend(
     // Listing reads from the store (no in-process tier): the view, touching what a sync tool
     // reads of every item, and owned items.
     store.set_library_items("Movies", &library).await?;
+    // The stored bytes, for the bare round trips of the same value (Redis).
+    let list_bytes = match &redis {
+        Some(_) => Some(
+            store
+                .cache()
+                .backend()
+                .get(&keys::library_key("Movies"), now_ms())
+                .await?
+                .ok_or("library list missing")?
+                .value,
+        ),
+        None => None,
+    };
     let r = measure(budget, u64::MAX, |_| read_view(&store)).await?;
     out.push((WORKLOADS[0], r.0, r.1));
     let r = measure(budget, u64::MAX, |_| {
@@ -264,6 +502,10 @@ async fn bench_backend(
     })
     .await?;
     out.push((WORKLOADS[7], r.0, r.1));
+    let mut wire = Vec::new();
+    if let (Some(redis), Some(list)) = (&redis, &list_bytes) {
+        wire = against_the_wire(redis, budget, &store, &library, list, populated).await?;
+    }
     drop(store);
     if let Some(redis) = redis {
         redis.destroy().await?;
@@ -315,7 +557,7 @@ async fn bench_backend(
             redis.destroy().await?;
         }
     }
-    Ok(out)
+    Ok((out, wire))
 }
 
 /// Runs `bench`.
@@ -335,20 +577,22 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         return Ok(EXIT_USAGE);
     }
     backends.dedup();
+    let mut wire = Wire::new();
     for kind in &backends {
         let name = backend_name(*kind);
         if !g.json {
             eprintln!("benchmarking {name} ...");
         }
-        for (workload, ops, seconds) in bench_backend(
+        let (measured, bare) = bench_backend(
             *kind,
             &args,
             &library,
             sync_xml.as_deref(),
             g.redis_url.as_deref(),
         )
-        .await?
-        {
+        .await?;
+        wire.extend(bare);
+        for (workload, ops, seconds) in measured {
             rows.push(Row {
                 workload,
                 backend: name,
@@ -356,8 +600,40 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
                 seconds,
                 ops_per_sec: ops as f64 / seconds.max(1e-9),
                 ratio_to_fastest: 0.0,
+                paired_ops_per_sec: None,
+                wire_ops_per_sec: None,
+                wire_bytes: None,
+                ratio_to_wire: None,
             });
         }
+    }
+    let per_op = |ops: u64, seconds: f64| seconds / (ops.max(1) as f64);
+    let memory_per_op: Vec<(&str, f64)> = rows
+        .iter()
+        .filter(|r| r.backend == "memory")
+        .map(|r| (r.workload, per_op(r.ops, r.seconds)))
+        .collect();
+    for r in rows.iter_mut().filter(|r| r.backend == "redis") {
+        let Some(&(_, ops, seconds, wire_ops, wire_seconds, bytes)) =
+            wire.iter().find(|w| w.0 == r.workload)
+        else {
+            continue;
+        };
+        let Some(reference) = WIRE_REFS.iter().find(|w| w.workload == r.workload) else {
+            continue;
+        };
+        let codec = if reference.plus_codec {
+            memory_per_op
+                .iter()
+                .find(|m| m.0 == r.workload)
+                .map_or(0.0, |m| m.1)
+        } else {
+            0.0
+        };
+        r.paired_ops_per_sec = Some(ops as f64 / seconds.max(1e-9));
+        r.wire_ops_per_sec = Some(wire_ops as f64 / wire_seconds.max(1e-9));
+        r.wire_bytes = Some(bytes);
+        r.ratio_to_wire = Some(per_op(ops, seconds) / (per_op(wire_ops, wire_seconds) + codec));
     }
     for w in WORKLOADS {
         let best = rows
@@ -409,6 +685,53 @@ pub async fn run(g: &Global, args: BenchArgs) -> Result<u8, BoxError> {
         args.items, args.keys, args.sync_items, args.seconds
     );
     print!("{}", output::table(&header_refs, &table));
+    if rows.iter().any(|r| r.ratio_to_wire.is_some()) {
+        let with_memory = rows.iter().any(|r| r.backend == "memory");
+        println!();
+        println!(
+            "redis against the wire: each workload interleaved with bare round trips of the same bytes, on the backend's connection{}",
+            if with_memory {
+                ""
+            } else {
+                " (without memory among the backends, the lists' decode/encode time is not added)"
+            }
+        );
+        let table: Vec<Vec<String>> = WIRE_REFS
+            .iter()
+            .filter_map(|w| {
+                let r = rows
+                    .iter()
+                    .find(|r| r.backend == "redis" && r.workload == w.workload)?;
+                let ratio = r.ratio_to_wire?;
+                let wire_ops = r.wire_ops_per_sec?;
+                let ops = r.paired_ops_per_sec?;
+                let bare = w.bare.replace("{}", &r.wire_bytes.unwrap_or(0).to_string());
+                let reference = if w.plus_codec && with_memory {
+                    format!("{bare} + memory backend")
+                } else {
+                    bare
+                };
+                Some(vec![
+                    w.workload.to_owned(),
+                    si(ops),
+                    format!("{reference}: {}", si(wire_ops)),
+                    format!("{ratio:.2}x"),
+                    format!(
+                        "{:.1}x: {}",
+                        w.target,
+                        if ratio <= w.target { "met" } else { "missed" }
+                    ),
+                ])
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(
+                &["workload", ">redis ops/s", "against", ">ratio", "target"],
+                &table
+            )
+        );
+    }
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(EXIT_OK)
 }

@@ -170,6 +170,16 @@ fn bench_adds_redis_and_leaves_nothing_behind() {
     assert_eq!(rows.len(), 10 * 2);
     assert_eq!(rows.iter().filter(|r| r["backend"] == "redis").count(), 10);
     assert!(rows.iter().all(|r| r["ops"].as_u64().unwrap() > 0));
+    // Six Redis rows are compared with bare round trips of the same bytes.
+    let against_wire: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["backend"] == "redis" && r.get("ratio_to_wire").is_some())
+        .collect();
+    assert_eq!(against_wire.len(), 6, "{rows:?}");
+    for r in against_wire {
+        assert!(r["ratio_to_wire"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["wire_ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
     let dbsize = send(server.port, "DBSIZE").unwrap();
     assert_eq!(dbsize.trim(), ":0", "bench cleaned up after itself");
 }

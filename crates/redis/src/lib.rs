@@ -40,6 +40,7 @@
 //! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
 //! | `P counters` | hash | `entries`, `bytes`, `seq` (the write sequence) |
 //! | `P stats` | hash | the persistent statistics counters |
+//! | `P t:<id>:<n>` | string | a large value on its way into a write script (see below), for an instant |
 //!
 //! Sorted sets order equal scores by member bytes, and the members start with zero-padded
 //! numbers, so each index walks in exactly the order of
@@ -48,6 +49,33 @@
 //! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
 //! entry, its index members and the counters change together, atomically, whichever process
 //! runs it; `usage()` reads two counters.
+//!
+//! ## Reads and large values
+//!
+//! A `get` is one transaction (`MULTI`, `HGET` of the metadata, `GET` of the value, `EXEC`):
+//! one round trip, metadata and value from one instant, and the value's bytes go from the
+//! server's string to the socket as a plain `GET` sends them. No script runs on a read (a value
+//! returned from Lua, or passed into it, is copied into a Lua string first, which costs more
+//! than the round trip for a library list). `get_if_changed` compares `STRLEN` and a `GETRANGE`
+//! of the head in the same way and reads the value only when it changed.
+//!
+//! A write of a value of 4 KiB or more sends it with a plain `SET` of a key of its own
+//! (`P t:...`, with a short server-side expiry) in the same pipeline as the write script, which
+//! renames it into place (or deletes it, when the write is refused); smaller values are script
+//! arguments. Batches do the same per value.
+//!
+//! ## Redis Cluster
+//!
+//! A URL `redis+cluster://[:password@]host:port[,host:port...]` (`rediss+cluster://` for TLS)
+//! connects to a cluster through any of the listed nodes. There the prefix's name becomes a hash
+//! tag: the keys are `{name}:meta`, `{name}:v:<key>`, and so on, all in one slot, so each
+//! script and transaction runs on the one master that serves it (scripts declare
+//! `{name}:meta` as their key, which the client routes by). One cache lives on one master
+//! (and its replicas): its memory and throughput are that node's. Several caches (prefixes)
+//! spread over the masters. A cache cannot be split over slots without giving up what every
+//! write keeps atomically (the byte counter, the eviction order across all entries). The
+//! client does not retry a call itself (a script may have run); a call that meets a moved
+//! slot or a node that went away fails, and the next one goes to the new owner.
 //!
 //! ## Writes, limits and batches
 //!
@@ -81,7 +109,8 @@
 //! Every call fails with an [`Error::Backend`] naming the server (the URL without its
 //! password) within the [command timeout](RedisBackendBuilder::command_timeout); the
 //! connection is re-established in the background and calls succeed again once the server is
-//! back. A write that timed out may or may not have been applied, but never half-applied.
+//! back. A write that timed out may or may not have been applied, but never half-applied. The
+//! same holds for a cluster master that goes away and comes back.
 
 use std::fmt;
 use std::future::Future;
@@ -94,14 +123,15 @@ use plexcache_core::{
     async_trait,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Value};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 
 mod scripts;
 mod url;
 
 pub use url::redact as redact_url;
 
-use scripts::Scripts;
+use scripts::{Lua, Scripts};
 
 /// The backend's name in messages.
 const NAME: &str = "redis";
@@ -114,8 +144,18 @@ const RECORD_BATCH: usize = 500;
 /// grows with its entries and with the entries its prefixes remove (usually about as many):
 /// its call may take one more command timeout per this many puts.
 const PUTS_PER_TIMEOUT: usize = 5_000;
+/// The client library's own response timeout, in command timeouts: above what any call of this
+/// crate allows itself (a batch of a few hundred thousand entries).
+const BATCH_TIMEOUTS: u32 = 100;
 /// Counts Lua handles exactly (2^53).
 const LUA_MAX: u64 = 1 << 53;
+/// Values at least this long reach a write script staged under a key of their own (one plain
+/// `SET` in the same pipeline, renamed into place by the script) instead of as a script
+/// argument, which the server would copy into a Lua string.
+const STAGE_AT: usize = 4 * 1024;
+/// The server-side expiry of a staged value, which only matters when the script that takes it
+/// never runs (the connection dropped between the two commands).
+const STAGED_TTL_MS: u64 = 600_000;
 
 /// Configures and connects a [`RedisBackend`].
 #[derive(Clone)]
@@ -184,11 +224,99 @@ impl RedisBackendBuilder {
     pub async fn connect(self) -> Result<RedisBackend> {
         check_prefix(&self.key_prefix)?;
         let server = url::redact(&self.url);
-        if self.url.starts_with("rediss://") || self.url.starts_with("valkeys://") {
+        let cluster = url::cluster_nodes(&self.url).map_err(|why| {
+            Error::backend(
+                NAME,
+                format!("invalid Redis URL {server}"),
+                std::io::Error::other(why),
+            )
+        })?;
+        if self.url.starts_with("rediss") || self.url.starts_with("valkeys://") {
             // rustls needs a process-wide crypto provider; another part of the program may
             // have installed one already, which is just as good.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
+        let connect_timeout = self.connect_timeout.unwrap_or(self.command_timeout);
+        let (conn, key_prefix) = match cluster {
+            Some(nodes) => {
+                check_cluster_prefix(&self.key_prefix)?;
+                let conn = self
+                    .connect_cluster(nodes, &server, connect_timeout)
+                    .await?;
+                // One hash tag for the whole cache: every key of it in one slot, so that a
+                // script or transaction may touch any of them.
+                let name = self.key_prefix.trim_end_matches(':');
+                (Conn::Cluster(conn), format!("{{{name}}}:"))
+            }
+            None => (
+                Conn::Single(self.connect_single(&server, connect_timeout).await?),
+                self.key_prefix.clone(),
+            ),
+        };
+        tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                conn,
+                server,
+                url: self.url,
+                meta_key: format!("{key_prefix}meta").into_bytes(),
+                server_prefix: key_prefix,
+                prefix: self.key_prefix,
+                timeout: self.command_timeout,
+                grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
+                scripts: Scripts::new(),
+                staged: std::sync::atomic::AtomicU64::new(0),
+                staging_id: staging_id(),
+            }),
+        })
+    }
+
+    async fn connect_cluster(
+        &self,
+        nodes: Vec<String>,
+        server: &str,
+        connect_timeout: Duration,
+    ) -> Result<ClusterConnection> {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(connect_timeout)
+            // Calls are bounded by this crate's own timeout, which grows with a batch's size
+            // (see PUTS_PER_TIMEOUT); the client's own bound only catches what that misses.
+            .response_timeout(self.command_timeout.saturating_mul(BATCH_TIMEOUTS))
+            // No retries inside the client: a script whose connection dropped may have run, and
+            // running it again could count twice. A call that meets a moved slot fails once;
+            // the client has refreshed its slot map for the next one.
+            .retries(0)
+            .build()
+            .map_err(|e| {
+                Error::backend(
+                    NAME,
+                    format!("invalid Redis URL {server}"),
+                    redact_error(&e, &self.url),
+                )
+            })?;
+        tokio::time::timeout(connect_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| {
+                Error::backend(
+                    NAME,
+                    format!("connecting to {server}: no answer within {connect_timeout:?}"),
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                )
+            })?
+            .map_err(|e| {
+                Error::backend(
+                    NAME,
+                    format!("connecting to {server}"),
+                    redact_error(&e, &self.url),
+                )
+            })
+    }
+
+    async fn connect_single(
+        &self,
+        server: &str,
+        connect_timeout: Duration,
+    ) -> Result<ConnectionManager> {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
             Error::backend(
                 NAME,
@@ -196,16 +324,17 @@ impl RedisBackendBuilder {
                 redact_error(&e, &self.url),
             )
         })?;
-        let connect_timeout = self.connect_timeout.unwrap_or(self.command_timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(self.command_timeout))
+            // Calls are bounded by this crate's own timeout, which grows with a batch's size
+            // (see PUTS_PER_TIMEOUT); the client's own bound only catches what that misses.
+            .set_response_timeout(Some(self.command_timeout.saturating_mul(BATCH_TIMEOUTS)))
             // Fail fast while the server is away (every call tries to reconnect again, and the
             // command timeout bounds the wait); reconnect at once when it is back.
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        let manager = tokio::time::timeout(
+        tokio::time::timeout(
             connect_timeout,
             ConnectionManager::new_with_config(client, config),
         )
@@ -223,19 +352,64 @@ impl RedisBackendBuilder {
                 format!("connecting to {server}"),
                 redact_error(&e, &self.url),
             )
-        })?;
-        tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
-        Ok(RedisBackend {
-            inner: Arc::new(Inner {
-                conn: manager,
-                server,
-                url: self.url,
-                prefix: self.key_prefix,
-                timeout: self.command_timeout,
-                grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
-                scripts: Scripts::new(),
-            }),
         })
+    }
+}
+
+/// A random number for this process's staged-value keys (with a counter after it, they never
+/// repeat, across processes and hosts too).
+fn staging_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// In a cluster the prefix's name becomes a hash tag (`{name}:`), so it may not hold braces.
+fn check_cluster_prefix(prefix: &str) -> Result<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(Error::Config(format!(
+            "invalid Redis key prefix {prefix:?} for a cluster: the name becomes the hash tag {{name}} that keeps the cache in one slot, so it may not hold '{{' or '}}'"
+        )));
+    }
+    Ok(())
+}
+
+/// The connection: to one server (reconnecting in the background), or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -292,15 +466,24 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     /// The URL without credentials, for messages.
     server: String,
     /// The URL as given (only to scrub it from error texts).
     url: String,
+    /// The key prefix as configured.
     prefix: String,
+    /// What every key on the server starts with: the prefix, or in a cluster `{name}:`.
+    server_prefix: String,
+    /// `key_prefix` + `meta`: the key every script declares (a cluster routes by it).
+    meta_key: Vec<u8>,
     timeout: Duration,
     grace_ms: u64,
     scripts: Scripts,
+    /// Staged values written so far (their keys' counter).
+    staged: std::sync::atomic::AtomicU64,
+    /// This backend's random part of staged values' keys.
+    staging_id: u64,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -315,7 +498,10 @@ impl fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     /// A builder for a backend on the server at `url` (`redis://[:password@]host[:port][/db]`,
-    /// `rediss://` for TLS, `redis+unix:///path?db=N&pass=...` for a Unix socket).
+    /// `rediss://` for TLS, `redis+unix:///path?db=N&pass=...` for a Unix socket), or on the
+    /// Redis Cluster whose nodes `url` lists
+    /// (`redis+cluster://[:password@]host:port[,host:port...]`, `rediss+cluster://` for TLS;
+    /// see the crate documentation).
     pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
         RedisBackendBuilder {
             url: url.into(),
@@ -347,8 +533,8 @@ impl RedisBackend {
     pub async fn destroy(&self) -> Result<()> {
         self.remove_range("destroying the cache", "").await?;
         let keys = [
-            format!("{}counters", self.inner.prefix),
-            format!("{}stats", self.inner.prefix),
+            format!("{}counters", self.inner.server_prefix),
+            format!("{}stats", self.inner.server_prefix),
         ];
         let _: i64 = self
             .call(
@@ -360,6 +546,69 @@ impl RedisBackend {
             )
             .await?;
         Ok(())
+    }
+
+    /// A plain `SET` of `value` under `<key prefix>wire:<name>` on the backend's own
+    /// connection, without any of the cache's bookkeeping: what the bytes cost on the wire
+    /// (`plexcache bench` shows its Redis rows against it). Not part of the cache: delete it
+    /// with [`bare_delete`](Self::bare_delete) (`clear` and `destroy` do not know it).
+    pub async fn bare_set(&self, name: &str, value: &[u8]) -> Result<()> {
+        let key = self.wire_key(name);
+        self.call(
+            || "a bare SET".to_owned(),
+            |mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    /// A plain `GET` of `<key prefix>wire:<name>` (see [`bare_set`](Self::bare_set)).
+    pub async fn bare_get(&self, name: &str) -> Result<Option<Bytes>> {
+        let key = self.wire_key(name);
+        let v: Value = self
+            .call(
+                || "a bare GET".to_owned(),
+                |mut conn| {
+                    let key = &key;
+                    async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+                },
+            )
+            .await?;
+        match v {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(Bytes::from(b))),
+            other => Err(self.bad_reply("a bare GET", &other)),
+        }
+    }
+
+    /// Deletes `<key prefix>wire:<name>` (see [`bare_set`](Self::bare_set)).
+    pub async fn bare_delete(&self, name: &str) -> Result<()> {
+        let key = self.wire_key(name);
+        self.call(
+            || "a bare DEL".to_owned(),
+            |mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    fn wire_key(&self, name: &str) -> String {
+        format!("{}wire:{name}", self.inner.server_prefix)
     }
 
     fn err(&self, what: &str, source: impl Into<plexcache_core::BoxError>) -> Error {
@@ -378,7 +627,7 @@ impl RedisBackend {
     /// more; nothing else is retried, since a script may have run.
     async fn call<T, F, Fut>(&self, what: impl Fn() -> String, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         self.call_within(self.inner.timeout, what, op).await
@@ -392,7 +641,7 @@ impl RedisBackend {
         op: F,
     ) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
@@ -420,11 +669,25 @@ impl RedisBackend {
     async fn script(
         &self,
         what: impl Fn() -> String,
-        script: &redis::Script,
+        script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
         self.script_within(self.inner.timeout, what, script, args)
             .await
+    }
+
+    /// `EVALSHA` of `script` with the prefix's `meta` key as its one key (which a cluster
+    /// routes by) and the prefix then `args` as its arguments.
+    fn eval(&self, script: &Lua, args: &[&[u8]]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&script.hash)
+            .arg(1)
+            .arg(&self.inner.meta_key)
+            .arg(self.inner.server_prefix.as_bytes());
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd
     }
 
     /// [`script`](Self::script) with another timeout than the command timeout.
@@ -432,26 +695,115 @@ impl RedisBackend {
         &self,
         timeout: Duration,
         what: impl Fn() -> String,
-        script: &redis::Script,
+        script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(self.inner.prefix.as_bytes());
-        for a in args {
-            invocation.arg(*a);
-        }
+        let cmd = self.eval(script, args);
         self.call_within(timeout, what, |mut conn| {
-            let invocation = &invocation;
-            async move { invocation.invoke_async::<Value>(&mut conn).await }
+            let cmd = &cmd;
+            async move {
+                match cmd.query_async::<Value>(&mut conn).await {
+                    Err(e) if is_noscript(&e) => {
+                        load(&mut conn, script).await?;
+                        cmd.query_async::<Value>(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
         })
         .await
     }
 
+    /// An error for a reply of an unexpected shape, described by its shape only (a reply may
+    /// hold a whole value).
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
         self.err(
             what,
-            std::io::Error::other(format!("unexpected reply from the server: {v:?}")),
+            std::io::Error::other(format!("unexpected reply from the server: {}", describe(v))),
         )
+    }
+
+    /// Runs `pipe`, an atomic pipeline (`MULTI` ... `EXEC`, one round trip) of `n` commands,
+    /// and returns their replies.
+    async fn transaction(
+        &self,
+        what: impl Fn() -> String,
+        pipe: &redis::Pipeline,
+        n: usize,
+    ) -> Result<Vec<Value>> {
+        let replies: Vec<Value> = self
+            .call(&what, |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        if replies.len() != n {
+            return Err(self.err(
+                &what(),
+                std::io::Error::other(format!(
+                    "{} replies to a transaction of {n} commands",
+                    replies.len()
+                )),
+            ));
+        }
+        Ok(replies)
+    }
+
+    /// The server-side key of `key`'s value.
+    fn value_key(&self, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.inner.server_prefix.len() + 2 + key.len());
+        k.extend_from_slice(self.inner.server_prefix.as_bytes());
+        k.extend_from_slice(b"v:");
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    /// A key for a staged value that no other write uses.
+    fn staged_key(&self) -> Vec<u8> {
+        let n = self
+            .inner
+            .staged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{}t:{:016x}:{n}",
+            self.inner.server_prefix, self.inner.staging_id
+        )
+        .into_bytes()
+    }
+
+    /// Runs `script` after `SET staged value PX ...` in one pipeline (one round trip): the
+    /// script takes the value from `staged` without a copy through Lua.
+    async fn staged_script(
+        &self,
+        timeout: Duration,
+        what: impl Fn() -> String,
+        script: &Lua,
+        staged: &[(Vec<u8>, &[u8])],
+        args: &[&[u8]],
+    ) -> Result<Value> {
+        let mut pipe = redis::pipe();
+        for (key, value) in staged {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(*value)
+                .arg("PX")
+                .arg(STAGED_TTL_MS);
+        }
+        pipe.add_command(self.eval(script, args));
+        pipe.ignore_errors();
+        self.call_within(timeout, what, |mut conn| {
+            let pipe = &pipe;
+            async move {
+                match script_reply(pipe.query_async(&mut conn).await?) {
+                    Err(e) if is_noscript(&e) => {
+                        load(&mut conn, script).await?;
+                        // The values are staged again (the same bytes under the same keys).
+                        script_reply(pipe.query_async(&mut conn).await?)
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -462,6 +814,59 @@ fn short(key: &str) -> String {
 
 fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
+}
+
+/// The last reply of a pipeline (its script's), or the first error among its replies.
+fn script_reply(mut replies: Vec<Value>) -> redis::RedisResult<Value> {
+    let last = replies.pop().ok_or_else(|| {
+        RedisError::from((ErrorKind::UnexpectedReturnType, "empty pipeline reply"))
+    })?;
+    for reply in replies {
+        if let Value::ServerError(e) = reply {
+            return Err(e.into());
+        }
+    }
+    match last {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
+}
+
+/// Whether the server did not know a script's hash.
+fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// Loads `script` (on every master of a cluster).
+async fn load(conn: &mut Conn, script: &Lua) -> redis::RedisResult<()> {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(&script.code)
+        .query_async::<Value>(conn)
+        .await
+        .map(drop)
+}
+
+/// The shape of a reply, for messages: never its bytes.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!(
+            "an array of {} ({})",
+            a.len(),
+            a.iter()
+                .take(12)
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::BulkString(b) => format!("a string of {} bytes", b.len()),
+        Value::Int(i) => format!("the integer {i}"),
+        Value::Nil => "nil".to_owned(),
+        Value::SimpleString(s) => format!("the status {:?}", plexcache_core::short_key(s)),
+        Value::Okay => "OK".to_owned(),
+        Value::ServerError(e) => format!("the server error {}", e.code()),
+        _ => "a reply of another RESP type".to_owned(),
+    }
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -481,13 +886,6 @@ fn as_bytes(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.into_bytes()),
-        _ => None,
-    }
-}
-
-fn array(v: Value) -> Option<Vec<Value>> {
-    match v {
-        Value::Array(a) => Some(a),
         _ => None,
     }
 }
@@ -630,25 +1028,37 @@ impl CacheBackend for RedisBackend {
 
     async fn get(&self, key: &str, now: Millis) -> Result<Option<Entry>> {
         let what = || format!("reading key {}", short(key));
-        let v = self
-            .script(what, &self.inner.scripts.get, &[key.as_bytes(), &num(now)])
-            .await?;
-        if v == Value::Nil {
-            return Ok(None);
-        }
-        let bad = self.bad_reply(&what(), &v);
-        let mut parts = array(v).ok_or(bad)?.into_iter();
-        let (Some(raw), Some(value)) = (
-            parts.next().and_then(as_bytes),
-            parts.next().and_then(as_bytes),
-        ) else {
+        // One transaction, one round trip: the metadata and the value as one consistent pair,
+        // the value's bytes straight from the server's string (never through Lua).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&self.inner.meta_key)
+            .arg(key)
+            .cmd("GET")
+            .arg(self.value_key(key));
+        let mut replies = self.transaction(what, &pipe, 2).await?.into_iter();
+        let (Some(raw), Some(value)) = (replies.next(), replies.next()) else {
             return Err(self.err(&what(), std::io::Error::other("short reply")));
         };
+        let raw = match raw {
+            Value::Nil => return Ok(None),
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), &other)),
+        };
         let meta = self.meta_of(&what(), &raw)?;
-        Ok(Some(Entry {
-            value: Bytes::from(value),
-            meta,
-        }))
+        if meta.is_expired(now) {
+            return Ok(None);
+        }
+        match value {
+            // Dropped by the server's safety-net expiry (or by hand): absent.
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(Entry {
+                value: Bytes::from(b),
+                meta,
+            })),
+            other => Err(self.bad_reply(&what(), &other)),
+        }
     }
 
     async fn get_if_changed(
@@ -659,33 +1069,38 @@ impl CacheBackend for RedisBackend {
         len: u64,
     ) -> Result<Option<Revalidated>> {
         let what = || format!("revalidating key {}", short(key));
-        let v = self
-            .script(
-                what,
-                &self.inner.scripts.get_if_changed,
-                &[key.as_bytes(), &num(now), head, &num(len)],
-            )
-            .await?;
-        if v == Value::Nil {
+        let vk = self.value_key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&self.inner.meta_key)
+            .arg(key)
+            .cmd("EXISTS")
+            .arg(&vk)
+            .cmd("STRLEN")
+            .arg(&vk);
+        if !head.is_empty() {
+            pipe.cmd("GETRANGE").arg(&vk).arg(0).arg(head.len() - 1);
+        }
+        let n = if head.is_empty() { 3 } else { 4 };
+        let replies = self.transaction(what, &pipe, n).await?;
+        let raw = match &replies[0] {
+            Value::Nil => return Ok(None),
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), other)),
+        };
+        let meta = self.meta_of(&what(), raw)?;
+        if meta.is_expired(now) || as_i64(&replies[1]) != Some(1) {
             return Ok(None);
         }
-        let bad = self.bad_reply(&what(), &v);
-        let mut parts = array(v).ok_or(bad)?.into_iter();
-        let raw = parts.next().and_then(as_bytes);
-        let same = parts.next().as_ref().and_then(as_i64);
-        let value = parts.next().and_then(as_bytes);
-        let (Some(raw), Some(same)) = (raw, same) else {
-            return Err(self.err(&what(), std::io::Error::other("short reply")));
-        };
-        let meta = self.meta_of(&what(), &raw)?;
-        match (same, value) {
-            (1, _) => Ok(Some(Revalidated::Same(meta))),
-            (_, Some(value)) => Ok(Some(Revalidated::Changed(Entry {
-                value: Bytes::from(value),
-                meta,
-            }))),
-            _ => Err(self.err(&what(), std::io::Error::other("reply without the value"))),
+        let same_len = as_u64(&replies[2]) == Some(len);
+        let same_head = head.is_empty()
+            || matches!(replies.get(3), Some(Value::BulkString(b)) if b.as_slice() == head);
+        if same_len && same_head {
+            return Ok(Some(Revalidated::Same(meta)));
         }
+        // Changed: read it whole (a second round trip, only when the value changed).
+        Ok(self.get(key, now).await?.map(Revalidated::Changed))
     }
 
     async fn put(
@@ -699,23 +1114,34 @@ impl CacheBackend for RedisBackend {
         let what = || format!("writing key {}", short(key));
         let ea = expires_at.map(num).unwrap_or_default();
         let [max, policy, purge, now] = limit_args(&limit);
-        let v = self
-            .script(
-                what,
-                &self.inner.scripts.put,
-                &[
-                    key.as_bytes(),
-                    &value,
-                    &num(stored_at),
-                    &ea,
-                    &max,
-                    &policy,
-                    &purge,
-                    &now,
-                    &num(self.inner.grace_ms.min(LUA_MAX)),
-                ],
-            )
-            .await?;
+        let staged = (value.len() >= STAGE_AT).then(|| self.staged_key());
+        let grace = num(self.inner.grace_ms.min(LUA_MAX));
+        let stored_at = num(stored_at);
+        let args: [&[u8]; 10] = [
+            key.as_bytes(),
+            staged.as_deref().unwrap_or(&value),
+            &stored_at,
+            &ea,
+            &max,
+            &policy,
+            &purge,
+            &now,
+            &grace,
+            if staged.is_some() { b"1" } else { b"" },
+        ];
+        let v = match &staged {
+            Some(sk) => {
+                self.staged_script(
+                    self.inner.timeout,
+                    what,
+                    &self.inner.scripts.put,
+                    &[(sk.clone(), &value)],
+                    &args,
+                )
+                .await?
+            }
+            None => self.script(what, &self.inner.scripts.put, &args).await?,
+        };
         let Some([stored, previous, entries, bytes, xn, xb, en, eb]) = ints::<8>(&v) else {
             return Err(self.bad_reply(&what(), &v));
         };
@@ -760,6 +1186,12 @@ impl CacheBackend for RedisBackend {
             .iter()
             .map(|p| p.expires_at.map(num).unwrap_or_default())
             .collect();
+        // Large values travel staged (see STAGE_AT), the rest as arguments.
+        let staged: Vec<Option<Vec<u8>>> = batch
+            .puts
+            .iter()
+            .map(|p| (p.value.len() >= STAGE_AT).then(|| self.staged_key()))
+            .collect();
         // One script call, whatever the size (see PUTS_PER_TIMEOUT).
         let rounds = 1 + batch.puts.len().div_ceil(PUTS_PER_TIMEOUT);
         let timeout = self
@@ -767,7 +1199,7 @@ impl CacheBackend for RedisBackend {
             .timeout
             .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
         let mut args: Vec<&[u8]> =
-            Vec::with_capacity(7 + batch.remove_prefixes.len() + 3 * batch.puts.len());
+            Vec::with_capacity(7 + batch.remove_prefixes.len() + 4 * batch.puts.len());
         args.extend([
             stored_at.as_slice(),
             &max,
@@ -778,12 +1210,23 @@ impl CacheBackend for RedisBackend {
             &nprefixes,
         ]);
         args.extend(batch.remove_prefixes.iter().map(|p| p.as_bytes()));
-        for (put, expires_at) in batch.puts.iter().zip(&expiries) {
-            args.extend([put.key.as_bytes(), &put.value, expires_at.as_slice()]);
+        let mut stage: Vec<(Vec<u8>, &[u8])> = Vec::new();
+        for ((put, expires_at), sk) in batch.puts.iter().zip(&expiries).zip(&staged) {
+            match sk {
+                Some(sk) => {
+                    args.extend([put.key.as_bytes(), sk, expires_at.as_slice(), b"1"]);
+                    stage.push((sk.clone(), &put.value));
+                }
+                None => args.extend([put.key.as_bytes(), &put.value, expires_at.as_slice(), b""]),
+            }
         }
-        let v = self
-            .script_within(timeout, what, &self.inner.scripts.write_batch, &args)
-            .await?;
+        let script = &self.inner.scripts.write_batch;
+        let v = if stage.is_empty() {
+            self.script_within(timeout, what, script, &args).await?
+        } else {
+            self.staged_script(timeout, what, script, &stage, &args)
+                .await?
+        };
         let Some([applied, entries, bytes, rn, rb, written, xn, xb, en, eb]) = ints::<10>(&v)
         else {
             return Err(self.bad_reply(&what(), &v));
@@ -813,8 +1256,10 @@ impl CacheBackend for RedisBackend {
         if v == Value::Nil {
             return Ok(None);
         }
-        let bad = self.bad_reply(&what(), &v);
-        let raw = as_bytes(v).ok_or(bad)?;
+        let raw = match v {
+            Value::BulkString(b) => b,
+            other => return Err(self.bad_reply(&what(), &other)),
+        };
         self.meta_of(&what(), &raw).map(Some)
     }
 
@@ -831,7 +1276,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let key = format!("{}counters", self.inner.prefix);
+        let key = format!("{}counters", self.inner.server_prefix);
         let (entries, bytes): (Option<u64>, Option<u64>) = self
             .call(
                 || "reading usage".to_owned(),
@@ -936,8 +1381,10 @@ impl CacheBackend for RedisBackend {
                     &[&min, &max, &num(now), &num(want), &num(BATCH)],
                 )
                 .await?;
-            let bad = self.bad_reply(&what(), &v);
-            let mut parts = array(v).ok_or(bad)?.into_iter();
+            let mut parts = match v {
+                Value::Array(a) => a.into_iter(),
+                other => return Err(self.bad_reply(&what(), &other)),
+            };
             let examined = parts.next().as_ref().and_then(as_u64);
             let last = parts.next().and_then(as_bytes);
             let (Some(examined), Some(last)) = (examined, last) else {
@@ -980,7 +1427,7 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn load_stats(&self) -> Result<Counters> {
-        let key = format!("{}stats", self.inner.prefix);
+        let key = format!("{}stats", self.inner.server_prefix);
         let fields: std::collections::HashMap<String, i64> = self
             .call(
                 || "reading statistics".to_owned(),
@@ -1065,7 +1512,7 @@ impl CacheBackend for RedisBackend {
             if card != want {
                 problems.push(format!(
                     "index {}{name} has {card} members, expected {want}",
-                    self.inner.prefix
+                    self.inner.server_prefix
                 ));
             }
         }
@@ -1078,7 +1525,7 @@ impl CacheBackend for RedisBackend {
         if n[11] > 0 {
             problems.push(format!(
                 "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
-                n[11], self.inner.prefix
+                n[11], self.inner.server_prefix
             ));
         }
         Ok(problems)
@@ -1109,6 +1556,21 @@ mod tests {
         assert!(parse_meta(b"10,20,12,3,40").is_none());
         assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());
         assert!(parse_meta(b"a,20,12,3,40,7").is_none());
+    }
+
+    #[test]
+    fn replies_are_described_by_shape_never_by_bytes() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"secret-bytes".to_vec()),
+            Value::Int(3),
+            Value::Nil,
+        ]);
+        let text = describe(&v);
+        assert_eq!(
+            text,
+            "an array of 3 (a string of 12 bytes, the integer 3, nil)"
+        );
+        assert!(!text.contains("secret"));
     }
 
     #[test]

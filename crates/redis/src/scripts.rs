@@ -2,12 +2,12 @@
 //! counters change together, atomically, whichever process or host runs it.
 //!
 //! Every script takes the key prefix as `ARGV[1]` and builds its key names from it (see the
-//! layout in the crate documentation). Numbers that must stay exact (timestamps, sizes, write
+//! layout in the crate documentation); `KEYS[1]` is the prefix's `meta` key, declared so that a
+//! Redis Cluster client routes the call to the node serving the prefix's hash slot (every key
+//! of one cache is in that slot). Numbers that must stay exact (timestamps, sizes, write
 //! sequence numbers) travel as decimal strings and are stored as the caller sent them; the
 //! index members that need a numeric order embed them zero-padded to 20 digits (the width of
 //! `u64::MAX`), so a byte-wise member order is the numeric order.
-
-use redis::Script;
 
 /// Shared definitions, prepended to every script.
 const PRELUDE: &str = r#"
@@ -242,84 +242,87 @@ local function lex(p)
   if p == '' then return '-', '+' end
   return '[' .. p, '(' .. p .. '\255'
 end
--- Writes a value and its metadata at seq (the caller removed any previous entry of k and
--- fixes the counters).
-local function write(k, val, sa, ea, seq, grace)
+-- Staged values: a large value reaches a script under a key of its own, set just before the
+-- script in the same pipeline (with a short server-side expiry in case the script never
+-- runs), and is renamed into place (no copy through Lua). staged_len checks that it is there.
+local function staged_len(sk)
+  if redis.call('EXISTS', sk) == 0 then
+    error('plexcache: a staged value is missing under prefix ' .. P .. ' (expired before its write ran)')
+  end
+  return redis.call('STRLEN', sk)
+end
+-- Writes a value of len bytes (inline in val, or staged under the key val when staged) and its
+-- metadata at seq (the caller removed any previous entry of k and fixes the counters).
+local function write(k, val, len, staged, sa, ea, seq, grace)
   local vk = vkey(k)
-  redis.call('SET', vk, val)
+  if staged then
+    redis.call('RENAME', val, vk)
+    redis.call('PERSIST', vk)
+  else
+    redis.call('SET', vk, val)
+  end
   if ea ~= '' then
     -- Server-side expiry is a safety net for values nobody purges, a grace period after the
     -- entry expired; the metadata stays until purged, so the counters stay exact.
     local at = tonumber(ea) + grace
     if at > server_ms() then redis.call('PEXPIREAT', vk, int(at)) end
   end
-  local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + #val), sq = seq}
+  local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + len), sq = seq}
   redis.call('HSET', META, k, pack(m))
   index(k, m)
 end
 "#;
 
-/// ARGV: prefix, key, now. Returns `{meta, value}` or nil.
-const GET: &str = r#"
-local k = ARGV[2]
-local raw = redis.call('HGET', META, k)
-if not raw then return false end
-if expired(parse(raw), tonumber(ARGV[3])) then return false end
-local v = redis.call('GET', vkey(k))
-if not v then return false end
-return {raw, v}
-"#;
-
-/// ARGV: prefix, key, now, head, len. Returns `{meta, 1}` when the value is `len` bytes and
-/// starts with `head`, `{meta, 0, value}` otherwise, nil when absent or expired.
-const GET_IF_CHANGED: &str = r#"
-local k = ARGV[2]
-local raw = redis.call('HGET', META, k)
-if not raw then return false end
-if expired(parse(raw), tonumber(ARGV[3])) then return false end
-local vk = vkey(k)
-if redis.call('EXISTS', vk) == 0 then return false end
-local head = ARGV[4]
-if redis.call('STRLEN', vk) == tonumber(ARGV[5]) then
-  if #head == 0 or redis.call('GETRANGE', vk, 0, #head - 1) == head then
-    return {raw, 1}
-  end
-end
-return {raw, 0, redis.call('GET', vk)}
-"#;
-
-/// ARGV: prefix, key, value, stored_at, expires_at ('' = never), max_bytes, policy ('' = none,
-/// refuse above max_bytes; 'lrs', 'lru', 'lfu': evict down to it), purge limit, now,
-/// grace_ms. Purges, writes and evicts (see `WriteLimit`). Returns `{stored (0/1), previous
-/// size (-1 = none), entries, bytes, expired entries, expired bytes, evicted entries, evicted
-/// bytes}`.
+/// ARGV: prefix, key, value (or the staged value's key), stored_at, expires_at ('' = never),
+/// max_bytes, policy ('' = none, refuse above max_bytes; 'lrs', 'lru', 'lfu': evict down to
+/// it), purge limit, now, grace_ms, staged ('1': ARGV[3] names a staged value, '' otherwise).
+/// Purges, writes and evicts (see `WriteLimit`); a refused write drops its staged value.
+/// Returns `{stored (0/1), previous size (-1 = none), entries, bytes, expired entries, expired
+/// bytes, evicted entries, evicted bytes}`.
 const PUT: &str = r#"
 local k, val, sa, ea = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxb, policy = tonumber(ARGV[6]), ARGV[7]
+local staged = ARGV[11] == '1'
+local len
+if staged then len = staged_len(val) else len = #val end
 local xn, xb = purge_expired(ARGV[9], tonumber(ARGV[8]))
 local old = try_parse(redis.call('HGET', META, k))
-local size = #k + #val
+local size = #k + len
 local oldsize = -1
 if old then oldsize = tonumber(old.sz) elseif old == false then oldsize = malformed_size(k) end
-if policy == '' and counter('bytes') - math.max(oldsize, 0) + size > maxb then
-  return {0, -1, counter('entries'), counter('bytes'), xn, xb, 0, 0}
+-- The counters after the purge; kept here and written back once.
+local c = redis.call('HMGET', CNT, 'entries', 'bytes', 'seq')
+local entries, bytes = tonumber(c[1] or '0'), tonumber(c[2] or '0')
+if policy == '' and bytes - math.max(oldsize, 0) + size > maxb then
+  if staged then redis.call('DEL', val) end
+  return {0, -1, entries, bytes, xn, xb, 0, 0}
 end
-if old ~= nil then remove_entry(k, old) end
-local seq = int(redis.call('HINCRBY', CNT, 'seq', 1))
-write(k, val, sa, ea, seq, tonumber(ARGV[10]))
-redis.call('HINCRBY', CNT, 'entries', 1)
-redis.call('HINCRBY', CNT, 'bytes', size)
+if old then
+  -- The value and metadata are overwritten below; only the index members move.
+  unindex(k, old)
+  entries, bytes = entries - 1, bytes - oldsize
+elseif old == false then
+  drop_malformed(k)
+  entries, bytes = entries - 1, bytes - oldsize
+end
+local seq = int(tonumber(c[3] or '0') + 1)
+write(k, val, len, staged, sa, ea, seq, tonumber(ARGV[10]))
+entries, bytes = entries + 1, bytes + size
+redis.call('HSET', CNT, 'entries', int(entries), 'bytes', int(bytes), 'seq', seq)
 local en, eb = 0, 0
 if policy ~= '' then
   en, eb = evict_down(policy, maxb, function(key) return key == k end, math.huge)
+  entries, bytes = entries - en, bytes - eb
 end
-return {1, oldsize, counter('entries'), counter('bytes'), xn, xb, en, eb}
+return {1, oldsize, entries, bytes, xn, xb, en, eb}
 "#;
 
 /// ARGV: prefix, stored_at, max_bytes, policy (as for PUT), purge limit, now, grace_ms, number
-/// of prefixes, the prefixes, then (key, value, expires_at) triples. Applies the batch as one:
-/// purge, prefix removals, writes (the last put of a key wins), eviction of other entries;
-/// plans first and changes nothing when the batch cannot fit. Returns `{applied (0/1),
+/// of prefixes, the prefixes, then (key, value, expires_at, staged) quadruples, where staged is
+/// '1' when the value field names a staged value (see `staged_len`), '' otherwise. Applies the
+/// batch as one: purge, prefix removals, writes (the last put of a key wins), eviction of
+/// other entries; plans first and changes nothing when the batch cannot fit (but drops its
+/// staged values). Returns `{applied (0/1),
 /// entries, bytes, removed entries, removed bytes, keys written, expired entries, expired
 /// bytes, evicted entries, evicted bytes}`. ARGV is walked by index, never unpacked (a batch
 /// may hold more entries than the Lua stack takes).
@@ -328,7 +331,14 @@ local sa, maxb, policy = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local purge_limit, now, grace = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local nprefixes = tonumber(ARGV[8])
 local first = 9 + nprefixes
-local nputs = math.floor((#ARGV - first + 1) / 3)
+local nputs = math.floor((#ARGV - first + 1) / 4)
+local function arg(j, field) return ARGV[first + 4 * j + field] end
+-- Drops the staged values of the puts for which keep(j) is false.
+local function drop_staged(keep)
+  for j = 0, nputs - 1 do
+    if arg(j, 3) == '1' and not keep(j) then redis.call('DEL', arg(j, 1)) end
+  end
+end
 -- Plan: nothing changes until the batch is known to fit.
 local function size_of(k, m)
   if m then return tonumber(m.sz) end
@@ -380,14 +390,17 @@ for i = 9, first - 1 do
 end
 -- The writes: the last put of each key, and what they replace.
 local last = {}
-for j = 0, nputs - 1 do last[ARGV[first + 3 * j]] = j end
+for j = 0, nputs - 1 do last[arg(j, 0)] = j end
 local written, wb, replaced = 0, 0, 0
-local olds = {}
+local olds, lens = {}, {}
 for j = 0, nputs - 1 do
-  local k = ARGV[first + 3 * j]
+  local k = arg(j, 0)
   if last[k] == j then
     written = written + 1
-    wb = wb + #k + #ARGV[first + 3 * j + 1]
+    local len
+    if arg(j, 3) == '1' then len = staged_len(arg(j, 1)) else len = #arg(j, 1) end
+    lens[j] = len
+    wb = wb + #k + len
     if not gone[k] then
       local m = try_parse(redis.call('HGET', META, k))
       if m ~= nil then
@@ -400,6 +413,7 @@ end
 local after = counter('bytes') - xb - rb - replaced + wb
 -- Evicting every other entry leaves the batch's own bytes.
 if wb > maxb or (policy == '' and after > maxb) then
+  drop_staged(function(j) return false end)
   return {0, counter('entries'), counter('bytes'), 0, 0, 0, 0, 0, 0, 0}
 end
 -- Apply: every removal (purged, removed, replaced) before every write, since a key may be
@@ -407,19 +421,25 @@ end
 remove_many(purged)
 remove_many(removed)
 remove_many(olds)
+drop_staged(function(j) return last[arg(j, 0)] == j end)
 -- The written keys take the next `written` sequence numbers, in the order of their last put.
 local seq = redis.call('HINCRBY', CNT, 'seq', written) - written
 local lrs, lru, lfu, exp = bulk('ZADD', LRS), bulk('ZADD', LRU), bulk('ZADD', LFU), bulk('ZADD', EXP)
 local keys, meta, values = bulk('ZADD', KEYS_IDX), bulk('HSET', META), bulk('MSET', nil)
 local expiring = {}
 for j = 0, nputs - 1 do
-  local k = ARGV[first + 3 * j]
+  local k = arg(j, 0)
   if last[k] == j then
-    local val, ea = ARGV[first + 3 * j + 1], ARGV[first + 3 * j + 2]
+    local val, ea = arg(j, 1), arg(j, 2)
     seq = seq + 1
-    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + #val), sq = int(seq)}
+    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + lens[j]), sq = int(seq)}
     local mem = member(k, m)
-    values.add(vkey(k), val)
+    if arg(j, 3) == '1' then
+      redis.call('RENAME', val, vkey(k))
+      redis.call('PERSIST', vkey(k))
+    else
+      values.add(vkey(k), val)
+    end
     meta.add(k, pack(m))
     lrs.add(m.sa, mem)
     lru.add(m.aa, mem)
@@ -436,7 +456,7 @@ for _, b in ipairs({values, meta, lrs, lru, lfu, exp, keys}) do b.flush() end
 if #expiring > 0 then
   local time_now = server_ms()
   for _, k in ipairs(expiring) do
-    local ea = ARGV[first + 3 * last[k] + 2]
+    local ea = arg(last[k], 2)
     local at = tonumber(ea) + grace
     if at > time_now then redis.call('PEXPIREAT', vkey(k), int(at)) end
   end
@@ -579,31 +599,35 @@ return {counter('entries'), counter('bytes'), count, sum, with_exp,
   redis.call('ZCARD', EXP), redis.call('ZCARD', KEYS_IDX), missing, malformed}
 "#;
 
-/// The loaded scripts (each is sent by hash, and loaded on a server that lacks it).
-pub(crate) struct Scripts {
-    pub get: Script,
-    pub get_if_changed: Script,
-    pub put: Script,
-    pub write_batch: Script,
-    pub remove: Script,
-    pub remove_range: Script,
-    pub purge: Script,
-    pub evict: Script,
-    pub keys: Script,
-    pub record: Script,
-    pub add_stats: Script,
-    pub integrity: Script,
+/// A script: its code and the SHA-1 the server knows it by.
+pub(crate) struct Lua {
+    pub code: String,
+    pub hash: String,
 }
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+/// The scripts (each is sent by hash, and loaded on a server that lacks it).
+pub(crate) struct Scripts {
+    pub put: Lua,
+    pub write_batch: Lua,
+    pub remove: Lua,
+    pub remove_range: Lua,
+    pub purge: Lua,
+    pub evict: Lua,
+    pub keys: Lua,
+    pub record: Lua,
+    pub add_stats: Lua,
+    pub integrity: Lua,
+}
+
+fn script(body: &str) -> Lua {
+    let code = format!("{PRELUDE}{body}");
+    let hash = redis::Script::new(&code).get_hash().to_owned();
+    Lua { code, hash }
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            get: script(GET),
-            get_if_changed: script(GET_IF_CHANGED),
             put: script(PUT),
             write_batch: script(WRITE_BATCH),
             remove: script(REMOVE),

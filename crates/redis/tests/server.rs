@@ -971,3 +971,139 @@ async fn batches_of_tens_of_thousands_of_entries_are_one_call() {
         Vec::<String>::new()
     );
 }
+
+/// Keys of `prefix` that hold staged values (`<prefix>t:...`).
+fn staged_keys(conn: &mut redis::Connection, prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}t:*"))
+        .query(conn)
+        .unwrap()
+}
+
+/// Large values travel staged under keys of their own; whatever happens to the write (stored,
+/// replaced, refused, overwritten within its batch), no staged key is left behind and the
+/// counters hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_values_are_taken_or_dropped() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = unique_prefix("staged");
+    let b = connect(&server.url(), &prefix).await;
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let big = |fill: u8, len: usize| Bytes::from(vec![fill; len]);
+    // Stored, then replaced by another large value, then by a small one.
+    b.put("a", big(1, 100_000), 1, None, WriteLimit::UNBOUNDED)
+        .await
+        .unwrap();
+    let got = b.get("a", 2).await.unwrap().unwrap();
+    assert_eq!((got.value.len(), got.meta.size), (100_000, 100_001));
+    b.put("a", big(2, 60_000), 2, Some(10_000), WriteLimit::UNBOUNDED)
+        .await
+        .unwrap();
+    assert_eq!(b.get("a", 3).await.unwrap().unwrap().value, big(2, 60_000));
+    // Refused (policy none): nothing changes, the staged value is dropped.
+    let out = b
+        .put(
+            "b",
+            big(3, 50_000),
+            3,
+            None,
+            WriteLimit::refuse_above(70_000),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, PutOutcome::Refused { .. }), "{out:?}");
+    assert!(b.get("b", 4).await.unwrap().is_none());
+    // A batch writing one key twice (the last put wins) and other large values.
+    let mut batch = Batch::new(5);
+    for (key, fill) in [("c", 4u8), ("d", 5), ("c", 6)] {
+        batch.puts.push(BatchPut {
+            key: key.into(),
+            value: big(fill, 30_000),
+            expires_at: None,
+        });
+    }
+    batch.puts.push(BatchPut {
+        key: "e".into(),
+        value: Bytes::from_static(b"small"),
+        expires_at: None,
+    });
+    let out = b.write_batch(&batch, WriteLimit::UNBOUNDED).await.unwrap();
+    assert!(
+        matches!(out, BatchOutcome::Applied { written: 3, .. }),
+        "{out:?}"
+    );
+    assert_eq!(b.get("c", 6).await.unwrap().unwrap().value, big(6, 30_000));
+    assert_eq!(b.get("d", 6).await.unwrap().unwrap().value, big(5, 30_000));
+    // A batch that cannot fit: refused whole, its staged values dropped.
+    let out = b
+        .write_batch(&batch, WriteLimit::refuse_above(50_000))
+        .await
+        .unwrap();
+    assert!(matches!(out, BatchOutcome::Refused { .. }), "{out:?}");
+    // Revalidation compares the head and length of a large value without reading it.
+    let head = &big(6, 30_000)[..19];
+    assert!(matches!(
+        b.get_if_changed("c", 6, head, 30_000).await.unwrap(),
+        Some(plexcache_core::Revalidated::Same(_))
+    ));
+    assert!(matches!(
+        b.get_if_changed("c", 6, head, 29_999).await.unwrap(),
+        Some(plexcache_core::Revalidated::Changed(e)) if e.value.len() == 30_000
+    ));
+    assert_eq!(staged_keys(&mut conn, &prefix), Vec::<String>::new());
+    assert_eq!(b.usage().await.unwrap(), direct_usage(&b).await);
+    assert_eq!(b.integrity_check().await.unwrap(), Vec::<String>::new());
+    b.destroy().await.unwrap();
+}
+
+/// Readers racing writers of large values on the same keys (two connections, as two
+/// processes) always get a value with the metadata written with it: the value's length is
+/// its metadata's size minus the key, and every byte is the one fill of one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_racing_large_writes_see_one_write_whole() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = unique_prefix("race");
+    let writer = connect(&server.url(), &prefix).await;
+    let reader = connect(&server.url(), &prefix).await;
+    let keys = ["x", "y"];
+    let w = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            for i in 0..300u64 {
+                let key = keys[(i % 2) as usize];
+                // Lengths and fills differ per write, so a mix of two writes shows.
+                let len = 5_000 + (i as usize * 7_919) % 60_000;
+                let value = Bytes::from(vec![(i % 251) as u8; len]);
+                writer
+                    .put(key, value, i + 1, None, WriteLimit::UNBOUNDED)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut seen = 0;
+    while !w.is_finished() {
+        for key in keys {
+            if let Some(e) = reader.get(key, 0).await.unwrap() {
+                assert_eq!(e.meta.size, (key.len() + e.value.len()) as u64);
+                let fill = e.value[0];
+                assert!(e.value.iter().all(|&x| x == fill), "one write's bytes");
+                assert_eq!(u64::from(fill), (e.meta.stored_at - 1) % 251);
+                seen += 1;
+            }
+        }
+    }
+    w.await.unwrap();
+    assert!(seen > 0);
+    assert_eq!(
+        writer.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+}

@@ -10,9 +10,12 @@
 //! - [`library`]: generations of a library for batch tests (whole or mixed, at a glance).
 //! - [`redis_server`]: a `redis-server` of a test's own on a free loopback port; skipped with a
 //!   notice where none is installed, a failure under `PLEXCACHE_REQUIRE_REDIS=1`.
+//! - [`redis_cluster`]: a three-master Redis Cluster of a test's own on loopback ports, skipped
+//!   or failed the same way.
 
 pub mod child;
 pub mod differential;
 pub mod fake_pms;
 pub mod library;
+pub mod redis_cluster;
 pub mod redis_server;

@@ -66,3 +66,27 @@ impl BackendFactory for RedisFactory {
         Some(connect(&self.server.url(), &prefix).await)
     }
 }
+
+#[allow(unused_imports)]
+pub use plexcache_testsupport::redis_cluster::RedisCluster;
+
+/// The conformance factory over a test cluster: every store a fresh prefix (so a fresh hash
+/// tag, on whichever master serves its slot).
+pub struct ClusterFactory {
+    pub cluster: RedisCluster,
+}
+
+#[plexcache_core::async_trait]
+impl BackendFactory for ClusterFactory {
+    type Backend = RedisBackend;
+
+    async fn create(&self) -> RedisBackend {
+        connect(&self.cluster.url(), &unique_prefix("cluster")).await
+    }
+
+    async fn reopen(&self, backend: RedisBackend) -> Option<RedisBackend> {
+        let prefix = backend.key_prefix().to_owned();
+        drop(backend);
+        Some(connect(&self.cluster.url(), &prefix).await)
+    }
+}
