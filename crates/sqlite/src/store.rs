@@ -248,15 +248,18 @@ impl Totals {
     }
 }
 
-const NEWEST_SQL: &str = "SELECT rowid, total_entries, total_bytes, total_seq
+const NEWEST_SQL: &str = "SELECT rowid, total_entries, total_bytes, total_seq, stored_at
      FROM entries ORDER BY rowid DESC LIMIT 1";
 
-/// The newest row's rowid and the counters it holds.
-fn newest(conn: &Connection) -> rusqlite::Result<Option<(i64, Totals)>> {
+/// The newest row: its rowid and `stored_at`, and the counters it holds.
+fn newest(conn: &Connection) -> rusqlite::Result<Option<(Newest, Totals)>> {
     conn.prepare_cached(NEWEST_SQL)?
         .query_row([], |r| {
             Ok((
-                r.get(0)?,
+                Newest {
+                    rowid: r.get(0)?,
+                    stored_at: from_sql(r.get(4)?),
+                },
                 Totals {
                     entries: r.get(1)?,
                     bytes: r.get(2)?,
@@ -270,6 +273,13 @@ fn newest(conn: &Connection) -> rusqlite::Result<Option<(i64, Totals)>> {
 /// The counters (zero for an empty table).
 pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
     Ok(newest(conn)?.map(|(_, t)| t).unwrap_or_default())
+}
+
+/// The row with the largest rowid.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Newest {
+    rowid: i64,
+    stored_at: Millis,
 }
 
 /// Stores `t` in the newest row (nothing to store in an empty table: it counts zero).
@@ -287,23 +297,44 @@ fn set_totals(tx: &Connection, t: &Totals) -> rusqlite::Result<()> {
 /// millisecond. So `ORDER BY rowid` is `ORDER BY stored_at, seq` (the least-recently-stored
 /// order of `plexcache_core::backend::eviction_rank`) without an index, and a write at the
 /// current time appends at the end of the table.
+///
+/// One exception, for speed: a rewrite of the newest row keeps its rowid (an update in
+/// place, where SQLite skips the pages whose bytes did not change), so the newest row's
+/// rowid may lie in an older millisecond's slot than its `stored_at`. It is still the last in
+/// store order; [`allocate_rowids`] moves it to its own slot before any other row is placed,
+/// so every other row is always in its slot.
 const SLOT_BITS: u32 = 20;
 /// The largest `stored_at` with a slot of its own (about the year 2248).
 const MAX_SLOT_TIME: u64 = (1 << (63 - SLOT_BITS)) - 1;
 
 /// The first of `n` consecutive free rowids for rows stored at `stored_at`, after every row
-/// stored in the same millisecond. `newest` is the largest rowid in the table (or a larger
-/// one that was deleted in this transaction). When the millisecond's slot cannot take `n`
-/// more (more than a million rows stored in one millisecond, which only a frozen test clock
-/// or a huge batch produces), the rows go after all others: still unique, ordered as if
-/// stored last.
+/// stored in the same millisecond. `newest` is the newest row as read in this transaction
+/// (it may have been deleted since: its rowid is still a safe bound). A newest row kept in
+/// place by a rewrite is first moved to its own slot. When the millisecond's slot cannot
+/// take `n` more (more than a million rows stored in one millisecond, which only a frozen
+/// test clock or a huge batch produces), the rows go after all others: still unique, ordered
+/// as if stored last. Returns the first rowid and the newest row's rowid after the move.
 pub(crate) fn allocate_rowids(
     tx: &Connection,
     stored_at: Millis,
     n: u64,
-    newest: Option<i64>,
-) -> rusqlite::Result<i64> {
-    let start = to_sql(stored_at.min(MAX_SLOT_TIME) << SLOT_BITS);
+    newest: Option<Newest>,
+) -> rusqlite::Result<(i64, Option<i64>)> {
+    let newest = match newest {
+        Some(nw) => {
+            let own = slot_start(nw.stored_at);
+            if own > nw.rowid {
+                // Free: larger than every rowid in the table.
+                tx.prepare_cached("UPDATE entries SET rowid = ?1 WHERE rowid = ?2")?
+                    .execute([own, nw.rowid])?;
+                Some(own)
+            } else {
+                Some(nw.rowid)
+            }
+        }
+        None => None,
+    };
+    let start = slot_start(stored_at);
     let end = start.saturating_add(1 << SLOT_BITS);
     let last_in_slot = match newest {
         // The common case: nothing stored later than this millisecond.
@@ -318,16 +349,24 @@ pub(crate) fn allocate_rowids(
         _ => start,
     };
     if base.saturating_add(to_sql(n)) <= end {
-        return Ok(base);
+        return Ok((base, newest));
     }
-    Ok(newest.map_or(base, |id| id.saturating_add(1)).max(base))
+    Ok((
+        newest.map_or(base, |id| id.saturating_add(1)).max(base),
+        newest,
+    ))
+}
+
+/// The first rowid of the millisecond `stored_at`.
+fn slot_start(stored_at: Millis) -> i64 {
+    to_sql(stored_at.min(MAX_SLOT_TIME) << SLOT_BITS)
 }
 
 /// What a put reads before it writes: the row it replaces (rowid and size, expired or not),
 /// the newest row and the counters, and whether any entry is expired at `now`.
 struct PutReads {
     old: Option<(i64, i64)>,
-    newest: Option<i64>,
+    newest: Option<Newest>,
     totals: Totals,
     any_expired: bool,
 }
@@ -337,7 +376,7 @@ struct PutReads {
 const PUT_READS_SQL: &str =
     "SELECT (SELECT rowid FROM entries WHERE key = ?1), (SELECT size FROM entries WHERE key = ?1),
             n.rowid, n.total_entries, n.total_bytes, n.total_seq,
-            EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2)
+            EXISTS (SELECT 1 FROM entries WHERE expires_at <= ?2), n.stored_at
      FROM (SELECT max(rowid) AS id FROM entries) m
      LEFT JOIN entries n ON n.rowid = m.id";
 
@@ -348,7 +387,13 @@ fn put_reads(tx: &Connection, key: &str, now: Millis) -> rusqlite::Result<PutRea
             (Some(id), size) => Some((id, size.unwrap_or(0))),
             _ => None,
         };
-        let newest: Option<i64> = r.get(2)?;
+        let newest = match r.get::<_, Option<i64>>(2)? {
+            Some(rowid) => Some(Newest {
+                rowid,
+                stored_at: from_sql(r.get(7)?),
+            }),
+            None => None,
+        };
         let totals = match newest {
             Some(_) => Totals {
                 entries: r.get(3)?,
@@ -416,8 +461,8 @@ pub(crate) fn write_batch(
     batch: &Batch,
     limit: WriteLimit,
 ) -> rusqlite::Result<(BatchOutcome, bool)> {
-    let (newest_id, mut t) = match newest(tx)? {
-        Some((id, t)) => (Some(id), t),
+    let (newest_row, mut t) = match newest(tx)? {
+        Some((nw, t)) => (Some(nw), t),
         None => (None, Totals::default()),
     };
     let before = t.usage();
@@ -437,7 +482,7 @@ pub(crate) fn write_batch(
         removed.add(delete_prefix(tx, prefix)?);
     }
     t.sub(&removed);
-    let base_id = allocate_rowids(tx, batch.stored_at, puts.len() as u64, newest_id)?;
+    let (base_id, _) = allocate_rowids(tx, batch.stored_at, puts.len() as u64, newest_row)?;
     let base_seq = t.seq;
     {
         let mut previous = tx.prepare_cached(PREVIOUS_SQL)?;
@@ -479,6 +524,7 @@ pub(crate) fn write_batch(
                 // The counters are stored once the batch is written.
                 totals: Totals::default(),
                 newest: true,
+                in_place: false,
             };
             row.insert(tx, key, &put.value)?;
         }
@@ -526,15 +572,42 @@ pub(crate) struct PendingRow {
     /// Whether the row is the newest (largest rowid) when written; if not, the counters are
     /// also stored in the newest row.
     newest: bool,
+    /// The replaced row is the newest and is updated in place (same rowid).
+    in_place: bool,
 }
 
 impl PendingRow {
     /// Writes the entry row of `key` with `value` (the key and bytes that were counted).
     pub(crate) fn write(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+        if self.in_place {
+            return self.update(tx, value);
+        }
         self.insert(tx, key, value)?;
         if !self.newest {
             set_totals(tx, &self.totals)?;
         }
+        Ok(())
+    }
+
+    /// Rewrites the row `rowid` (the same key) in place.
+    fn update(&self, tx: &Connection, value: &[u8]) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "UPDATE entries SET stored_at = ?2, expires_at = ?3, accessed_at = ?2,
+                 access_count = 0, size = ?4, seq = ?5, total_entries = ?6, total_bytes = ?7,
+                 total_seq = ?8, value = ?9
+             WHERE rowid = ?1",
+        )?
+        .execute(params![
+            self.rowid,
+            to_sql(self.stored_at),
+            self.expires_at.map(to_sql),
+            to_sql(self.size),
+            self.seq,
+            self.totals.entries,
+            self.totals.bytes,
+            self.totals.seq,
+            value
+        ])?;
         Ok(())
     }
 
@@ -601,7 +674,15 @@ pub(crate) fn put_counted(
         }
         return Ok((PutOutcome::Refused { usage: t.usage() }, None));
     }
-    if let Some((old_id, _)) = reads.old {
+    // A rewrite of the newest row at a time not before it stays the last in store order
+    // where it is: updated in place, so SQLite writes only the pages whose bytes changed.
+    let in_place = match (reads.old, reads.newest) {
+        (Some((old_id, _)), Some(nw)) => old_id == nw.rowid && stored_at >= nw.stored_at,
+        _ => false,
+    };
+    if let Some((old_id, _)) = reads.old
+        && !in_place
+    {
         delete_row(tx, old_id)?;
     }
     t.seq = t.seq.saturating_add(1);
@@ -614,13 +695,20 @@ pub(crate) fn put_counted(
         if build_indexes && limit.policy.tracks_access() {
             ensure_access_indexes(tx)?;
         }
-        evicted = delete_for_space(tx, limit.policy, from_sql(after), limit.max_bytes, &|_| {
-            false
+        // Before the new row exists; a row kept for an update in place is its key's.
+        evicted = delete_for_space(tx, limit.policy, from_sql(after), limit.max_bytes, &|k| {
+            in_place && k == key
         })?
         .0;
         t.sub(&evicted);
     }
-    let rowid = allocate_rowids(tx, stored_at, 1, reads.newest)?;
+    let (rowid, newest) = match (in_place, reads.newest) {
+        (true, Some(nw)) => (nw.rowid, true),
+        _ => {
+            let (rowid, newest) = allocate_rowids(tx, stored_at, 1, reads.newest)?;
+            (rowid, newest.is_none_or(|id| rowid > id))
+        }
+    };
     let row = PendingRow {
         rowid,
         stored_at,
@@ -628,7 +716,8 @@ pub(crate) fn put_counted(
         size,
         seq: t.seq,
         totals: t,
-        newest: reads.newest.is_none_or(|id| rowid > id),
+        newest,
+        in_place,
     };
     let outcome = PutOutcome::Stored {
         previous_size: previous.map(from_sql),
@@ -995,6 +1084,51 @@ pub(crate) fn flush(conn: &Connection, ctx: &Ctx) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// A rewrite of the newest row is an update in place; store order (rowid order) stays
+    /// `(stored_at, write order)` through it and through later writes, in order or not, and
+    /// the counters stay exact.
+    #[test]
+    fn a_rewrite_in_place_keeps_store_order_and_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path()).unwrap();
+        let conn = Connection::open(backend.path()).unwrap();
+        let put_at = |key: &str, at: Millis| {
+            immediate(&conn, |tx| {
+                put(tx, key, b"value", at, None, WriteLimit::UNBOUNDED, false).map(|o| (o, true))
+            })
+            .unwrap();
+        };
+        let order = || -> Vec<String> {
+            let mut stmt = conn
+                .prepare("SELECT key FROM entries ORDER BY rowid")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        put_at("a", 100);
+        put_at("b", 200);
+        let b_rowid = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT rowid FROM entries WHERE key = 'b'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let before = b_rowid(&conn);
+        put_at("b", 300); // the newest row, rewritten: in place
+        assert_eq!(b_rowid(&conn), before, "updated in place");
+        put_at("c", 250); // stored before b's rewrite: goes before it
+        assert_eq!(order(), ["a", "c", "b"]);
+        put_at("d", 400);
+        assert_eq!(order(), ["a", "c", "b", "d"]);
+        put_at("d", 400); // in place again, same millisecond
+        put_at("e", 50);
+        assert_eq!(order(), ["e", "a", "c", "b", "d"]);
+        assert_eq!(integrity_check(&conn).unwrap(), Vec::<String>::new());
+        assert_eq!(usage(&conn).unwrap().entries, 5);
+    }
 
     /// Every hot statement is answered from an index: no full scan, no sort.
     #[test]
