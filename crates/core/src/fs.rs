@@ -91,6 +91,75 @@ pub fn move_aside(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// How a lock file is held: by many holders at once, or by one alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Held together with other shared holders; excludes an exclusive one.
+    Shared,
+    /// Held alone.
+    Exclusive,
+}
+
+/// What [`lock_file`] got.
+#[derive(Debug)]
+pub enum LockOutcome {
+    /// The lock is held (until the file is closed or locked again).
+    Held,
+    /// Another holder kept a conflicting lock for the whole wait.
+    Busy,
+    /// The file system does not support advisory locks (some network file systems).
+    Unsupported(std::io::Error),
+}
+
+/// Opens (creating it, mode 0600 on unix) the lock file at `path`, the advisory-lock file
+/// the disk backends keep beside their data. In a read-only directory a lock file left by
+/// an earlier run is opened read-only: it can still be locked.
+pub fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            std::fs::File::open(path)
+        }
+        r => r,
+    }
+}
+
+/// Takes (or converts to) an advisory lock on `file` (`flock` on unix), retrying with a
+/// growing pause while another holder keeps a conflicting one, for up to `wait` (zero: one
+/// try). The operating system drops the lock when the process ends, however it ends.
+pub fn lock_file(file: &std::fs::File, mode: LockMode, wait: std::time::Duration) -> LockOutcome {
+    use std::fs::TryLockError;
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let attempt = match mode {
+            LockMode::Exclusive => file.try_lock(),
+            LockMode::Shared => file.try_lock_shared(),
+        };
+        match attempt {
+            Ok(()) => return LockOutcome::Held,
+            Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(TryLockError::WouldBlock) => return LockOutcome::Busy,
+            Err(TryLockError::Error(e)) => return LockOutcome::Unsupported(e),
+        }
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -107,6 +176,35 @@ mod tests {
         std::fs::write(dir.join("f"), b"12345").unwrap();
         assert_eq!(disk_bytes(&base).unwrap(), 5);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn lock_files_are_private_and_exclusive_locks_exclude() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let a = open_lock_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = open_lock_file(&path).unwrap();
+        let zero = std::time::Duration::ZERO;
+        assert!(matches!(
+            lock_file(&a, LockMode::Shared, zero),
+            LockOutcome::Held
+        ));
+        assert!(matches!(
+            lock_file(&b, LockMode::Shared, zero),
+            LockOutcome::Held
+        ));
+        let short = std::time::Duration::from_millis(20);
+        assert!(matches!(
+            lock_file(&b, LockMode::Exclusive, short),
+            LockOutcome::Busy
+        ));
+        drop(a);
+        assert!(matches!(
+            lock_file(&b, LockMode::Exclusive, zero),
+            LockOutcome::Held
+        ));
     }
 
     #[test]

@@ -831,34 +831,22 @@ fn busy_error(s: &Shared, holder: Option<&LeaseHolder>, live: bool, waited: Dura
 /// after the last process closes instead of being removed).
 fn take_domain_lock(db: &Path, wait: Duration) -> Result<Option<File>> {
     let path = domain_lock_path(db);
-    let file = private_options()
-        .read(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    let file = crate::fs::open_lock_file(&path)
         .map_err(|e| Error::io(&path, "creating the lease's lock file", e))?;
-    let started = Instant::now();
-    loop {
-        match file.try_lock_shared() {
-            Ok(()) => return Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                // A process of this domain is releasing the lease: a moment.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::InUse {
-                    path: db.to_path_buf(),
-                    detail: format!(
-                        "a process on this mount held {} exclusively for {:.1} s",
-                        path.display(),
-                        wait.as_secs_f64()
-                    ),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::debug!(path = %path.display(), error = %e, "no advisory locks; the lease will expire instead of being released");
-                return Ok(None);
-            }
+    match crate::fs::lock_file(&file, crate::fs::LockMode::Shared, wait) {
+        crate::fs::LockOutcome::Held => Ok(Some(file)),
+        // A process of this domain held it exclusively (releasing the lease) the whole wait.
+        crate::fs::LockOutcome::Busy => Err(Error::InUse {
+            path: db.to_path_buf(),
+            detail: format!(
+                "a process on this mount held {} exclusively for {:.1} s",
+                path.display(),
+                wait.as_secs_f64()
+            ),
+        }),
+        crate::fs::LockOutcome::Unsupported(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no advisory locks; the lease will expire instead of being released");
+            Ok(None)
         }
     }
 }

@@ -1,10 +1,12 @@
 //! What every part of the backend leans on: the directory lock, the "in use" error, and
 //! containment of sled's panics.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::time::Duration;
 
+use plexcache_core::fs::{LockMode, LockOutcome, lock_file, open_lock_file};
 use plexcache_core::{Error, Result};
 
 /// The lock file plexcache keeps inside the cache directory (besides sled's own lock on its
@@ -26,19 +28,12 @@ pub(crate) struct LockFile {
 impl LockFile {
     pub(crate) fn acquire(dir: &Path) -> Result<LockFile> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "opening the lock file", e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(LockFile { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(in_use(dir)),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::io(&path, "locking the cache directory", e))
-            }
+        let file =
+            open_lock_file(&path).map_err(|e| Error::io(&path, "opening the lock file", e))?;
+        match lock_file(&file, LockMode::Exclusive, Duration::ZERO) {
+            LockOutcome::Held => Ok(LockFile { _file: file }),
+            LockOutcome::Busy => Err(in_use(dir)),
+            LockOutcome::Unsupported(e) => Err(Error::io(&path, "locking the cache directory", e)),
         }
     }
 }

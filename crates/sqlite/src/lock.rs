@@ -4,10 +4,11 @@
 //! An advisory `flock`-style lock held for the backend's life; the operating system drops it
 //! when the process ends, however it ends.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use plexcache_core::fs::{LockMode, LockOutcome, lock_file};
 use plexcache_core::{Error, Result};
 
 /// `<database>.lock`.
@@ -17,28 +18,6 @@ pub(crate) fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        // A read-only directory: a lock file left by an earlier run can still be locked.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ) =>
-        {
-            File::open(path)
-        }
-        r => r,
-    }
-}
-
 /// Takes the lock of the database `db`, waiting up to `wait` for a conflicting holder.
 ///
 /// In the shared mode a lock file that cannot be created (a read-only directory with none in
@@ -46,7 +25,7 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
 /// opens without it, as SQLite itself arbitrates between shared-mode processes.
 pub(crate) fn acquire(db: &Path, exclusive: bool, wait: Duration) -> Result<Option<File>> {
     let path = lock_path(db);
-    let file = match open_lock_file(&path) {
+    let file = match plexcache_core::fs::open_lock_file(&path) {
         Ok(f) => f,
         Err(e) if !exclusive => {
             tracing::debug!(path = %path.display(), error = %e, "no lock file; opening without it");
@@ -68,47 +47,37 @@ pub(crate) fn try_exclusive(file: &File) -> bool {
 /// `false`: a shared lock cannot be taken on this file system (see [`acquire`]).
 pub(crate) fn relock(db: &Path, file: &File, exclusive: bool, wait: Duration) -> Result<bool> {
     let path = lock_path(db);
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
-        let attempt = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match attempt {
-            Ok(()) => return Ok(true),
-            Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(TryLockError::WouldBlock) => {
-                let detail = if exclusive {
-                    format!(
-                        "the SQLite cache is open elsewhere (another process, or another backend in this one) and exclusive mode needs it alone; waited {} ms. Close the other user, or open without exclusive mode to share the cache",
-                        wait.as_millis()
-                    )
-                } else {
-                    format!(
-                        "another process holds this SQLite cache in exclusive mode; waited {} ms. Close it, or open it without exclusive mode so that processes share the cache",
-                        wait.as_millis()
-                    )
-                };
-                return Err(Error::InUse {
-                    path: db.to_path_buf(),
-                    detail,
-                });
-            }
-            // A file system without advisory locks (some network file systems): the shared
-            // mode goes on without (SQLite arbitrates between shared-mode processes itself);
-            // the exclusive mode cannot promise exclusivity, so it refuses.
-            Err(TryLockError::Error(e)) if !exclusive => {
-                tracing::debug!(path = %path.display(), error = %e, "cannot lock; opening without the lock file");
-                return Ok(false);
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(&path, "locking the cache's lock file", e));
-            }
+    let mode = if exclusive {
+        LockMode::Exclusive
+    } else {
+        LockMode::Shared
+    };
+    match lock_file(file, mode, wait) {
+        LockOutcome::Held => Ok(true),
+        LockOutcome::Busy => {
+            let detail = if exclusive {
+                format!(
+                    "the SQLite cache is open elsewhere (another process, or another backend in this one) and exclusive mode needs it alone; waited {} ms. Close the other user, or open without exclusive mode to share the cache",
+                    wait.as_millis()
+                )
+            } else {
+                format!(
+                    "another process holds this SQLite cache in exclusive mode; waited {} ms. Close it, or open it without exclusive mode so that processes share the cache",
+                    wait.as_millis()
+                )
+            };
+            Err(Error::InUse {
+                path: db.to_path_buf(),
+                detail,
+            })
         }
+        // A file system without advisory locks (some network file systems): the shared mode
+        // goes on without (SQLite arbitrates between shared-mode processes itself); the
+        // exclusive mode cannot promise exclusivity, so it refuses.
+        LockOutcome::Unsupported(e) if !exclusive => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot lock; opening without the lock file");
+            Ok(false)
+        }
+        LockOutcome::Unsupported(e) => Err(Error::io(&path, "locking the cache's lock file", e)),
     }
 }
