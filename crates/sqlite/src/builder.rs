@@ -254,14 +254,14 @@ impl SqliteBuilder {
         if cfg.fs.is_none() {
             cfg.fs = Some(FsChoice::from_env().ok().flatten().unwrap_or_default());
         }
-        crate::share::placement(&cfg, &legacy).map_or(legacy, |(_, path)| path)
+        crate::share::placement(cfg.fs, &legacy).map_or(legacy, |(_, path)| path)
     }
 
     /// The file system the cache is on, as opening would see it (see
     /// [`SqliteBuilder::fs_kind`]).
     pub fn detect_fs(&self) -> Result<FsInfo> {
         let legacy = resolve(&self.location);
-        crate::share::placement(self, &legacy).map(|(fs, _)| fs)
+        crate::share::placement(self.fs, &legacy).map(|(fs, _)| fs)
     }
 
     /// Who holds the cache's lease on a network file system, read without opening the cache
@@ -269,7 +269,7 @@ impl SqliteBuilder {
     /// file (or not on a network file system).
     pub fn lease_holder(&self) -> Result<Option<LeaseHolder>> {
         let legacy = resolve(&self.location);
-        let (fs, path) = crate::share::placement(self, &legacy)?;
+        let (fs, path) = crate::share::placement(self.fs, &legacy)?;
         if !fs.is_network() {
             return Ok(None);
         }

@@ -23,7 +23,17 @@ use plexcache_core::lease::{Lease, LeaseConfig};
 use plexcache_core::{Error, Result, StorageInfo};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::builder::SqliteBuilder;
+use plexcache_core::fskind::FsChoice;
+
+/// What opening asks of [`prepare`] (from the builder).
+pub(crate) struct Request {
+    /// The database path the builder resolves (`plexcache.db`).
+    pub(crate) legacy: PathBuf,
+    pub(crate) fs: Option<FsChoice>,
+    pub(crate) exclusive: bool,
+    pub(crate) lease_timeout: Duration,
+    pub(crate) lease_wait: Option<Duration>,
+}
 
 /// The mode names shown in statistics.
 pub(crate) const MODE_SHARED: &str = "shared (WAL)";
@@ -81,8 +91,8 @@ fn dir_of(path: &Path) -> &Path {
 
 /// Detects the file system of the database `legacy` (the path the builder resolves) and
 /// returns it with the database path to use there.
-pub(crate) fn placement(cfg: &SqliteBuilder, legacy: &Path) -> Result<(FsInfo, PathBuf)> {
-    let fs = detect(dir_of(legacy), cfg.fs)?;
+pub(crate) fn placement(choice: Option<FsChoice>, legacy: &Path) -> Result<(FsInfo, PathBuf)> {
+    let fs = detect(dir_of(legacy), choice)?;
     let path = if fs.is_network() {
         share_name(legacy)
     } else {
@@ -93,14 +103,14 @@ pub(crate) fn placement(cfg: &SqliteBuilder, legacy: &Path) -> Result<(FsInfo, P
 
 /// Decides where and how to open (see the module documentation): creates the directory,
 /// detects the file system, refuses the exclusive mode on a network file system, takes the
-/// lease and converts an older WAL database there. Sets `cfg.on_share`. Returns the database
-/// path and the [`Share`].
-pub(crate) fn prepare(cfg: &mut SqliteBuilder) -> Result<(PathBuf, Share)> {
-    let legacy = crate::builder::resolve(&cfg.location);
+/// lease and converts an older WAL database there. Returns the database path and the
+/// [`Share`] (on a network file system when it holds a lease).
+pub(crate) fn prepare(cfg: Request) -> Result<(PathBuf, Share)> {
+    let legacy = cfg.legacy;
     if let Some(parent) = legacy.parent().filter(|p| !p.as_os_str().is_empty()) {
         plexcache_core::fs::create_private_dir(parent)?;
     }
-    let (fs, path) = placement(cfg, &legacy)?;
+    let (fs, path) = placement(cfg.fs, &legacy)?;
     if !fs.is_network() {
         let mode = if cfg.exclusive {
             MODE_EXCLUSIVE
@@ -126,7 +136,6 @@ pub(crate) fn prepare(cfg: &mut SqliteBuilder) -> Result<(PathBuf, Share)> {
             ),
         });
     }
-    cfg.on_share = true;
     let mut lease_cfg = LeaseConfig::with_timeout(cfg.lease_timeout);
     if let Some(wait) = cfg.lease_wait {
         lease_cfg.wait = wait;

@@ -40,7 +40,14 @@ impl Core {
     /// Creates the directory, takes the process lock (shared, or exclusive for the exclusive
     /// mode) and opens the writer connection, recovering a damaged file if configured.
     pub(crate) fn open(mut cfg: SqliteBuilder) -> Result<Core> {
-        let (path, share) = crate::share::prepare(&mut cfg)?;
+        let (path, share) = crate::share::prepare(crate::share::Request {
+            legacy: crate::builder::resolve(&cfg.location),
+            fs: cfg.fs,
+            exclusive: cfg.exclusive,
+            lease_timeout: cfg.lease_timeout,
+            lease_wait: cfg.lease_wait,
+        })?;
+        cfg.on_share = share.lease.is_some();
         let ctx = Ctx {
             path: path.clone(),
             busy_timeout: cfg.busy_timeout,
