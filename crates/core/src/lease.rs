@@ -983,13 +983,7 @@ mod tests {
     fn a_dead_holder_is_taken_over_after_the_timeout() {
         let dir = tempfile_dir("dead");
         let db = dir.join("c.db");
-        // A lease nobody renews (a holder killed long ago).
-        let dead = Me {
-            domain: "dead-boot/0:9".into(),
-            host: "gone".into(),
-            mount: "/mnt/gone".into(),
-        };
-        std::fs::write(lease_path(&db), dead.render(1, 3, 5)).unwrap();
+        write_dead_lease(&db);
         let started = Instant::now();
         let b = Lease::acquire(&db, &fs(2), quick(400)).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(400));
@@ -1025,12 +1019,7 @@ mod tests {
     fn racing_takers_end_with_one_holder() {
         let dir = tempfile_dir("race");
         let db = dir.join("c.db");
-        let dead = Me {
-            domain: "dead-boot/0:9".into(),
-            host: "gone".into(),
-            mount: "/mnt/gone".into(),
-        };
-        std::fs::write(lease_path(&db), dead.render(1, 3, 5)).unwrap();
+        write_dead_lease(&db);
         let handles: Vec<_> = (10..16)
             .map(|minor| {
                 let db = db.clone();
@@ -1050,6 +1039,16 @@ mod tests {
         );
         drop(results);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A lease of `db` that nobody renews (a holder killed long ago).
+    fn write_dead_lease(db: &Path) {
+        let dead = Me {
+            domain: "dead-boot/0:9".into(),
+            host: "gone".into(),
+            mount: "/mnt/gone".into(),
+        };
+        std::fs::write(lease_path(db), dead.render(1, 3, 5)).unwrap();
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {

@@ -287,14 +287,29 @@ impl RedisBackendBuilder {
             // the client has refreshed its slot map for the next one.
             .retries(0)
             .build()
-            .map_err(|e| {
-                Error::backend(
-                    NAME,
-                    format!("invalid Redis URL {server}"),
-                    redact_error(&e, &self.url),
-                )
-            })?;
-        tokio::time::timeout(connect_timeout, client.get_async_connection())
+            .map_err(|e| self.invalid_url(server, &e))?;
+        self.connect_within(server, connect_timeout, client.get_async_connection())
+            .await
+    }
+
+    /// The error for a URL the `redis` client refuses (the URL's password redacted).
+    fn invalid_url(&self, server: &str, e: &redis::RedisError) -> Error {
+        Error::backend(
+            NAME,
+            format!("invalid Redis URL {server}"),
+            redact_error(e, &self.url),
+        )
+    }
+
+    /// Awaits a connection attempt for at most `connect_timeout`, with the errors naming
+    /// `server` (and never the URL's password).
+    async fn connect_within<T>(
+        &self,
+        server: &str,
+        connect_timeout: Duration,
+        connecting: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(connect_timeout, connecting)
             .await
             .map_err(|_| {
                 Error::backend(
@@ -317,13 +332,8 @@ impl RedisBackendBuilder {
         server: &str,
         connect_timeout: Duration,
     ) -> Result<ConnectionManager> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            Error::backend(
-                NAME,
-                format!("invalid Redis URL {server}"),
-                redact_error(&e, &self.url),
-            )
-        })?;
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| self.invalid_url(server, &e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             // Calls are bounded by this crate's own timeout, which grows with a batch's size
@@ -334,25 +344,12 @@ impl RedisBackendBuilder {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        tokio::time::timeout(
+        self.connect_within(
+            server,
             connect_timeout,
             ConnectionManager::new_with_config(client, config),
         )
         .await
-        .map_err(|_| {
-            Error::backend(
-                NAME,
-                format!("connecting to {server}: no answer within {connect_timeout:?}"),
-                std::io::Error::from(std::io::ErrorKind::TimedOut),
-            )
-        })?
-        .map_err(|e| {
-            Error::backend(
-                NAME,
-                format!("connecting to {server}"),
-                redact_error(&e, &self.url),
-            )
-        })
     }
 }
 

@@ -16,7 +16,7 @@ use crate::builder::{Offload, SqliteBuilder};
 use crate::common::impl_cache_backend;
 use crate::schema::connect;
 use crate::store::{self, Ctx, Fetched, NAME, classify, is_busy};
-use crate::writer::{Core, Held, has_runtime, no_removal, run};
+use crate::writer::{Core, Held, has_runtime, run};
 
 /// The SQLite backend in its default, shared mode (see the [crate documentation](crate)).
 /// Cheap to clone: clones share the connections. For one process that owns its cache, see
@@ -280,6 +280,7 @@ impl SqliteBackend {
         })
     }
 
+    /// Every put is one write transaction.
     async fn put_value(
         &self,
         key: &str,
@@ -288,20 +289,8 @@ impl SqliteBackend {
         expires_at: Option<Millis>,
         limit: WriteLimit,
     ) -> Result<PutOutcome> {
-        let small = value.len() as u64 <= self.core().cfg.inline_read_limit;
-        let key: Arc<str> = Arc::from(key);
-        // The LRU/LFU indexes are built by the first eviction in those orders, which scans
-        // the table: never inline on the runtime.
-        let build = limit.policy.tracks_access() && self.core().access_indexes_unknown();
-        let out = self
-            .write_txn("put", small && !build, no_removal, move |tx| {
-                store::put(tx, &key, &value, stored_at, expires_at, limit, build)
-            })
-            .await?;
-        self.core().access_indexes_built(
-            build && matches!(out, PutOutcome::Stored { evicted, .. } if evicted.entries > 0),
-        );
-        Ok(out)
+        self.put_in_transaction(key, value, stored_at, expires_at, limit)
+            .await
     }
 
     /// Every commit is visible to other connections at once: nothing to report.

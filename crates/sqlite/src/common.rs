@@ -2,7 +2,8 @@
 //! operation as the same `store` function, run through the mode's own plumbing. A mode type
 //! provides, as inherent methods: `core()`, `get_entry`, `put_value`, `read`, `quick_read`,
 //! `write`, `write_txn`, `wrote`, `token` and `flush_outcome` (see `backend.rs` for the shared
-//! mode and `exclusive.rs` for the exclusive one).
+//! mode and `exclusive.rs` for the exclusive one); `put_value` may end in the shared
+//! `put_in_transaction`.
 
 /// Implements `CacheBackend` (and `compact`) for a mode type.
 macro_rules! impl_cache_backend {
@@ -270,6 +271,42 @@ macro_rules! impl_cache_backend {
         }
 
         impl $ty {
+            /// A put in one write transaction of the mode (`write_txn`), inline when the
+            /// value is small.
+            async fn put_in_transaction(
+                &self,
+                key: &str,
+                value: plexcache_core::Bytes,
+                stored_at: plexcache_core::Millis,
+                expires_at: Option<plexcache_core::Millis>,
+                limit: plexcache_core::WriteLimit,
+            ) -> plexcache_core::Result<plexcache_core::PutOutcome> {
+                let small = value.len() as u64 <= self.core().cfg.inline_read_limit;
+                let key: std::sync::Arc<str> = std::sync::Arc::from(key);
+                // The LRU/LFU indexes are built by the first eviction in those orders, which
+                // scans the table: never inline on the runtime.
+                let build =
+                    limit.policy.tracks_access() && self.core().access_indexes_unknown();
+                let out = self
+                    .write_txn(
+                        "put",
+                        small && !build,
+                        crate::writer::no_removal,
+                        move |tx| {
+                            crate::store::put(tx, &key, &value, stored_at, expires_at, limit, build)
+                        },
+                    )
+                    .await?;
+                self.core().access_indexes_built(
+                    build
+                        && matches!(
+                            out,
+                            plexcache_core::PutOutcome::Stored { evicted, .. } if evicted.entries > 0
+                        ),
+                );
+                Ok(out)
+            }
+
             /// The database file.
             pub fn path(&self) -> &std::path::Path {
                 &self.core().ctx.path

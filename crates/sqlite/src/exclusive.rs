@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use crate::builder::{Offload, SqliteBuilder};
 use crate::common::impl_cache_backend;
 use crate::store::{self, Ctx, Fetched, NAME, classify};
-use crate::writer::{Core, Held, has_runtime, no_removal, run};
+use crate::writer::{Core, Held, has_runtime, run};
 
 /// The SQLite backend in its exclusive, write-back mode: one process holds the database
 /// alone (other openers get [`Error::InUse`]), writes are committed in batches within
@@ -536,19 +536,8 @@ impl ExclusiveSqliteBackend {
                 .deferred_put(key, value, stored_at, expires_at, limit)
                 .await;
         }
-        let key: Arc<str> = Arc::from(key);
-        // The LRU/LFU indexes are built by the first eviction in those orders, which scans
-        // the table: never inline on the runtime.
-        let build = limit.policy.tracks_access() && self.core().access_indexes_unknown();
-        let out = self
-            .write_txn("put", small && !build, no_removal, move |tx| {
-                store::put(tx, &key, &value, stored_at, expires_at, limit, build)
-            })
-            .await?;
-        self.core().access_indexes_built(
-            build && matches!(out, PutOutcome::Stored { evicted, .. } if evicted.entries > 0),
-        );
-        Ok(out)
+        self.put_in_transaction(key, value, stored_at, expires_at, limit)
+            .await
     }
 
     /// A large value: counts the `put` in the batch (so the outcome, the counters and the

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::redis_server::redis_available;
+use crate::redis_server::{redis_available, tool_available};
 
 /// Masters of a test cluster.
 pub const MASTERS: usize = 3;
@@ -31,23 +31,10 @@ pub const MASTERS: usize = 3;
 /// Whether `redis-cli` can be run (it forms the cluster). Missing: panics under
 /// `PLEXCACHE_REQUIRE_REDIS=1`, otherwise prints a notice and returns false.
 pub fn redis_cli_available() -> bool {
-    match Command::new("redis-cli")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        _ => {
-            if std::env::var("PLEXCACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
-                panic!(
-                    "PLEXCACHE_REQUIRE_REDIS=1 but redis-cli is not installed (Debian: apt-get install redis-server, or redis-tools)"
-                );
-            }
-            eprintln!("skipping: redis-cli not installed");
-            false
-        }
-    }
+    tool_available(
+        "redis-cli",
+        "install it (Debian: apt-get install redis-server, or redis-tools)",
+    )
 }
 
 /// Ports this process has given to cluster nodes (each with its bus port, + 10000), so that

@@ -25,7 +25,16 @@ use std::time::{Duration, Instant};
 /// Whether `redis-server` can be run. Missing: panics under `PLEXCACHE_REQUIRE_REDIS=1`,
 /// otherwise prints a notice and returns false (the caller returns early).
 pub fn redis_available() -> bool {
-    match Command::new("redis-server")
+    tool_available(
+        "redis-server",
+        "install it (Debian: apt-get install redis-server)",
+    )
+}
+
+/// Whether `program --version` runs. Missing: panics under `PLEXCACHE_REQUIRE_REDIS=1`
+/// (saying how to install it), otherwise prints a notice and returns false.
+pub(crate) fn tool_available(program: &str, install: &str) -> bool {
+    match Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -35,10 +44,10 @@ pub fn redis_available() -> bool {
         _ => {
             if std::env::var("PLEXCACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!(
-                    "PLEXCACHE_REQUIRE_REDIS=1 but redis-server is not installed (or does not run); install it (Debian: apt-get install redis-server)"
+                    "PLEXCACHE_REQUIRE_REDIS=1 but {program} is not installed (or does not run); {install}"
                 );
             }
-            eprintln!("skipping: redis-server not installed");
+            eprintln!("skipping: {program} not installed");
             false
         }
     }
