@@ -583,10 +583,22 @@ fn main() {
                     .unwrap();
                 let items = plex_library(n);
                 let t = Instant::now();
+                let mut each = Vec::new();
                 for _ in 0..iters {
+                    let c0 = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
                     cache.set_library_items("Movies", &items).await.unwrap();
+                    let c1 = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+                    each.push(
+                        ((c1.tv_sec - c0.tv_sec) * 1_000_000_000 + (c1.tv_nsec - c0.tv_nsec))
+                            / 1000,
+                    );
                 }
                 eprintln!("set {n}: {:?}/iter", t.elapsed() / iters as u32);
+                for c in each.chunks(50) {
+                    let mut c = c.to_vec();
+                    c.sort();
+                    eprintln!("  median {} max {}", c[c.len() / 2], c[c.len() - 1]);
+                }
                 let t = Instant::now();
                 for _ in 0..iters {
                     let v = cache.library_view("Movies").await.unwrap().unwrap();

@@ -78,21 +78,22 @@ enum Items<'a> {
 
 /// What the writer needs of an item, owned or borrowed.
 trait Record {
-    fn strings(&self) -> impl Iterator<Item = &str>;
+    /// Calls `f` with each string of the item, in stored order.
+    fn each_string(&self, f: impl FnMut(&str));
     fn path_count(&self) -> usize;
     fn numbers(&self) -> (Option<u32>, Option<i64>, Option<u32>);
 }
 
 impl Record for PlexItem {
-    fn strings(&self) -> impl Iterator<Item = &str> {
-        [
-            self.rating_key.as_str(),
-            &self.key,
-            &self.title,
-            self.kind.as_str(),
-        ]
-        .into_iter()
-        .chain(self.file_paths.iter().map(String::as_str))
+    #[inline]
+    fn each_string(&self, mut f: impl FnMut(&str)) {
+        f(&self.rating_key);
+        f(&self.key);
+        f(&self.title);
+        f(self.kind.as_str());
+        for p in &self.file_paths {
+            f(p);
+        }
     }
 
     fn path_count(&self) -> usize {
@@ -105,10 +106,15 @@ impl Record for PlexItem {
 }
 
 impl Record for PlexItemRef<'_> {
-    fn strings(&self) -> impl Iterator<Item = &str> {
-        [self.rating_key, self.key, self.title, self.kind_str]
-            .into_iter()
-            .chain(self.file_paths.iter().copied())
+    #[inline]
+    fn each_string(&self, mut f: impl FnMut(&str)) {
+        f(self.rating_key);
+        f(self.key);
+        f(self.title);
+        f(self.kind_str);
+        for p in self.file_paths {
+            f(p);
+        }
     }
 
     fn path_count(&self) -> usize {
@@ -138,47 +144,49 @@ fn measure<R: Record>(items: &[R]) -> (usize, usize) {
     let mut text_len = 0usize;
     for item in items {
         strings = strings.saturating_add(FIXED_STRINGS + item.path_count());
-        text_len = item
-            .strings()
-            .fold(text_len, |n, s| n.saturating_add(s.len()));
+        item.each_string(|s| text_len = text_len.saturating_add(s.len()));
     }
     (strings, text_len)
 }
 
-fn write_text<R: Record>(items: &[R], out: &mut Vec<u8>) {
-    for item in items {
-        item.strings()
-            .for_each(|s| out.extend_from_slice(s.as_bytes()));
-    }
-}
-
-fn write_ends<R: Record>(items: &[R], out: &mut Vec<u8>) {
-    // In range: `fits` was checked.
-    let mut end = 0u32;
-    for item in items {
-        for s in item.strings() {
-            end += s.len() as u32;
-            out.extend_from_slice(&end.to_le_bytes());
-        }
-    }
-}
-
-fn write_records<R: Record>(items: &[R], out: &mut Vec<u8>) {
-    let mut first = 0u32;
-    for item in items {
+/// Fills the three tables, sized by [`measure`], in one pass over the items. Returns false,
+/// leaving them partly written, if the items do not match their measure.
+fn write_tables<R: Record>(
+    items: &[R],
+    text: &mut [u8],
+    ends: &mut [u8],
+    records: &mut [u8],
+) -> bool {
+    // In range: `fits` was checked, and every offset is checked against the tables.
+    let (mut at, mut end_at, mut first) = (0usize, 0usize, 0u32);
+    let mut ok = true;
+    for (item, record) in items.iter().zip(records.chunks_exact_mut(RECORD_LEN)) {
+        item.each_string(|s| {
+            let next = at + s.len();
+            match (text.get_mut(at..next), ends.get_mut(end_at..end_at + 4)) {
+                (Some(t), Some(e)) => {
+                    t.copy_from_slice(s.as_bytes());
+                    e.copy_from_slice(&(next as u32).to_le_bytes());
+                }
+                _ => ok = false,
+            }
+            at = next;
+            end_at += 4;
+        });
         let paths = item.path_count() as u32;
         let (year, updated_at, section) = item.numbers();
         let mask = (u32::from(year.is_some()) * HAS_YEAR)
             | (u32::from(updated_at.is_some()) * HAS_UPDATED_AT)
             | (u32::from(section.is_some()) * HAS_SECTION);
-        out.extend_from_slice(&first.to_le_bytes());
-        out.extend_from_slice(&paths.to_le_bytes());
-        out.extend_from_slice(&mask.to_le_bytes());
-        out.extend_from_slice(&year.unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&section.unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&updated_at.unwrap_or(0).to_le_bytes());
-        first += FIXED_STRINGS as u32 + paths;
+        record[0..4].copy_from_slice(&first.to_le_bytes());
+        record[4..8].copy_from_slice(&paths.to_le_bytes());
+        record[8..12].copy_from_slice(&mask.to_le_bytes());
+        record[12..16].copy_from_slice(&year.unwrap_or(0).to_le_bytes());
+        record[16..20].copy_from_slice(&section.unwrap_or(0).to_le_bytes());
+        record[20..28].copy_from_slice(&updated_at.unwrap_or(0).to_le_bytes());
+        first = first.wrapping_add(FIXED_STRINGS as u32 + paths);
     }
+    ok && at == text.len() && end_at == ends.len() && records.len() == items.len() * RECORD_LEN
 }
 
 impl<'a> ListingRef<'a> {
@@ -221,24 +229,11 @@ impl<'a> ListingRef<'a> {
         u32::try_from(self.text_len).is_ok() && u32::try_from(self.strings).is_ok()
     }
 
-    fn write_text(&self, out: &mut Vec<u8>) {
+    /// Writes the three tables into `text`, `ends` and `records` (sized by [`Self::tables`]).
+    fn write_tables(&self, text: &mut [u8], ends: &mut [u8], records: &mut [u8]) -> bool {
         match self.items {
-            Items::Owned(i) => write_text(i, out),
-            Items::Borrowed(i) => write_text(i, out),
-        }
-    }
-
-    fn write_ends(&self, out: &mut Vec<u8>) {
-        match self.items {
-            Items::Owned(i) => write_ends(i, out),
-            Items::Borrowed(i) => write_ends(i, out),
-        }
-    }
-
-    fn write_records(&self, out: &mut Vec<u8>) {
-        match self.items {
-            Items::Owned(i) => write_records(i, out),
-            Items::Borrowed(i) => write_records(i, out),
+            Items::Owned(i) => write_tables(i, text, ends, records),
+            Items::Borrowed(i) => write_tables(i, text, ends, records),
         }
     }
 
@@ -266,14 +261,12 @@ impl Serialize for ListingRef<'_> {
             ));
         }
         let (t, e, r) = self.tables();
-        let (mut text, mut ends, mut records) = (
-            Vec::with_capacity(t),
-            Vec::with_capacity(e),
-            Vec::with_capacity(r),
-        );
-        self.write_text(&mut text);
-        self.write_ends(&mut ends);
-        self.write_records(&mut records);
+        let (mut text, mut ends, mut records) = (vec![0u8; t], vec![0u8; e], vec![0u8; r]);
+        if !self.write_tables(&mut text, &mut ends, &mut records) {
+            return Err(serde::ser::Error::custom(
+                "the items changed while the listing was written",
+            ));
+        }
         let text = std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?;
         let mut tuple = s.serialize_tuple(3)?;
         tuple.serialize_element(text)?;
@@ -296,12 +289,25 @@ impl BorrowedValue for ListingRef<'_> {
 
     fn write_payload(&self, out: &mut Vec<u8>) {
         let (t, e, r) = self.tables();
+        // The three tables are filled in one pass, each at its place after its length.
+        let start = out.len();
         varint(out, t);
-        self.write_text(out);
+        let text_at = out.len();
+        out.resize(text_at + t, 0);
         varint(out, e);
-        self.write_ends(out);
+        let ends_at = out.len();
+        out.resize(ends_at + e, 0);
         varint(out, r);
-        self.write_records(out);
+        let records_at = out.len();
+        out.resize(records_at + r, 0);
+        let (head, records) = out.split_at_mut(records_at);
+        let (head, ends) = head.split_at_mut(ends_at);
+        let text = &mut head[text_at..text_at + t];
+        let ends = &mut ends[..e];
+        if !self.write_tables(text, ends, records) {
+            // The caller checks the length against `payload_len` and refuses the value.
+            out.truncate(start);
+        }
     }
 }
 

@@ -14,18 +14,20 @@ use crate::ctx::{Ctx, classify};
 /// The schema version this build writes and reads (`PRAGMA user_version`). A database with a
 /// higher version gives [`Error::IncompatibleVersion`]. Version 3 keeps store order in the
 /// rowid and the cache-wide counters in the newest row (see `store::Totals`), so that a small
-/// write touches the pages of its own row and of the key index only. Databases of versions 1
-/// and 2 are migrated when opened: their entries are dropped (they would read as misses: the
-/// value envelope's checksum binds the key since version 2, and the layout changed in 3); the
-/// persistent statistics stay.
-pub const SCHEMA_VERSION: u64 = 3;
+/// write touches the pages of its own row and of the key index only. Version 4 stores values
+/// of `store::OUT_OF_LINE_MIN` bytes or more in a table of their own, so that an entry's row
+/// stays small. Databases of versions 1 and 2 are migrated when opened: their entries are
+/// dropped (they would read as misses: the value envelope's checksum binds the key since
+/// version 2, and the layout changed in 3); the persistent statistics stay. Version 3 is
+/// migrated with its entries: its values stay in their rows, where version 4 reads them too.
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// `PRAGMA application_id` of a plexcache database ("plxc").
 pub(crate) const APPLICATION_ID: i64 = 0x706c_7863;
 
 /// Column order matters: the metadata columns come before `value`, so reading metadata never
 /// walks a large value's overflow pages.
-pub(crate) const ENTRY_COLUMNS: [&str; 11] = [
+pub(crate) const ENTRY_COLUMNS: [&str; 12] = [
     "key",
     "stored_at",
     "expires_at",
@@ -36,6 +38,7 @@ pub(crate) const ENTRY_COLUMNS: [&str; 11] = [
     "total_entries",
     "total_bytes",
     "total_seq",
+    "blob",
     "value",
 ];
 
@@ -51,9 +54,25 @@ CREATE TABLE entries (
     total_entries INTEGER NOT NULL,
     total_bytes   INTEGER NOT NULL,
     total_seq     INTEGER NOT NULL,
-    value         BLOB NOT NULL
+    blob          INTEGER,
+    value         BLOB
 );
 CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
+";
+
+/// Values stored out of line: an entry holds its value in `value`, or, from
+/// `store::OUT_OF_LINE_MIN` bytes, in the row of `blobs` its `blob` column names (and `value`
+/// is NULL). The triggers delete a value with its entry, or when the entry's `blob` changes.
+const CREATE_BLOBS: &str = "
+CREATE TABLE blobs (
+    id    INTEGER PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TRIGGER entries_blob_deleted AFTER DELETE ON entries WHEN old.blob IS NOT NULL
+BEGIN DELETE FROM blobs WHERE id = old.blob; END;
+CREATE TRIGGER entries_blob_replaced AFTER UPDATE OF blob ON entries
+    WHEN old.blob IS NOT NULL AND old.blob IS NOT new.blob
+BEGIN DELETE FROM blobs WHERE id = old.blob; END;
 ";
 
 /// The persistent hit/miss statistics, kept across schema versions.
@@ -494,22 +513,50 @@ pub(crate) fn open_writer(cfg: &SqliteBuilder, ctx: &Ctx) -> Result<Connection, 
     Ok(conn)
 }
 
-/// Versions 1 and 2 to 3 (see [`SCHEMA_VERSION`]): the entries table is replaced (its rows
-/// go), the persistent statistics stay.
+/// Older versions to [`SCHEMA_VERSION`]: from 1 and 2 the entries table is replaced (its
+/// rows go); from 3 it is rebuilt with its rows (values stay inline, which is still read) and
+/// gets the out-of-line values table. The persistent statistics stay.
 fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
-    ctx.write(conn, "migrate the schema", |tx| {
+    let from = ctx.write(conn, "migrate the schema", |tx| {
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if !(1..to_sql_version(SCHEMA_VERSION)).contains(&version) {
-            return Ok(()); // another process migrated it meanwhile
+            return Ok(None); // another process migrated it meanwhile
         }
-        tx.execute_batch("DROP TABLE IF EXISTS counters; DROP TABLE IF EXISTS entries;")?;
-        tx.execute_batch(CREATE_ENTRIES)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+        if version == 3 {
+            tx.execute_batch(
+                "DROP INDEX IF EXISTS entries_expiry;
+                 DROP INDEX IF EXISTS entries_lru;
+                 DROP INDEX IF EXISTS entries_lfu;
+                 ALTER TABLE entries RENAME TO entries_v3;",
+            )?;
+            tx.execute_batch(CREATE_ENTRIES)?;
+            tx.execute_batch(
+                "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at,
+                     access_count, size, seq, total_entries, total_bytes, total_seq, value)
+                 SELECT rowid, key, stored_at, expires_at, accessed_at, access_count, size,
+                     seq, total_entries, total_bytes, total_seq, value
+                 FROM entries_v3;
+                 DROP TABLE entries_v3;",
+            )?;
+        } else {
+            tx.execute_batch("DROP TABLE IF EXISTS counters; DROP TABLE IF EXISTS entries;")?;
+            tx.execute_batch(CREATE_ENTRIES)?;
+        }
+        tx.execute_batch(CREATE_BLOBS)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        Ok(Some(version))
     })?;
-    tracing::info!(
-        path = %ctx.path.display(),
-        "migrated the cache database to schema version {SCHEMA_VERSION}; entries of older releases were dropped"
-    );
+    match from {
+        Some(3) => tracing::info!(
+            path = %ctx.path.display(),
+            "migrated the cache database from schema version 3 to {SCHEMA_VERSION}"
+        ),
+        Some(v) => tracing::info!(
+            path = %ctx.path.display(),
+            "migrated the cache database from schema version {v} to {SCHEMA_VERSION}; entries of older releases were dropped"
+        ),
+        None => {}
+    }
     Ok(())
 }
 
@@ -535,6 +582,7 @@ fn create_schema(conn: &mut Connection, ctx: &Ctx) -> Result<()> {
             return Ok(Err(tables));
         }
         tx.execute_batch(CREATE_ENTRIES)?;
+        tx.execute_batch(CREATE_BLOBS)?;
         tx.execute_batch(CREATE_STATS)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
@@ -582,7 +630,8 @@ fn validate(conn: &Connection, ctx: &Ctx) -> Result<()> {
         ));
     }
     ctx.retry_raw(|| {
-        conn.prepare("SELECT name, value FROM stats LIMIT 0")
+        conn.prepare("SELECT name, value FROM stats LIMIT 0")?;
+        conn.prepare("SELECT id, value FROM blobs LIMIT 0")
             .map(|_| ())
     })
     .map_err(|e| schema_error(path, e))?;

@@ -90,8 +90,12 @@ pub(crate) fn get(
     let small = inline_limit.min(BLOB_READ_MIN);
     match head_row(conn, key, now, small)? {
         None => Ok(None),
-        Some((_, meta, Some(value))) => Ok(Some(Fetched::Entry(Entry { value, meta }))),
-        Some((_, meta, None)) if meta.size > inline_limit => Ok(Some(Fetched::TooLargeForInline)),
+        Some(Head {
+            meta,
+            value: Some(value),
+            ..
+        }) => Ok(Some(Fetched::Entry(Entry { value, meta }))),
+        Some(head) if head.meta.size > inline_limit => Ok(Some(Fetched::TooLargeForInline)),
         Some(_) => {
             // Row and blob in one read transaction, so both see the same version of the row.
             let tx = if conn.is_autocommit() {
@@ -101,10 +105,17 @@ pub(crate) fn get(
             };
             let out = match head_row(conn, key, now, small)? {
                 None => None,
-                Some((_, meta, Some(value))) => Some(Fetched::Entry(Entry { value, meta })),
-                Some((rowid, meta, None)) => {
-                    let value = read_blob(conn, rowid)?;
-                    Some(Fetched::Entry(Entry { value, meta }))
+                Some(Head {
+                    meta,
+                    value: Some(value),
+                    ..
+                }) => Some(Fetched::Entry(Entry { value, meta })),
+                Some(head) => {
+                    let value = read_blob(conn, &head)?;
+                    Some(Fetched::Entry(Entry {
+                        value,
+                        meta: head.meta,
+                    }))
                 }
             };
             if let Some(tx) = tx {
@@ -115,12 +126,75 @@ pub(crate) fn get(
     }
 }
 
-/// The whole value of row `rowid`, read with blob I/O into a buffer of its exact length.
-fn read_blob(conn: &Connection, rowid: i64) -> rusqlite::Result<Bytes> {
-    let blob = conn.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
+/// The whole value of an entry, read with blob I/O into a buffer of its exact length.
+fn read_blob(conn: &Connection, head: &Head) -> rusqlite::Result<Bytes> {
+    let blob = open_value(conn, head)?;
     let mut buf = vec![0u8; blob.len()];
     blob.read_at_exact(&mut buf, 0)?;
     Ok(Bytes::from(buf))
+}
+
+/// Values at least this long are stored out of line, in `blobs`, the entry's `blob` column
+/// naming their row (see `schema::CREATE_ENTRIES`): the entry's row stays small, so updating
+/// its metadata, its rowid or the counters it may carry never copies the value, and the value
+/// is written with blob I/O (no copy of it inside SQLite) and, when it replaces one of the
+/// same length, only where its bytes differ.
+pub(crate) const OUT_OF_LINE_MIN: usize = 16 * 1024;
+
+/// The value column to store for `value`: the bytes, or NULL when they go out of line.
+fn inline_part(value: &[u8]) -> Option<&[u8]> {
+    (value.len() < OUT_OF_LINE_MIN).then_some(value)
+}
+
+/// Opens the value of an entry for reading with blob I/O, where it is stored. An entry whose
+/// out-of-line value is missing is reported as a damaged database.
+fn open_value<'c>(conn: &'c Connection, head: &Head) -> rusqlite::Result<rusqlite::blob::Blob<'c>> {
+    let Some(blob) = head.blob else {
+        return conn.blob_open(rusqlite::MAIN_DB, "entries", "value", head.rowid, true);
+    };
+    let present: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE id = ?1)")?
+        .query_row([blob], |r| r.get(0))?;
+    if !present {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("the value of entry {} is missing", head.rowid)),
+        ));
+    }
+    conn.blob_open(rusqlite::MAIN_DB, "blobs", "value", blob, true)
+}
+
+/// Stores `value` out of line and returns its row in `blobs`. `old` is the blob it replaces,
+/// if any: one of the same length is compared in chunks and only the chunks that differ are
+/// written (rewriting an unchanged value dirties no page), and it keeps its row; otherwise a
+/// zero blob of the right length is stored and filled.
+fn write_blob(tx: &Connection, value: &[u8], old: Option<i64>) -> rusqlite::Result<i64> {
+    const CHUNK: usize = 4096;
+    if let Some(old) = old {
+        let len: Option<i64> = tx
+            .prepare_cached("SELECT length(value) FROM blobs WHERE id = ?1")?
+            .query_row([old], |r| r.get(0))
+            .optional()?;
+        if len.is_some_and(|n| usize::try_from(n).ok() == Some(value.len())) {
+            let mut blob = tx.blob_open(rusqlite::MAIN_DB, "blobs", "value", old, false)?;
+            let mut was = [0u8; CHUNK];
+            for (i, new) in value.chunks(CHUNK).enumerate() {
+                let at = i * CHUNK;
+                let was = &mut was[..new.len()];
+                blob.read_at_exact(was, at)?;
+                if was != new {
+                    blob.write_at(new, at)?;
+                }
+            }
+            return Ok(old);
+        }
+    }
+    tx.prepare_cached("INSERT INTO blobs (value) VALUES (zeroblob(?1))")?
+        .execute([to_sql(value.len() as u64)])?;
+    let id = tx.last_insert_rowid();
+    tx.blob_open(rusqlite::MAIN_DB, "blobs", "value", id, false)?
+        .write_at(value, 0)?;
+    Ok(id)
 }
 
 /// What [`get_if_changed`] found without leaving the calling thread.
@@ -136,26 +210,36 @@ pub(crate) enum Checked {
 }
 
 const HEAD_SQL: &str = "SELECT rowid, stored_at, expires_at, accessed_at, access_count, size,
-                CASE WHEN size <= ?3 THEN value END
+                CASE WHEN size <= ?3 THEN value END, blob
          FROM entries WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 
-type HeadRow = (i64, EntryMeta, Option<Bytes>);
+/// An entry's row without its value, or with it when it is stored inline and short enough.
+struct Head {
+    rowid: i64,
+    meta: EntryMeta,
+    value: Option<Bytes>,
+    /// The row of `blobs` holding the value, when it is stored out of line.
+    blob: Option<i64>,
+}
 
 fn head_row(
     conn: &Connection,
     key: &str,
     now: Millis,
     inline_limit: u64,
-) -> rusqlite::Result<Option<HeadRow>> {
+) -> rusqlite::Result<Option<Head>> {
     let mut stmt = conn.prepare_cached(HEAD_SQL)?;
     stmt.query_row(params![key, to_sql(now), to_sql(inline_limit)], |row| {
-        let rowid: i64 = row.get(0)?;
-        let meta = meta_at(row, 1)?;
         let value = match row.get_ref(6)? {
             ValueRef::Blob(b) | ValueRef::Text(b) => Some(Bytes::copy_from_slice(b)),
             _ => None,
         };
-        Ok((rowid, meta, value))
+        Ok(Head {
+            rowid: row.get(0)?,
+            meta: meta_at(row, 1)?,
+            value,
+            blob: row.get(7)?,
+        })
     })
     .optional()
 }
@@ -182,8 +266,12 @@ pub(crate) fn get_if_changed(
     };
     match head_row(conn, key, now, inline_limit)? {
         None => return Ok(Checked::Gone),
-        Some((_, meta, Some(value))) => return Ok(small(value, meta)),
-        Some((_, meta, None)) if meta.size.saturating_sub(key.len() as u64) != len => {
+        Some(Head {
+            meta,
+            value: Some(value),
+            ..
+        }) => return Ok(small(value, meta)),
+        Some(head) if head.meta.size.saturating_sub(key.len() as u64) != len => {
             return Ok(Checked::ChangedLarge);
         }
         Some(_) => {}
@@ -197,16 +285,19 @@ pub(crate) fn get_if_changed(
     };
     let checked = match head_row(conn, key, now, inline_limit)? {
         None => Checked::Gone,
-        Some((_, meta, Some(value))) => small(value, meta),
-        Some((rowid, meta, None)) => {
-            let stored_len = meta.size.saturating_sub(key.len() as u64);
+        Some(Head {
+            meta,
+            value: Some(value),
+            ..
+        }) => small(value, meta),
+        Some(row) => {
+            let stored_len = row.meta.size.saturating_sub(key.len() as u64);
             let mut buf = vec![0u8; head.len()];
             if stored_len == len && buf.len() as u64 <= len {
-                let blob = conn.blob_open(rusqlite::MAIN_DB, "entries", "value", rowid, true)?;
-                blob.read_at_exact(&mut buf, 0)?;
+                open_value(conn, &row)?.read_at_exact(&mut buf, 0)?;
             }
             if stored_len == len && buf == head {
-                Checked::Same(meta)
+                Checked::Same(row.meta)
             } else {
                 Checked::ChangedLarge
             }
@@ -591,10 +682,22 @@ impl PendingRow {
 
     /// Rewrites the row `rowid` (the same key) in place.
     fn update(&self, tx: &Connection, value: &[u8]) -> rusqlite::Result<()> {
+        // A replaced out-of-line value that is not reused goes with the `blob` column's
+        // update (trigger `entries_blob_replaced`).
+        let blob = if value.len() >= OUT_OF_LINE_MIN {
+            let old: Option<i64> = tx
+                .prepare_cached("SELECT blob FROM entries WHERE rowid = ?1")?
+                .query_row([self.rowid], |r| r.get(0))
+                .optional()?
+                .flatten();
+            Some(write_blob(tx, value, old)?)
+        } else {
+            None
+        };
         tx.prepare_cached(
             "UPDATE entries SET stored_at = ?2, expires_at = ?3, accessed_at = ?2,
                  access_count = 0, size = ?4, seq = ?5, total_entries = ?6, total_bytes = ?7,
-                 total_seq = ?8, value = ?9
+                 total_seq = ?8, blob = ?9, value = ?10
              WHERE rowid = ?1",
         )?
         .execute(params![
@@ -606,16 +709,22 @@ impl PendingRow {
             self.totals.entries,
             self.totals.bytes,
             self.totals.seq,
-            value
+            blob,
+            inline_part(value)
         ])?;
         Ok(())
     }
 
     fn insert(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+        let blob = if value.len() >= OUT_OF_LINE_MIN {
+            Some(write_blob(tx, value, None)?)
+        } else {
+            None
+        };
         tx.prepare_cached(
             "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count,
-                                  size, seq, total_entries, total_bytes, total_seq, value)
-             VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                  size, seq, total_entries, total_bytes, total_seq, blob, value)
+             VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             self.rowid,
@@ -627,7 +736,8 @@ impl PendingRow {
             self.totals.entries,
             self.totals.bytes,
             self.totals.seq,
-            value
+            blob,
+            inline_part(value)
         ])?;
         Ok(())
     }
@@ -983,7 +1093,10 @@ pub(crate) fn integrity_check(conn: &Connection) -> rusqlite::Result<Vec<String>
     let (rows, total, not_text, bad_size): (i64, f64, i64, i64) = conn.query_row(
         "SELECT COUNT(*), TOTAL(size),
                 COUNT(*) FILTER (WHERE typeof(key) != 'text'),
-                COUNT(*) FILTER (WHERE size IS NOT length(CAST(key AS BLOB)) + length(value))
+                COUNT(*) FILTER (WHERE size IS NOT length(CAST(key AS BLOB)) + CASE
+                    WHEN blob IS NULL THEN length(value)
+                    WHEN value IS NULL THEN (SELECT length(value) FROM blobs WHERE id = blob)
+                END)
          FROM entries",
         [],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -995,6 +1108,14 @@ pub(crate) fn integrity_check(conn: &Connection) -> rusqlite::Result<Vec<String>
         problems.push(format!(
             "{bad_size} rows have a size that is not their key plus their value"
         ));
+    }
+    let orphans: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM blobs WHERE id NOT IN (SELECT blob FROM entries WHERE blob IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )?;
+    if orphans > 0 {
+        problems.push(format!("{orphans} stored values belong to no entry"));
     }
     let counted = usage(conn)?;
     let rows = u64::try_from(rows).unwrap_or(0);
@@ -1128,6 +1249,135 @@ mod tests {
         assert_eq!(order(), ["e", "a", "c", "b", "d"]);
         assert_eq!(integrity_check(&conn).unwrap(), Vec::<String>::new());
         assert_eq!(usage(&conn).unwrap().entries, 5);
+    }
+
+    /// Values from `OUT_OF_LINE_MIN` bytes live in `blobs`: written, read back, rewritten
+    /// (same length: the same row, only changed bytes; another length or a small value: the
+    /// old one goes), kept through a move of their entry's rowid, and deleted with the entry
+    /// by every kind of removal. The integrity check stays clean and counts no orphan.
+    #[test]
+    fn large_values_live_out_of_line_and_go_with_their_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path()).unwrap();
+        let conn = Connection::open(backend.path()).unwrap();
+        let put_at = |key: &str, value: &[u8], at: Millis| {
+            immediate(&conn, |tx| {
+                put(tx, key, value, at, None, WriteLimit::UNBOUNDED, false).map(|o| (o, true))
+            })
+            .unwrap();
+        };
+        let read = |key: &str| -> Vec<u8> {
+            match get(&conn, key, 10_000, u64::MAX).unwrap() {
+                Some(Fetched::Entry(e)) => e.value.to_vec(),
+                _ => panic!("{key} not found"),
+            }
+        };
+        let blob_of = |key: &str| -> Option<i64> {
+            conn.query_row("SELECT blob FROM entries WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let blobs = || -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+                .unwrap()
+        };
+        let clean = || assert_eq!(integrity_check(&conn).unwrap(), Vec::<String>::new());
+        let large: Vec<u8> = (0..OUT_OF_LINE_MIN * 3).map(|i| (i % 251) as u8).collect();
+        let small = b"small".to_vec();
+
+        put_at("big", &large, 100);
+        let id = blob_of("big").expect("stored out of line");
+        assert_eq!(read("big"), large);
+        assert_eq!(blobs(), 1);
+        // The same length, one byte changed: the same blob row, rewritten in place.
+        let mut changed = large.clone();
+        changed[OUT_OF_LINE_MIN + 7] ^= 0xff;
+        put_at("big", &changed, 200);
+        assert_eq!(blob_of("big"), Some(id));
+        assert_eq!(read("big"), changed);
+        // Another length: a new blob, the old one gone.
+        let longer = [large.as_slice(), b"tail"].concat();
+        put_at("big", &longer, 300);
+        assert_eq!(read("big"), longer);
+        assert_eq!(blobs(), 1);
+        clean();
+        // A small value in its place: stored inline, the blob gone.
+        put_at("big", &small, 400);
+        assert_eq!((blob_of("big"), blobs()), (None, 0));
+        assert_eq!(read("big"), small);
+        // And large again, then other writes that move its row (rehoming the newest row).
+        put_at("big", &large, 500);
+        put_at("later", &small, 400);
+        put_at("later2", &small, 600);
+        assert_eq!(read("big"), large);
+        clean();
+        // Removal by key, by prefix, by expiry, by eviction and by clear take the blob along.
+        immediate(&conn, |tx| remove(tx, "big").map(|_| ((), true))).unwrap();
+        assert_eq!(blobs(), 0);
+        put_at("p:1", &large, 700);
+        immediate(&conn, |tx| remove_prefix(tx, "p:").map(|_| ((), true))).unwrap();
+        assert_eq!(blobs(), 0);
+        immediate(&conn, |tx| {
+            put(
+                tx,
+                "ttl",
+                &large,
+                800,
+                Some(900),
+                WriteLimit::UNBOUNDED,
+                false,
+            )
+            .map(|o| (o, true))
+        })
+        .unwrap();
+        let purged =
+            immediate(&conn, |tx| delete_expired(tx, 1_000, 10).map(|r| (r, true))).unwrap();
+        assert_eq!((purged.entries, blobs()), (1, 0));
+        put_at("old", &large, 1_100);
+        let limit = WriteLimit::evict_to(
+            (OUT_OF_LINE_MIN * 3) as u64,
+            EvictionPolicy::LeastRecentlyStored,
+        );
+        immediate(&conn, |tx| {
+            put(tx, "new", &large, 1_200, None, limit, false).map(|o| (o, true))
+        })
+        .unwrap();
+        assert_eq!(
+            (blob_of("new").is_some(), blobs()),
+            (true, 1),
+            "old was evicted"
+        );
+        clean();
+        immediate(&conn, |tx| clear(tx).map(|_| ((), true))).unwrap();
+        assert_eq!(blobs(), 0);
+        clean();
+    }
+
+    /// An entry whose out-of-line value is missing reads as a damaged database, not as a
+    /// wrong value or a panic.
+    #[test]
+    fn a_missing_out_of_line_value_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path()).unwrap();
+        let conn = Connection::open(backend.path()).unwrap();
+        let large = vec![7u8; OUT_OF_LINE_MIN];
+        immediate(&conn, |tx| {
+            put(tx, "k", &large, 100, None, WriteLimit::UNBOUNDED, false).map(|o| (o, true))
+        })
+        .unwrap();
+        conn.execute_batch("DROP TRIGGER entries_blob_deleted; DELETE FROM blobs;")
+            .unwrap();
+        let err = match get(&conn, "k", 200, u64::MAX) {
+            Err(e) => e,
+            Ok(_) => panic!("read a value that is not there"),
+        };
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt),
+            "{err}"
+        );
+        assert!(!integrity_check(&conn).unwrap().is_empty());
     }
 
     /// Every hot statement is answered from an index: no full scan, no sort.

@@ -630,6 +630,77 @@ fn databases_of_versions_1_and_2_are_migrated() {
     }
 }
 
+/// A database of version 3 (values always in their entry's row) is migrated with its
+/// entries: they read back as they were, the counters stay exact, and new large values go to
+/// the out-of-line table beside the old inline ones.
+#[test]
+fn a_database_of_version_3_is_migrated_with_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DEFAULT_FILE_NAME);
+    let large = vec![9u8; 100_000];
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // The version-3 schema as that release created it, with two entries, one large.
+    conn.execute_batch(&format!(
+        "PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
+         CREATE TABLE entries (key TEXT NOT NULL UNIQUE, stored_at INTEGER NOT NULL,
+             expires_at INTEGER, accessed_at INTEGER NOT NULL, access_count INTEGER NOT NULL,
+             size INTEGER NOT NULL, seq INTEGER NOT NULL, total_entries INTEGER NOT NULL,
+             total_bytes INTEGER NOT NULL, total_seq INTEGER NOT NULL, value BLOB NOT NULL);
+         CREATE INDEX entries_expiry ON entries (expires_at, seq) WHERE expires_at IS NOT NULL;
+         CREATE INDEX entries_lru ON entries (accessed_at, seq);
+         CREATE TABLE stats (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)
+             WITHOUT ROWID;
+         INSERT INTO stats VALUES ('hits', 7);
+         INSERT INTO entries VALUES ('a', 1, NULL, 1, 0, 6, 1, 0, 0, 0, x'0102030405');
+         PRAGMA application_id = {}; PRAGMA user_version = 3;",
+        0x706c_7863
+    ))
+    .unwrap();
+    conn.execute(
+        "INSERT INTO entries VALUES ('big', 2, NULL, 2, 0, ?1, 2, 2, ?2, 2, ?3)",
+        rusqlite::params![3 + large.len() as i64, 9 + large.len() as i64, large],
+    )
+    .unwrap();
+    drop(conn);
+    rt().block_on(async {
+        let b = SqliteBackend::open(dir.path()).unwrap();
+        let usage = b.usage().await.unwrap();
+        assert_eq!((usage.entries, usage.bytes), (2, 9 + large.len() as u64));
+        assert_eq!(b.load_stats().await.unwrap().hits, 7, "statistics kept");
+        let got = |key: &'static str| {
+            let b = &b;
+            async move { b.get(key, 10).await.unwrap().map(|e| e.value.to_vec()) }
+        };
+        assert_eq!(got("a").await, Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(got("big").await, Some(large.clone()));
+        assert!(b.integrity_check().await.unwrap().is_empty());
+        let other = vec![3u8; 50_000];
+        b.put(
+            "new",
+            Bytes::from(other.clone()),
+            20,
+            None,
+            WriteLimit::UNBOUNDED,
+        )
+        .await
+        .unwrap();
+        b.remove("big").await.unwrap();
+        assert_eq!(got("new").await, Some(other));
+        assert_eq!(b.usage().await.unwrap().entries, 2);
+        assert!(b.integrity_check().await.unwrap().is_empty());
+    });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version as u64, SCHEMA_VERSION);
+    let blobs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 1, "the new large value is out of line");
+}
+
 /// `integrity_check` (what `Cache::check` and `plexcache check` report as engine problems):
 /// empty on a healthy file; counters that disagree with the rows, a row whose size is not its
 /// key plus its value, and a key that is not text are each reported.
