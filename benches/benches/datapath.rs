@@ -557,6 +557,12 @@ async fn import_rows(root: &Path, n: usize) {
     }
 }
 
+/// CPU time of this thread (the profile modes: robust to other load on the machine).
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -585,13 +591,9 @@ fn main() {
                 let t = Instant::now();
                 let mut each = Vec::new();
                 for _ in 0..iters {
-                    let c0 = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+                    let cpu = thread_cpu();
                     cache.set_library_items("Movies", &items).await.unwrap();
-                    let c1 = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-                    each.push(
-                        ((c1.tv_sec - c0.tv_sec) * 1_000_000_000 + (c1.tv_nsec - c0.tv_nsec))
-                            / 1000,
-                    );
+                    each.push((thread_cpu() - cpu).as_micros());
                 }
                 eprintln!("set {n}: {:?}/iter", t.elapsed() / iters as u32);
                 for c in each.chunks(50) {
@@ -613,14 +615,27 @@ fn main() {
             let xml = generate_xml(&Spec::new(50_000));
             let items = plexcache_plex::extract_items(&xml).unwrap().items;
             let rt = runtime();
+            let t = Instant::now();
+            plexcache_plex::extract_items(&xml).unwrap();
+            eprintln!("extraction {:?}", t.elapsed());
             rt.block_on(async {
                 for _ in 0..3 {
-                    let dir = tempfile::tempdir().unwrap();
-                    let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
-                    let t = Instant::now();
-                    cache.replace_library("Movies", &items, true).await.unwrap();
-                    cache.flush().await.unwrap();
-                    eprintln!("write with matches {:?}", t.elapsed());
+                    for matches in [false, true] {
+                        let dir = tempfile::tempdir().unwrap();
+                        let cache = plex(SqliteBackend::open(dir.path()).unwrap(), true, 1 << 30);
+                        let t = Instant::now();
+                        let cpu = thread_cpu();
+                        cache
+                            .replace_library("Movies", &items, matches)
+                            .await
+                            .unwrap();
+                        let (written, cpu) = (t.elapsed(), thread_cpu() - cpu);
+                        cache.flush().await.unwrap();
+                        eprintln!(
+                            "matches {matches}: write {written:?} (cpu {cpu:?}), with flush {:?}",
+                            t.elapsed()
+                        );
+                    }
                 }
             });
             return;

@@ -545,6 +545,56 @@ fn delete_expired_for(tx: &Connection, limit: &WriteLimit) -> rusqlite::Result<R
     delete_expired(tx, limit.now, limit.purge)
 }
 
+/// A page cache large enough for a batch's transaction, for as long as it is alive: a
+/// transaction whose dirty pages outgrow the cache spills them to the WAL and reads them back,
+/// which costs a large batch more than writing it. The cache grows only as pages are used, and
+/// the connection's own size comes back on drop (SQLite then frees the pages above it).
+struct BatchCache<'c> {
+    conn: &'c Connection,
+    /// `PRAGMA cache_size` before (negative: KiB; positive: pages).
+    before: i64,
+}
+
+impl<'c> BatchCache<'c> {
+    /// The most a batch's cache grows to.
+    const MAX_KIB: i64 = 256 * 1024;
+
+    fn fit(
+        conn: &'c Connection,
+        puts: &[&plexcache_core::BatchPut],
+    ) -> rusqlite::Result<Option<Self>> {
+        // Each entry's row and key index entry, with room for half-full pages.
+        let bytes = puts.iter().fold(0u64, |n, p| {
+            n.saturating_add(2 * p.key.len() as u64 + p.value.len() as u64 + 64)
+        });
+        let want = i64::try_from(bytes.saturating_mul(3) / 2 / 1024)
+            .unwrap_or(i64::MAX)
+            .min(Self::MAX_KIB);
+        let before: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        let page_kib: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? / 1024;
+        let now_kib = if before < 0 {
+            before.saturating_neg()
+        } else {
+            before.saturating_mul(page_kib.max(1))
+        };
+        if want <= now_kib {
+            return Ok(None);
+        }
+        conn.execute_batch(&format!("PRAGMA cache_size = -{want}"))?;
+        Ok(Some(Self { conn, before }))
+    }
+}
+
+impl Drop for BatchCache<'_> {
+    fn drop(&mut self) {
+        // A pragma that only sets a number; if it failed, the larger cache stays, which is
+        // harmless.
+        let _ = self
+            .conn
+            .execute_batch(&format!("PRAGMA cache_size = {}", self.before));
+    }
+}
+
 /// `write_batch` inside a write transaction. Returns the outcome and whether to commit: a
 /// refused batch is rolled back by the caller.
 pub(crate) fn write_batch(
@@ -573,17 +623,16 @@ pub(crate) fn write_batch(
         removed.add(delete_prefix(tx, prefix)?);
     }
     t.sub(&removed);
+    let _cache = BatchCache::fit(tx, &puts)?;
     let (base_id, _) = allocate_rowids(tx, batch.stored_at, puts.len() as u64, newest_row)?;
     let base_seq = t.seq;
     {
         let mut previous = tx.prepare_cached(PREVIOUS_SQL)?;
-        // Written in key order, so the key index is filled in order (each of its pages is
-        // touched once, not once per key); the store order, which eviction follows, is still
-        // the batch's: each entry's rowid and `seq` are its position in the batch.
-        let mut order: Vec<usize> = (0..puts.len()).collect();
-        order.sort_unstable_by(|&a, &b| puts[a].key.cmp(&puts[b].key));
-        for i in order {
-            let put = puts[i];
+        let mut insert = tx.prepare_cached(INSERT_SQL)?;
+        // Written in store order (each entry's rowid and `seq` are its position in the
+        // batch), so the rows are appended to the table; the key index takes them in any
+        // order, which costs less than filling the larger table out of order.
+        for (i, put) in puts.iter().enumerate() {
             let key = put.key.as_str();
             let size = plexcache_core::backend::entry_size(key, put.value.len());
             // A key under a prefix this batch removed is gone: no need to look.
@@ -617,7 +666,7 @@ pub(crate) fn write_batch(
                 newest: true,
                 in_place: false,
             };
-            row.insert(tx, key, &put.value)?;
+            row.insert_with(tx, &mut insert, key, &put.value)?;
         }
     }
     t.seq = base_seq.saturating_add(to_sql(puts.len() as u64));
@@ -716,17 +765,25 @@ impl PendingRow {
     }
 
     fn insert(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+        let mut insert = tx.prepare_cached(INSERT_SQL)?;
+        self.insert_with(tx, &mut insert, key, value)
+    }
+
+    /// [`PendingRow::insert`] with the statement prepared (from [`INSERT_SQL`]) by the caller,
+    /// for a batch's many rows.
+    fn insert_with(
+        &self,
+        tx: &Connection,
+        insert: &mut rusqlite::Statement<'_>,
+        key: &str,
+        value: &[u8],
+    ) -> rusqlite::Result<()> {
         let blob = if value.len() >= OUT_OF_LINE_MIN {
             Some(write_blob(tx, value, None)?)
         } else {
             None
         };
-        tx.prepare_cached(
-            "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at, access_count,
-                                  size, seq, total_entries, total_bytes, total_seq, blob, value)
-             VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(params![
+        insert.execute(params![
             self.rowid,
             key,
             to_sql(self.stored_at),
@@ -742,6 +799,10 @@ impl PendingRow {
         Ok(())
     }
 }
+
+const INSERT_SQL: &str = "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at,
+             access_count, size, seq, total_entries, total_bytes, total_seq, blob, value)
+         VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// The accounting half of `put`: reads the replaced entry, refuses when `max_bytes` would be
 /// exceeded, and otherwise deletes the replaced row, purges and evicts down to the limit
