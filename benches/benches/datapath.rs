@@ -607,6 +607,12 @@ fn main() {
                     black_box(touch_view(&v));
                 }
                 eprintln!("view {n}: {:?}/iter", t.elapsed() / iters as u32);
+                let cpu = thread_cpu();
+                for _ in 0..iters {
+                    let v = cache.library_items("Movies").await.unwrap().unwrap();
+                    black_box(touch_owned(&v));
+                }
+                eprintln!("owned {n}: {:?}/iter (cpu)", (thread_cpu() - cpu) / iters as u32);
             });
             return;
         }
