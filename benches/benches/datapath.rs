@@ -612,7 +612,10 @@ fn main() {
                     let v = cache.library_items("Movies").await.unwrap().unwrap();
                     black_box(touch_owned(&v));
                 }
-                eprintln!("owned {n}: {:?}/iter (cpu)", (thread_cpu() - cpu) / iters as u32);
+                eprintln!(
+                    "owned {n}: {:?}/iter (cpu)",
+                    (thread_cpu() - cpu) / iters as u32
+                );
             });
             return;
         }

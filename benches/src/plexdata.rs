@@ -38,9 +38,9 @@ pub fn plex_item(i: u64) -> PlexItem {
     };
     let rating_key = (100_000 + i).to_string();
     PlexItem {
-        key: format!("/library/metadata/{rating_key}"),
-        rating_key,
-        title,
+        key: format!("/library/metadata/{rating_key}").into(),
+        rating_key: rating_key.into(),
+        title: title.into(),
         kind: ItemKind::Movie,
         file_paths,
         year: Some(year),

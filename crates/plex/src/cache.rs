@@ -123,7 +123,7 @@ impl<B: CacheBackend> PlexCacheBuilder<B> {
 ///     .await?;
 /// cache.index_matches("Movies", &items).await?;
 /// let hit = cache.match_path("Movies", "/movies/Alien (1979)/Alien.mkv").await?;
-/// assert_eq!(hit.flatten().map(|i| i.title), Some("Alien".to_string()));
+/// assert_eq!(hit.flatten().map(|i| i.title), Some("Alien".into()));
 /// # Ok::<(), plexcache_core::Error>(())
 /// # }).unwrap();
 /// ```

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What kind of library entry an item is, from the PMS `type` attribute.
@@ -137,16 +138,20 @@ impl<'de> Deserialize<'de> for ItemKind {
 /// One library entry (movie, show, season, episode, track, photo, ...) with only the data a
 /// sync tool needs.
 ///
+/// The rating key, key and title are [`CompactString`]s: strings of up to 24 bytes (every
+/// rating key, the usual `/library/metadata/{id}` key, many titles) are stored inline, without
+/// an allocation; they deref to `&str` and are built from `&str` or `String` with `.into()`.
+///
 /// Built by the extraction functions ([`crate::extract_items`] and friends) from PMS responses;
 /// never the whole response.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PlexItem {
     /// The item's `ratingKey` (its id on the server), e.g. `"17896"`.
-    pub rating_key: String,
+    pub rating_key: CompactString,
     /// The item's `key`, e.g. `"/library/metadata/17896"` or `"/library/metadata/22/children"`.
-    pub key: String,
+    pub key: CompactString,
     /// The item's title, entities decoded, Unicode kept.
-    pub title: String,
+    pub title: CompactString,
     /// The item's kind, from its `type`.
     pub kind: ItemKind,
     /// Every `Part` `file` of every `Media`, in document order (several versions and several

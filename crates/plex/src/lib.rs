@@ -53,7 +53,7 @@ pub use extract::{
     detect_format, extract_items, extract_items_from_reader, extract_items_json, extract_items_xml,
     extract_sections, extract_sections_from_reader,
 };
-pub use item::{Extracted, ItemKind, Page, PlexItem, Section};
+pub use item::{CompactString, Extracted, ItemKind, Page, PlexItem, Section};
 pub use keys::{
     KeyKind, ParsedKey, library_key, library_prefixes, match_key, parse_key, search_key,
 };

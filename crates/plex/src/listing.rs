@@ -536,9 +536,9 @@ impl PlexItemRef<'_> {
     #[allow(clippy::wrong_self_convention)] // `to_owned` is the name users look for
     pub fn to_owned(&self) -> PlexItem {
         PlexItem {
-            rating_key: self.rating_key.to_owned(),
-            key: self.key.to_owned(),
-            title: self.title.to_owned(),
+            rating_key: self.rating_key.into(),
+            key: self.key.into(),
+            title: self.title.into(),
             kind: self.kind(),
             file_paths: self.file_paths.iter().map(|p| (*p).to_owned()).collect(),
             year: self.year,

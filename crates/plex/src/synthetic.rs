@@ -127,9 +127,9 @@ pub fn expected_items(spec: &Spec) -> Vec<PlexItem> {
         .map(|i| {
             let m = MovieFacts::new(spec, spec.offset + i);
             PlexItem {
-                rating_key: m.rating_key.to_string(),
-                key: format!("/library/metadata/{}", m.rating_key),
-                title: m.title.clone(),
+                rating_key: m.rating_key.to_string().into(),
+                key: format!("/library/metadata/{}", m.rating_key).into(),
+                title: m.title.clone().into(),
                 kind: ItemKind::Movie,
                 file_paths: m.files.iter().flatten().map(|p| p.path.clone()).collect(),
                 year: Some(m.year),

@@ -187,12 +187,12 @@ mod tests {
     fn items() -> Vec<PlexItem> {
         (0..50)
             .map(|i| PlexItem {
-                rating_key: format!("{}", 1000 + i),
-                key: format!("/library/metadata/{}", 1000 + i),
+                rating_key: format!("{}", 1000 + i).into(),
+                key: format!("/library/metadata/{}", 1000 + i).into(),
                 title: if i % 3 == 0 {
-                    format!("Ünïcødé {i} 🎬")
+                    format!("Ünïcødé {i} 🎬").into()
                 } else {
-                    format!("Title {i}")
+                    format!("Title {i}").into()
                 },
                 kind: if i % 7 == 0 {
                     ItemKind::Other("trailer".into())
@@ -254,17 +254,20 @@ mod tests {
         let paths = ["/m/9/part0.mkv", "/m/49/part0.mkv", "/nope", ""];
         for round in 0..3 {
             for q in queries {
-                let want = items.iter().find(|i| i.rating_key == q).map(|i| &i.title);
-                let got = view.find_by_rating_key(q).map(|i| i.title.to_owned());
-                assert_eq!(got.as_ref(), want, "rating key {q:?}, round {round}");
+                let want = items
+                    .iter()
+                    .find(|i| i.rating_key == q)
+                    .map(|i| i.title.as_str());
+                let got = view.find_by_rating_key(q).map(|i| i.title);
+                assert_eq!(got, want, "rating key {q:?}, round {round}");
             }
             for p in paths {
                 let want = items
                     .iter()
                     .find(|i| i.file_paths.iter().any(|f| f == p))
-                    .map(|i| &i.title);
-                let got = view.find_by_path(p).map(|i| i.title.to_owned());
-                assert_eq!(got.as_ref(), want, "path {p:?}, round {round}");
+                    .map(|i| i.title.as_str());
+                let got = view.find_by_path(p).map(|i| i.title);
+                assert_eq!(got, want, "path {p:?}, round {round}");
             }
         }
         assert!(view.by_path.get().is_some() && view.by_rating_key.get().is_some());

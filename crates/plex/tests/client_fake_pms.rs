@@ -256,7 +256,7 @@ async fn search_filters_a_section_by_title() {
     // Titles with spaces, `&` and Unicode are sent percent-encoded.
     let one = &expected[0].title;
     let found = c.search(1, one).await.unwrap();
-    assert!(found.iter().any(|i| &i.title == one));
+    assert!(found.iter().any(|i| i.title == one));
     // A synthetic library too.
     let hits = c.search("4K Movies", "a").await.unwrap();
     assert!(!hits.is_empty());

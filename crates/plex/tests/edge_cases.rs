@@ -163,9 +163,9 @@ fn control_characters_are_stripped_as_plexapi_does() {
         );
         assert_eq!(show.file_paths, ["/tv/Show Name"], "{name}");
         for item in &page.items {
-            for s in [&item.rating_key, &item.key, &item.title]
+            for s in [item.rating_key.as_str(), &item.key, &item.title]
                 .into_iter()
-                .chain(&item.file_paths)
+                .chain(item.file_paths.iter().map(String::as_str))
             {
                 assert!(
                     !s.chars().any(|c| c.is_control() && c != '\u{85}'),

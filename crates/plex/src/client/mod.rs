@@ -637,7 +637,7 @@ impl PlexClient {
         let max_bytes = self.inner.max_listing_bytes;
         let started = Instant::now();
         let mut items: Vec<PlexItem> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<crate::CompactString> = HashSet::new();
         let mut start = 0u64;
         let mut requests = 0u64;
         let mut bytes = 0u64;

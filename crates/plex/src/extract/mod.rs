@@ -124,9 +124,9 @@ impl Collector {
                     std::mem::take(&mut entry.files)
                 };
                 self.items.push(PlexItem {
-                    rating_key,
-                    key: entry.key.take().unwrap_or_default(),
-                    title: entry.title.take().unwrap_or_default(),
+                    rating_key: rating_key.into(),
+                    key: entry.key.take().unwrap_or_default().into(),
+                    title: entry.title.take().unwrap_or_default().into(),
                     kind,
                     file_paths,
                     year: entry.year,

@@ -134,9 +134,12 @@ fn escape_into(out: &mut String, s: &str) {
 /// for leaf kinds, `Location`s otherwise).
 pub(super) fn item_to_json(item: &PlexItem) -> Value {
     let mut m = Map::new();
-    m.insert("ratingKey".into(), Value::String(item.rating_key.clone()));
-    m.insert("key".into(), Value::String(item.key.clone()));
-    m.insert("title".into(), Value::String(item.title.clone()));
+    m.insert(
+        "ratingKey".into(),
+        Value::String(item.rating_key.to_string()),
+    );
+    m.insert("key".into(), Value::String(item.key.to_string()));
+    m.insert("title".into(), Value::String(item.title.to_string()));
     m.insert("type".into(), Value::String(item.kind.as_str().to_owned()));
     if let Some(y) = item.year {
         m.insert("year".into(), Value::from(y));
