@@ -278,10 +278,19 @@ impl<B: CacheBackend> PlexCache<B> {
     }
 
     fn add_matches(&self, batch: &mut WriteBatch, library: &str, items: &[PlexItem]) -> Result<()> {
-        for item in items {
-            for path in &item.file_paths {
-                batch.set_borrowed(&keys::match_key(library, path), &Some(item), self.match_ttl)?;
-            }
+        // In key order (stable: of two items with one path, the later still wins), so that
+        // the backend appends them to its key index as well as to its table.
+        let mut matches: Vec<(String, &PlexItem)> = items
+            .iter()
+            .flat_map(|item| {
+                item.file_paths
+                    .iter()
+                    .map(move |path| (keys::match_key(library, path), item))
+            })
+            .collect();
+        matches.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, item) in &matches {
+            batch.set_borrowed(key, &Some(*item), self.match_ttl)?;
         }
         Ok(())
     }
