@@ -561,6 +561,16 @@ fn a_write_that_finds_the_disk_full_fails_cleanly() {
     });
 }
 
+/// Opens the database at `path` directly, checking that it is at this build's version.
+fn at_current_version(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version as u64, SCHEMA_VERSION);
+    conn
+}
+
 /// Databases of the earlier layouts are migrated on open: version 1 (values not bound to
 /// their keys) and version 2 (a counters table and a store-order index). Their entries, which
 /// would only read as misses, are dropped; their statistics stay; the new layout works.
@@ -614,11 +624,7 @@ fn databases_of_versions_1_and_2_are_migrated() {
             assert_eq!(b.usage().await.unwrap().entries, 1);
             assert!(b.integrity_check().await.unwrap().is_empty());
         });
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(version as u64, SCHEMA_VERSION);
+        let conn = at_current_version(&path);
         let gone: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('counters', 'entries_lrs')",
@@ -690,11 +696,7 @@ fn a_database_of_version_3_is_migrated_with_its_entries() {
         assert_eq!(b.usage().await.unwrap().entries, 2);
         assert!(b.integrity_check().await.unwrap().is_empty());
     });
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version as u64, SCHEMA_VERSION);
+    let conn = at_current_version(&path);
     let blobs: i64 = conn
         .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
         .unwrap();
