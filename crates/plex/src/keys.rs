@@ -131,10 +131,22 @@ fn needs_escape(c: char) -> bool {
     c == '%' || c == ':' || c.is_control()
 }
 
+/// The byte offset of the first character of `s` that [`needs_escape`], found on the bytes
+/// without decoding characters: `%`, `:`, U+0000-U+001F and U+007F are one byte each, and the
+/// other control characters, U+0080-U+009F, are `C2 80` to `C2 9F`.
+fn first_escape(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (0..b.len()).find(|&i| match b[i] {
+        0x00..=0x1F | 0x7F | b'%' | b':' => true,
+        0xC2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)),
+        _ => false,
+    })
+}
+
 /// Escapes one key component: `%`, `:` and control characters become `%XX` per UTF-8 byte
 /// (upper-case hex); every other character is kept. Borrows when nothing needs escaping.
 pub fn escape_component(s: &str) -> Cow<'_, str> {
-    let Some(first) = s.find(needs_escape) else {
+    let Some(first) = first_escape(s) else {
         return Cow::Borrowed(s);
     };
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -206,8 +218,10 @@ pub fn search_key(name: &str, title: &str) -> String {
 
 /// `match:{name}:{path}`: the item of library `name` that local file `path` belongs to.
 pub fn match_key(name: &str, path: &str) -> String {
+    let path = escape_component(path);
     let mut s = KeyKind::Match.prefix(name);
-    s.push_str(&escape_component(path));
+    s.reserve_exact(path.len());
+    s.push_str(&path);
     s
 }
 
@@ -246,6 +260,34 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte scan finds the same first character as the definition on characters, for
+    /// every character that needs escaping or borders one (U+007E-U+00A0, C2 lead bytes of
+    /// printable characters) and in every position.
+    #[test]
+    fn the_byte_scan_agrees_with_the_characters() {
+        let specials: Vec<char> = (0u32..=0xA1)
+            .chain([0x100, 0x2028, 0xFEFF, 0x1F3AC])
+            .filter_map(char::from_u32)
+            .collect();
+        for &c in &specials {
+            for s in [
+                format!("{c}"),
+                format!("ab{c}"),
+                format!("é{c}x"),
+                format!("\u{a0}{c}\u{85}"),
+                format!("/m/{c}/{c}"),
+            ] {
+                assert_eq!(
+                    first_escape(&s),
+                    s.find(needs_escape),
+                    "{s:?} ({:X})",
+                    u32::from(c)
+                );
+            }
+        }
+        assert_eq!(first_escape(""), None);
+    }
 
     #[test]
     fn plain_names_stay_readable() {
