@@ -9,7 +9,10 @@ use std::marker::PhantomData;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Collector, Entry, Mode, parse_int, strip_str, strip_string};
+use std::borrow::Cow;
+
+use super::{Collector, Entry, Mode, parse_int, strip_str, strip_string, stripped_owned};
+use crate::CompactString;
 use crate::error::{ExtractError, Format, Position};
 
 /// One step of the path to the value being read, for error messages.
@@ -203,34 +206,39 @@ impl Visitor<'_> for NamedFieldSeed {
 /// A string field. Numbers are accepted and kept in their decimal form (a `ratingKey` or a
 /// section `key` sent as a number); `null` is absent. The characters python-plexapi strips
 /// ([`super::is_stripped`]) are removed, as from XML.
-struct StrSeed;
+struct StrSeed<T = String>(PhantomData<T>);
 
-impl<'de> DeserializeSeed<'de> for StrSeed {
-    type Value = Option<String>;
+/// A string field (or a number, kept as its decimal text) read as a `String`.
+const STR: StrSeed = StrSeed(PhantomData);
+/// A short string field (rating key, key, title) read as a [`CompactString`].
+const SHORT: StrSeed<CompactString> = StrSeed(PhantomData);
+
+impl<'de, T: for<'a> From<&'a str> + From<String>> DeserializeSeed<'de> for StrSeed<T> {
+    type Value = Option<T>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(StrSeed)
+        d.deserialize_any(self)
     }
 }
 
-impl Visitor<'_> for StrSeed {
-    type Value = Option<String>;
+impl<T: for<'a> From<&'a str> + From<String>> Visitor<'_> for StrSeed<T> {
+    type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string or a number")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(strip_str(v).into_owned()))
+        Ok(Some(stripped_owned(Cow::Borrowed(v))))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(strip_string(v)))
+        Ok(Some(T::from(strip_string(v))))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
+        Ok(Some(T::from(v.to_string())))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
+        Ok(Some(T::from(v.to_string())))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
+        Ok(Some(T::from(v.to_string())))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -648,17 +656,17 @@ impl<'de> Visitor<'de> for EntryVisitor<'_> {
         let mut e = Entry::default();
         while let Some(field) = map.next_key_seed(FieldSeed)? {
             match field {
-                Field::RatingKey => e.rating_key = value(&mut map, ctx, field, StrSeed)?,
-                Field::Key => e.key = value(&mut map, ctx, field, StrSeed)?,
-                Field::Title => e.title = value(&mut map, ctx, field, StrSeed)?,
-                Field::Type => e.kind = value(&mut map, ctx, field, StrSeed)?,
+                Field::RatingKey => e.rating_key = value(&mut map, ctx, field, SHORT)?,
+                Field::Key => e.key = value(&mut map, ctx, field, SHORT)?,
+                Field::Title => e.title = value(&mut map, ctx, field, SHORT)?,
+                Field::Type => e.kind = value(&mut map, ctx, field, STR)?,
                 Field::Year => e.year = value(&mut map, ctx, field, NumSeed::new())?,
                 Field::UpdatedAt => e.updated_at = value(&mut map, ctx, field, NumSeed::new())?,
                 Field::LibrarySectionId => {
                     e.library_section_id = value(&mut map, ctx, field, NumSeed::new())?;
                 }
                 Field::Uuid if self.mode == Mode::Sections => {
-                    e.uuid = value(&mut map, ctx, field, StrSeed)?;
+                    e.uuid = value(&mut map, ctx, field, STR)?;
                 }
                 Field::Media if self.mode == Mode::Items => {
                     let mut each = MediaEach {
@@ -787,7 +795,7 @@ impl<'de> Visitor<'de> for PathVisitor<'_> {
         let mut found = None;
         while let Some(field) = map.next_key_seed(FieldSeed)? {
             if field == self.field {
-                found = value(&mut map, self.ctx, field, StrSeed)?;
+                found = value(&mut map, self.ctx, field, STR)?;
             } else {
                 skip(&mut map)?;
             }

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::io::{BufRead, Read as _};
 
 use crate::error::{ExtractError, Format};
-use crate::item::{Extracted, ItemKind, PlexItem, Section};
+use crate::item::{CompactString, Extracted, ItemKind, PlexItem, Section};
 
 /// What a pass collects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +39,9 @@ pub(crate) enum Mode {
 /// The fields of one entry, as read.
 #[derive(Debug, Default)]
 pub(crate) struct Entry {
-    pub rating_key: Option<String>,
-    pub key: Option<String>,
-    pub title: Option<String>,
+    pub rating_key: Option<CompactString>,
+    pub key: Option<CompactString>,
+    pub title: Option<CompactString>,
     pub kind: Option<String>,
     pub year: Option<u32>,
     pub updated_at: Option<i64>,
@@ -124,9 +124,9 @@ impl Collector {
                     std::mem::take(&mut entry.files)
                 };
                 self.items.push(PlexItem {
-                    rating_key: rating_key.into(),
-                    key: entry.key.take().unwrap_or_default().into(),
-                    title: entry.title.take().unwrap_or_default().into(),
+                    rating_key,
+                    key: entry.key.take().unwrap_or_default(),
+                    title: entry.title.take().unwrap_or_default(),
                     kind,
                     file_paths,
                     year: entry.year,
@@ -150,8 +150,8 @@ impl Collector {
                     .map_or_else(|| ItemKind::Other(String::new()), ItemKind::from_plex_type);
                 self.sections.push(Section {
                     id,
-                    key,
-                    title: entry.title.take().unwrap_or_default(),
+                    key: key.into(),
+                    title: entry.title.take().unwrap_or_default().into(),
                     kind,
                     locations: std::mem::take(&mut entry.locations),
                     updated_at: entry.updated_at,
@@ -223,11 +223,15 @@ pub(crate) fn strip_string(mut s: String) -> String {
     s
 }
 
-/// An owned copy of `s` without the [`is_stripped`] characters: one allocation either way.
-pub(crate) fn stripped_owned(s: Cow<'_, str>) -> String {
+/// An owned copy of `s` without the [`is_stripped`] characters: at most one allocation (none
+/// for a short [`CompactString`]).
+pub(crate) fn stripped_owned<T: for<'a> From<&'a str> + From<String>>(s: Cow<'_, str>) -> T {
     match s {
-        Cow::Borrowed(b) => strip_str(b).into_owned(),
-        Cow::Owned(o) => strip_string(o),
+        Cow::Borrowed(b) => match strip_str(b) {
+            Cow::Borrowed(b) => T::from(b),
+            Cow::Owned(o) => T::from(o),
+        },
+        Cow::Owned(o) => T::from(strip_string(o)),
     }
 }
 
@@ -467,8 +471,15 @@ mod tests {
             assert_eq!(strip_string(clean.to_owned()), clean);
         }
         assert_eq!(strip_str("a\u{1b}[31mb\u{7f}\u{9b}\u{10FFFF}"), "a[31mb");
-        assert_eq!(stripped_owned(Cow::Borrowed("x\u{0}y")), "xy");
-        assert_eq!(stripped_owned(Cow::Owned("x\u{FDD0}y".to_owned())), "xy");
+        assert_eq!(stripped_owned::<String>(Cow::Borrowed("x\u{0}y")), "xy");
+        assert_eq!(
+            stripped_owned::<String>(Cow::Owned("x\u{FDD0}y".to_owned())),
+            "xy"
+        );
+        assert_eq!(
+            stripped_owned::<CompactString>(Cow::Borrowed("x\u{0}y")),
+            "xy"
+        );
     }
 
     #[test]

@@ -362,7 +362,7 @@ impl State {
         pos: u64,
         element: &'static str,
     ) -> Result<Option<String>, ExtractError> {
-        let mut found = None;
+        let mut found: Option<String> = None;
         for attr in e.attributes() {
             let attr = self.attr(attr, pos, element, None)?;
             if attr.key.as_ref() == want {
@@ -390,13 +390,13 @@ impl State {
     /// The decoded value of an attribute (entities and character references resolved, the
     /// value normalised as XML 1.0 says), without the characters python-plexapi strips
     /// ([`super::is_stripped`]).
-    fn text(
+    fn text<T: for<'a> From<&'a str> + From<String>>(
         &self,
         attr: &Attribute<'_>,
         pos: u64,
         element: Option<&str>,
         name: &str,
-    ) -> Result<String, ExtractError> {
+    ) -> Result<T, ExtractError> {
         attr.normalized_value(XmlVersion::Implicit1_0)
             .map(stripped_owned)
             .map_err(|err| ExtractError::Syntax {
@@ -414,7 +414,7 @@ impl State {
         element: Option<&str>,
         name: &str,
     ) -> Result<Option<T>, ExtractError> {
-        let raw = self.text(attr, pos, element, name)?;
+        let raw: String = self.text(attr, pos, element, name)?;
         parse_int::<T>(&raw).map_err(|message| ExtractError::Invalid {
             format: Format::Xml,
             position: Position::at_offset(pos),
