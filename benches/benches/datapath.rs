@@ -619,6 +619,29 @@ fn main() {
             });
             return;
         }
+        Some("profile-small") => {
+            // Small sets of new keys, then rewrites, in thread CPU time per operation.
+            let rounds: usize = args.get(1).map_or(3, |a| a.parse().unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let rt = runtime();
+            rt.block_on(async {
+                let cache = Cache::builder(SqliteBackend::open(dir.path()).unwrap())
+                    .no_memory_tier()
+                    .build()
+                    .unwrap();
+                let values: Vec<Vec<PlexItem>> = (0..SMALL).map(small_value).collect();
+                let keys: Vec<String> = (0..SMALL).map(small_key).collect();
+                for round in 0..rounds {
+                    let cpu = thread_cpu();
+                    for i in 0..SMALL as usize {
+                        cache.set(&keys[i], &values[i]).await.unwrap();
+                    }
+                    let per = (thread_cpu() - cpu) / SMALL as u32;
+                    eprintln!("small set round {round}: {per:?}/op (cpu)");
+                }
+            });
+            return;
+        }
         Some("profile-import") => {
             use plexcache_plex::synthetic::{Spec, generate_xml};
             let xml = generate_xml(&Spec::new(50_000));
