@@ -9,9 +9,10 @@
 use std::borrow::Cow;
 
 use plexcache_plex::{LibraryView, PlexItem, PlexItemRef};
+use pyo3::Borrowed;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
 
 use crate::errors::{Kind, raise};
 
@@ -220,9 +221,59 @@ pub(crate) struct PyItems {
     /// Per item: `ratingKey`, `key`, title, kind, then its paths (the listing's order).
     slots: Vec<Slot>,
     metas: Vec<Meta>,
+    /// The paths of the item being read (reused from item to item).
+    paths: Vec<Slot>,
 }
 
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The fields of an item dict.
+#[derive(Clone, Copy)]
+enum Key {
+    Key,
+    Title,
+    RatingKey,
+    FilePaths,
+    Kind,
+    Year,
+    UpdatedAt,
+    Section,
+}
+
+impl Key {
+    /// A dict key by identity with the interned names (string literals in Python code are
+    /// interned, so this is the usual case); `None` when it is another object.
+    #[inline]
+    fn by_identity(n: &Names, k: *mut pyo3::ffi::PyObject) -> Option<Key> {
+        [
+            (&n.key, Key::Key),
+            (&n.title, Key::Title),
+            (&n.rating_key, Key::RatingKey),
+            (&n.file_paths, Key::FilePaths),
+            (&n.kind, Key::Kind),
+            (&n.year, Key::Year),
+            (&n.updated_at, Key::UpdatedAt),
+            (&n.library_section_id, Key::Section),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.as_ptr() == k)
+        .map(|(_, key)| key)
+    }
+
+    fn by_name(name: &str) -> Option<Key> {
+        Some(match name {
+            "key" => Key::Key,
+            "title" => Key::Title,
+            "rating_key" => Key::RatingKey,
+            "file_paths" => Key::FilePaths,
+            "kind" => Key::Kind,
+            "year" => Key::Year,
+            "updated_at" => Key::UpdatedAt,
+            "library_section_id" => Key::Section,
+            _ => return None,
+        })
+    }
+}
 
 impl PyItems {
     /// Reads a list (or any iterable) of dicts or python-plexapi objects.
@@ -237,11 +288,26 @@ impl PyItems {
             text: String::new(),
             slots: Vec::new(),
             metas: Vec::new(),
+            paths: Vec::new(),
         };
         if let Ok(list) = items.cast::<PyList>() {
             out.reserve(list.len());
-            for (i, obj) in list.iter().enumerate() {
+            let mut i = 0;
+            // The length is read again each time: extracting a non-dict item runs Python
+            // code, which may change the list.
+            while i < list.len() {
+                // SAFETY: `list` is a live list and `i` is below its current length, so the
+                // item is a valid borrowed reference. It is used before any Python code runs
+                // (reading a dict runs none), or turned into an owned reference first.
+                let obj = unsafe {
+                    let ptr = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
+                    if ptr.is_null() {
+                        return Err(PyErr::fetch(items.py()));
+                    }
+                    Borrowed::from_ptr(items.py(), ptr)
+                };
                 out.push(&obj, i)?;
+                i += 1;
             }
             return Ok(out);
         }
@@ -265,12 +331,18 @@ impl PyItems {
 
     /// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
     fn push(&mut self, obj: &Bound<'_, PyAny>, at: usize) -> PyResult<()> {
+        // SAFETY: `obj` is a live object (borrowed for this call).
+        if unsafe { pyo3::ffi::PyDict_CheckExact(obj.as_ptr()) } != 0 {
+            // SAFETY: checked to be a dict just above.
+            return self.push_dict(unsafe { obj.cast_unchecked::<PyDict>() }, at);
+        }
         if let Ok(d) = obj.cast::<PyDict>() {
             return self.push_dict(d, at);
         }
+        let obj = obj.clone(); // owned: the extraction runs Python code
         let py = obj.py();
         let extract = EXTRACT.import(py, "plexcache._extract", "item_dict_for_store")?;
-        let d = extract.call1((obj,)).map_err(|e| {
+        let d = extract.call1((&obj,)).map_err(|e| {
             if e.is_instance_of::<pyo3::exceptions::PyException>(py) {
                 item_error(at, e.value(py).to_string())
             } else {
@@ -284,66 +356,93 @@ impl PyItems {
     }
 
     /// A str field, copied into the text.
+    #[inline]
     fn text(&mut self, v: &Bound<'_, PyAny>, at: usize, field: Field) -> PyResult<Slot> {
-        let s = v.cast::<PyString>().map_err(|_| {
-            item_error(at, format!("'{field}' must be a str, not {}", type_name(v)))
-        })?;
+        // SAFETY: `v` is a live object; an exact str needs no subclass check.
+        let s = if unsafe { pyo3::ffi::PyUnicode_CheckExact(v.as_ptr()) } != 0 {
+            // SAFETY: checked to be a str just above.
+            unsafe { v.cast_unchecked::<PyString>() }
+        } else {
+            v.cast::<PyString>().map_err(|_| {
+                item_error(at, format!("'{field}' must be a str, not {}", type_name(v)))
+            })?
+        };
         match str_of(s) {
             Ok(text) => Ok(self.own(&text)),
             Err(_) => Err(item_error(at, surrogate_message(&format!("'{field}'")))),
         }
     }
 
+    #[inline]
     fn own(&mut self, s: &str) -> Slot {
         let start = self.text.len();
         self.text.push_str(s);
         (start, self.text.len())
     }
 
+    /// One item dict. Its entries are read with `PyDict_Next` as borrowed references: nothing
+    /// here runs Python code while one is in use (an int `rating_key` is turned into its
+    /// text through an owned reference).
     fn push_dict(&mut self, d: &Bound<'_, PyDict>, at: usize) -> PyResult<()> {
+        let py = d.py();
+        let n = names(py);
         let mut key = None;
         let mut title = None;
         let mut rating_key = None;
         let mut kind: Slot = (0, 0);
-        let mut paths = Vec::new();
         let mut year = None;
         let mut updated_at = None;
         let mut library_section_id = None;
-        for (k, v) in d.iter() {
-            let Ok(ks) = k.cast::<PyString>() else {
-                return Err(item_error(
-                    at,
-                    format!("dict keys must be str, not {}", type_name(&k)),
-                ));
+        self.paths.clear();
+        let mut pos: pyo3::ffi::Py_ssize_t = 0;
+        let mut k: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        let mut v: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: `d` is a live dict; `PyDict_Next` hands out borrowed references to its keys
+        // and values, valid until the dict changes, which only Python code could do.
+        while unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) } != 0 {
+            // SAFETY: non-null borrowed references from `PyDict_Next`, used before any Python
+            // code runs.
+            let (k, v) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
+            let field = match Key::by_identity(n, k.as_ptr()) {
+                Some(f) => f,
+                None => {
+                    let Ok(ks) = k.cast::<PyString>() else {
+                        return Err(item_error(
+                            at,
+                            format!("dict keys must be str, not {}", type_name(&k)),
+                        ));
+                    };
+                    let name =
+                        str_of(&ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
+                    Key::by_name(&name).ok_or_else(|| {
+                        item_error(
+                            at,
+                            format!("unknown key '{name}' (an item dict may have: {KNOWN_KEYS})"),
+                        )
+                    })?
+                }
             };
-            let name = str_of(ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
-            match &*name {
-                "key" => key = Some(self.text(&v, at, Field("key", None))?),
-                "title" => title = Some(self.text(&v, at, Field("title", None))?),
-                "rating_key" => {
+            match field {
+                Key::Key => key = Some(self.text(&v, at, Field("key", None))?),
+                Key::Title => title = Some(self.text(&v, at, Field("title", None))?),
+                Key::RatingKey => {
                     if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
-                        let s = v.str()?.to_string();
-                        rating_key = Some(self.own(&s));
+                        let s = v.to_owned().str()?;
+                        rating_key = Some(self.own(&s.to_cow()?));
                     } else if !v.is_none() {
                         rating_key = Some(self.text(&v, at, Field("rating_key", None))?);
                     }
                 }
-                "file_paths" => paths = self.paths(&v, at)?,
-                "kind" => {
+                Key::FilePaths => self.paths(&v, at)?,
+                Key::Kind => {
                     if !v.is_none() {
                         kind = self.text(&v, at, Field("kind", None))?;
                     }
                 }
-                "year" => year = field_int::<u32>(&v, at, "year")?,
-                "updated_at" => updated_at = field_int::<i64>(&v, at, "updated_at")?,
-                "library_section_id" => {
+                Key::Year => year = field_int::<u32>(&v, at, "year")?,
+                Key::UpdatedAt => updated_at = field_int::<i64>(&v, at, "updated_at")?,
+                Key::Section => {
                     library_section_id = field_int::<u32>(&v, at, "library_section_id")?
-                }
-                other => {
-                    return Err(item_error(
-                        at,
-                        format!("unknown key '{other}' (an item dict may have: {KNOWN_KEYS})"),
-                    ));
                 }
             }
         }
@@ -352,14 +451,18 @@ impl PyItems {
         let rating_key = match rating_key {
             Some(r) => r,
             None => {
-                let derived = rating_key_of(self.resolve(key)).to_owned();
-                self.own(&derived)
+                // A part of the key's text: its range, without a copy.
+                let derived = rating_key_of(self.resolve(key));
+                match (derived.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize) {
+                    Some(start) => (start, start + derived.len()),
+                    None => (0, 0),
+                }
             }
         };
         self.slots.extend([rating_key, key, title, kind]);
-        self.slots.extend_from_slice(&paths);
+        self.slots.extend_from_slice(&self.paths);
         self.metas.push(Meta {
-            paths: paths.len() as u32,
+            paths: self.paths.len() as u32,
             year,
             updated_at,
             library_section_id,
@@ -367,29 +470,53 @@ impl PyItems {
         Ok(())
     }
 
-    fn paths(&mut self, v: &Bound<'_, PyAny>, at: usize) -> PyResult<Vec<Slot>> {
+    /// The `file_paths` of an item, into `self.paths`.
+    fn paths(&mut self, v: &Bound<'_, PyAny>, at: usize) -> PyResult<()> {
+        self.paths.clear();
         if v.is_none() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let field = |i| Field("file_paths", Some(i));
-        if let Ok(list) = v.cast::<PyList>() {
-            return list
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.text(&p, at, field(i)))
-                .collect();
+        // SAFETY: `v` is a live object.
+        let (is_list, is_tuple) = unsafe {
+            (
+                pyo3::ffi::PyList_Check(v.as_ptr()) != 0,
+                pyo3::ffi::PyTuple_Check(v.as_ptr()) != 0,
+            )
+        };
+        if !is_list && !is_tuple {
+            return Err(item_error(
+                at,
+                format!("'file_paths' must be a list of str, not {}", type_name(v)),
+            ));
         }
-        if let Ok(tuple) = v.cast::<PyTuple>() {
-            return tuple
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.text(&p, at, field(i)))
-                .collect();
+        // SAFETY: `v` is a live list or tuple (checked above); the size functions read its
+        // storage (a subclass's `__len__` is not called).
+        let len = unsafe {
+            if is_list {
+                pyo3::ffi::PyList_Size(v.as_ptr())
+            } else {
+                pyo3::ffi::PyTuple_Size(v.as_ptr())
+            }
+        };
+        for i in 0..len.max(0) as usize {
+            // SAFETY: `v` is a live list or tuple and `i` is below its length, which cannot
+            // change meanwhile (no Python code runs here): a borrowed reference.
+            let p = unsafe {
+                let ptr = if is_list {
+                    pyo3::ffi::PyList_GetItem(v.as_ptr(), i as pyo3::ffi::Py_ssize_t)
+                } else {
+                    pyo3::ffi::PyTuple_GetItem(v.as_ptr(), i as pyo3::ffi::Py_ssize_t)
+                };
+                if ptr.is_null() {
+                    return Err(PyErr::fetch(v.py()));
+                }
+                Borrowed::from_ptr(v.py(), ptr)
+            };
+            let slot = self.text(&p, at, field(i))?;
+            self.paths.push(slot);
         }
-        Err(item_error(
-            at,
-            format!("'file_paths' must be a list of str, not {}", type_name(v)),
-        ))
+        Ok(())
     }
 
     fn resolve(&self, (start, end): Slot) -> &str {
@@ -506,15 +633,26 @@ pub(crate) fn item_to_dict<'py>(
     Ok(d)
 }
 
+/// Item `i` of a view as a dict (`None`: out of range). No table of the view's strings is
+/// built: its paths are collected for this call only.
+pub(crate) fn view_item_dict<'py>(
+    py: Python<'py>,
+    view: &LibraryView,
+    i: usize,
+    fields: Fields,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    view.with_item(i, |item| item_to_dict(py, &item.into(), fields))
+        .transpose()
+}
+
 /// Every item of a view as a list of dicts.
 pub(crate) fn view_to_list<'py>(
     py: Python<'py>,
     view: &LibraryView,
     fields: Fields,
 ) -> PyResult<Bound<'py, PyList>> {
-    let dicts = view
-        .iter()
-        .map(|i| item_to_dict(py, &(&i).into(), fields))
+    let dicts = (0..view.len())
+        .filter_map(|i| view_item_dict(py, view, i, fields).transpose())
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, dicts)
 }

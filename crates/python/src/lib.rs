@@ -22,7 +22,9 @@ use plexcache_sqlite::{Offload, SqliteBackend};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::convert::{Fields, PyItems, item_to_dict, items_from_py, text, view_to_list};
+use crate::convert::{
+    Fields, PyItems, item_to_dict, items_from_py, text, view_item_dict, view_to_list,
+};
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
 
@@ -398,10 +400,10 @@ impl Cache {
         let Some(view) = self.view(py, &name)? else {
             return Ok(None);
         };
-        let found = py.detach(|| view.find_by_path(&path));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_path(&path)) {
+            Some(i) => view_item_dict(py, &view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// The item of a cached library with this rating key, or `None`.
@@ -418,10 +420,10 @@ impl Cache {
         let Some(view) = self.view(py, &name)? else {
             return Ok(None);
         };
-        let found = py.detach(|| view.find_by_rating_key(&rating_key));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_rating_key(&rating_key)) {
+            Some(i) => view_item_dict(py, &view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// Drops the listing and search results of one library; returns how many entries went.
