@@ -120,7 +120,7 @@ impl Record for PlexItemRef<'_> {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -128,7 +128,7 @@ fn varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
-fn varint_len(n: usize) -> usize {
+pub(crate) fn varint_len(n: usize) -> usize {
     (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
@@ -248,7 +248,7 @@ impl<'a> ListingRef<'a> {
 }
 
 /// Serializes as `serialize_bytes` (postcard: its length, then the bytes).
-struct RawBytes<'a>(&'a [u8]);
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
 
 impl Serialize for RawBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -39,15 +39,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use plexcache_core::Bytes;
-use plexcache_core::codec::{self, CacheValue, DecodeError};
+use plexcache_core::codec::{self, BorrowedValue, CacheValue, DecodeError};
 
 use crate::item::PlexItem;
 #[cfg(test)]
 use crate::listing::ListingRef;
 pub use crate::listing::PlexItemRef;
 use crate::listing::{
-    FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, damaged, le_i64,
-    le_u32, split,
+    FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, RawBytes, damaged,
+    le_i64, le_u32, split, varint, varint_len,
 };
 
 self_cell::self_cell!(
@@ -443,6 +443,109 @@ fn hash(s: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s)
 }
 
+/// A listing written item by item into the stored layout, for callers that hold each item's
+/// strings only for a moment (another language's string objects, a parser's buffer): each
+/// [`push`](ListingBuilder::push) copies the item's strings once, and storing the builder
+/// (`cache.set_borrowed(key, &builder, ttl)`) copies the finished tables once into the stored
+/// value. The bytes are those [`ListingRef`](crate::ListingRef) writes for the same items;
+/// it reads back as a [`Listing`] or through a [`LibraryView`].
+#[derive(Debug, Default, Clone)]
+pub struct ListingBuilder {
+    text: Vec<u8>,
+    ends: Vec<u8>,
+    records: Vec<u8>,
+    strings: u64,
+}
+
+impl ListingBuilder {
+    /// An empty listing with room for `items` items of `text_bytes` bytes of strings in all.
+    pub fn with_capacity(items: usize, text_bytes: usize) -> Self {
+        Self {
+            text: Vec::with_capacity(text_bytes),
+            ends: Vec::with_capacity(items.saturating_mul((FIXED_STRINGS + 1) * 4)),
+            records: Vec::with_capacity(items.saturating_mul(RECORD_LEN)),
+            strings: 0,
+        }
+    }
+
+    /// Appends one item (its strings are copied).
+    pub fn push(&mut self, item: &PlexItemRef<'_>) {
+        let first = self.strings;
+        for s in [item.rating_key, item.key, item.title, item.kind_str]
+            .into_iter()
+            .chain(item.file_paths.iter().copied())
+        {
+            self.text.extend_from_slice(s.as_bytes());
+            // Truncated past 4 GiB, but then `fits` fails and nothing is stored.
+            self.ends
+                .extend_from_slice(&(self.text.len() as u32).to_le_bytes());
+        }
+        let paths = item.file_paths.len();
+        self.strings += (FIXED_STRINGS + paths) as u64;
+        let mask = (u32::from(item.year.is_some()) * HAS_YEAR)
+            | (u32::from(item.updated_at.is_some()) * HAS_UPDATED_AT)
+            | (u32::from(item.library_section_id.is_some()) * HAS_SECTION);
+        let r = &mut self.records;
+        r.extend_from_slice(&(first as u32).to_le_bytes());
+        r.extend_from_slice(&(paths as u32).to_le_bytes());
+        r.extend_from_slice(&mask.to_le_bytes());
+        r.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
+        r.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
+        r.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn fits(&self) -> bool {
+        u32::try_from(self.text.len()).is_ok() && u32::try_from(self.strings).is_ok()
+    }
+}
+
+impl serde::Serialize for ListingBuilder {
+    /// The serde path (the cache writes through [`BorrowedValue::write_payload`] instead).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        if !self.fits() {
+            return Err(serde::ser::Error::custom(
+                "a library listing over 4 GiB of strings cannot be stored",
+            ));
+        }
+        let text = std::str::from_utf8(&self.text).map_err(serde::ser::Error::custom)?;
+        let mut tuple = s.serialize_tuple(3)?;
+        tuple.serialize_element(text)?;
+        tuple.serialize_element(&RawBytes(&self.ends))?;
+        tuple.serialize_element(&RawBytes(&self.records))?;
+        tuple.end()
+    }
+}
+
+impl BorrowedValue for ListingBuilder {
+    type Owned = Listing;
+
+    fn payload_len(&self) -> Option<usize> {
+        if !self.fits() {
+            return None; // serde then reports the error
+        }
+        let (t, e, r) = (self.text.len(), self.ends.len(), self.records.len());
+        Some(varint_len(t) + t + varint_len(e) + e + varint_len(r) + r)
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        for table in [&self.text, &self.ends, &self.records] {
+            varint(out, table.len());
+            out.extend_from_slice(table);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -533,6 +636,37 @@ mod tests {
             }
         }
         assert!(view.by_path.get().is_some() && view.by_rating_key.get().is_some());
+    }
+
+    #[test]
+    fn a_built_listing_is_stored_as_the_same_items_borrowed() {
+        let mut items = items();
+        items[4].file_paths = (0..INLINE_PATHS + 3)
+            .map(|p| format!("/many/{p}.mkv"))
+            .collect();
+        for items in [&items[..], &items[..1], &[]] {
+            let mut b = ListingBuilder::with_capacity(1, 10);
+            for i in items {
+                let paths: Vec<&str> = i.file_paths.iter().map(String::as_str).collect();
+                b.push(&PlexItemRef {
+                    rating_key: &i.rating_key,
+                    key: &i.key,
+                    title: &i.title,
+                    kind_str: i.kind.as_str(),
+                    file_paths: &paths,
+                    year: i.year,
+                    updated_at: i.updated_at,
+                    library_section_id: i.library_section_id,
+                });
+            }
+            assert_eq!(b.len(), items.len());
+            assert_eq!(b.is_empty(), items.is_empty());
+            let built = codec::encode_borrowed("lib", &b).unwrap();
+            assert_eq!(built, enc("lib", items));
+            // The serde path writes the same bytes.
+            let serde = codec::encode_tagged("lib", &b, Listing::SCHEMA).unwrap();
+            assert_eq!(serde, built);
+        }
     }
 
     #[test]

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use plexcache_core::Ttl;
-use plexcache_plex::{LibraryView, ListingRef, PlexCache};
+use plexcache_plex::{LibraryView, PlexCache};
 use plexcache_sqlite::{Offload, SqliteBackend};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{
-    Fields, PyItems, item_to_dict, items_from_py, text, view_item_dict, view_to_list,
+    Fields, item_to_dict, items_from_py, listing_from_py, text, view_item_dict, view_to_list,
 };
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
@@ -60,6 +60,16 @@ struct Config {
     memory_tier: bool,
 }
 
+impl Config {
+    /// The TTL of every kind of entry.
+    fn ttl(&self) -> Ttl {
+        match self.ttl {
+            Some(d) => Ttl::After(d),
+            None => Ttl::Never,
+        }
+    }
+}
+
 /// An open cache: its runtime and store, valid in the process that opened it.
 struct Open {
     pid: u32,
@@ -92,10 +102,7 @@ impl Open {
             .offload(Offload::Never)
             .max_file_bytes(cfg.max_file_bytes)
             .open()?;
-        let ttl = match cfg.ttl {
-            Some(d) => Ttl::After(d),
-            None => Ttl::Never,
-        };
+        let ttl = cfg.ttl();
         let cache = PlexCache::builder(backend)
             .size_limit(cfg.size_limit)
             .library_ttl(ttl)
@@ -329,12 +336,11 @@ impl Cache {
         items: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let name = text(name, "library name")?;
-        let read = PyItems::read(items)?;
-        let strs = read.strs();
-        let refs = read.refs(&strs);
-        let listing = ListingRef::from_refs(&refs);
+        let listing = listing_from_py(items)?;
+        let key = plexcache_plex::keys::library_key(&name);
+        let ttl = self.cfg.ttl();
         let open = self.open()?;
-        py.detach(|| open.run(async |c| c.set_library_listing(&name, &listing).await))
+        py.detach(|| open.run(async |c| c.cache().set_borrowed(&key, &listing, ttl).await))
             .map_err(map_error)
     }
 
