@@ -126,20 +126,21 @@ impl<'a> Tables<'a> {
         if !ends.len().is_multiple_of(4) || !records.len().is_multiple_of(RECORD_LEN) {
             return Err(damaged("a table of the listing has a partial row"));
         }
+        // Ends in order and the last one at the end of the text: then every end is in bounds.
+        // A byte at an end (if any) must start a character.
         let bytes = text.as_bytes();
-        let mut prev = 0usize;
+        let mut prev = 0u32;
         let mut bad = false;
         for end in ends.chunks_exact(4) {
-            let end = le_u32(end, 0) as usize;
-            // In order and in bounds; a byte at `end` (if any) must start a character.
-            bad |= end < prev || end > bytes.len();
-            bad |= bytes.get(end).is_some_and(|b| (*b as i8) < -0x40);
+            let end = le_u32(end, 0);
+            bad |= end < prev;
+            bad |= bytes.get(end as usize).is_some_and(|b| (*b as i8) < -0x40);
             prev = end;
         }
         if bad {
             return Err(damaged("a string of the listing is out of bounds"));
         }
-        if prev != text.len() {
+        if prev as usize != text.len() {
             return Err(damaged("the listing's strings do not cover its text"));
         }
         let strings = ends.len() / 4;
