@@ -362,9 +362,12 @@ pub(crate) fn le_i64(b: &[u8], at: usize) -> i64 {
     i64::from_le_bytes(w)
 }
 
+/// The text's bytes, the string table and the item table of a listing, unchecked.
+pub(crate) type RawTables<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// The three fields of a listing's postcard payload (the envelope's payload): the text's
 /// bytes (not yet checked as UTF-8), the string table and the item table.
-pub(crate) fn split(payload: &[u8]) -> Result<(&[u8], &[u8], &[u8]), DecodeError> {
+pub(crate) fn split(payload: &[u8]) -> Result<RawTables<'_>, DecodeError> {
     let mut at = 0usize;
     let mut field = |name: &str| -> Result<&[u8], DecodeError> {
         let mut len = 0u64;

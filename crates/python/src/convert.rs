@@ -245,9 +245,9 @@ impl Sink for Vec<PlexItem> {
 
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The fields of an item dict.
+/// The fields of an item dict, by their key.
 #[derive(Clone, Copy)]
-enum Key {
+enum Name {
     Key,
     Title,
     RatingKey,
@@ -258,36 +258,36 @@ enum Key {
     Section,
 }
 
-impl Key {
+impl Name {
     /// A dict key by identity with the interned names (string literals in Python code are
     /// interned, so this is the usual case); `None` when it is another object.
     #[inline]
-    fn by_identity(n: &Names, k: *mut pyo3::ffi::PyObject) -> Option<Key> {
+    fn by_identity(n: &Names, k: *mut pyo3::ffi::PyObject) -> Option<Name> {
         [
-            (&n.key, Key::Key),
-            (&n.title, Key::Title),
-            (&n.rating_key, Key::RatingKey),
-            (&n.file_paths, Key::FilePaths),
-            (&n.kind, Key::Kind),
-            (&n.year, Key::Year),
-            (&n.updated_at, Key::UpdatedAt),
-            (&n.library_section_id, Key::Section),
+            (&n.key, Name::Key),
+            (&n.title, Name::Title),
+            (&n.rating_key, Name::RatingKey),
+            (&n.file_paths, Name::FilePaths),
+            (&n.kind, Name::Kind),
+            (&n.year, Name::Year),
+            (&n.updated_at, Name::UpdatedAt),
+            (&n.library_section_id, Name::Section),
         ]
         .into_iter()
         .find(|(name, _)| name.as_ptr() == k)
         .map(|(_, key)| key)
     }
 
-    fn by_name(name: &str) -> Option<Key> {
+    fn by_name(name: &str) -> Option<Name> {
         Some(match name {
-            "key" => Key::Key,
-            "title" => Key::Title,
-            "rating_key" => Key::RatingKey,
-            "file_paths" => Key::FilePaths,
-            "kind" => Key::Kind,
-            "year" => Key::Year,
-            "updated_at" => Key::UpdatedAt,
-            "library_section_id" => Key::Section,
+            "key" => Name::Key,
+            "title" => Name::Title,
+            "rating_key" => Name::RatingKey,
+            "file_paths" => Name::FilePaths,
+            "kind" => Name::Kind,
+            "year" => Name::Year,
+            "updated_at" => Name::UpdatedAt,
+            "library_section_id" => Name::Section,
             _ => return None,
         })
     }
@@ -435,12 +435,12 @@ fn int_text(v: &Bound<'_, PyAny>, at: usize) -> PyResult<String> {
             return Ok(v.str()?.to_cow()?.into_owned());
         }
         let n = pyo3::ffi::PyLong_AsLongLong(v.as_ptr());
-        if !(n == -1 && !pyo3::ffi::PyErr_Occurred().is_null()) {
+        if n != -1 || pyo3::ffi::PyErr_Occurred().is_null() {
             return Ok(n.to_string());
         }
         pyo3::ffi::PyErr_Clear();
         let n = pyo3::ffi::PyLong_AsUnsignedLongLong(v.as_ptr());
-        if !(n == u64::MAX && !pyo3::ffi::PyErr_Occurred().is_null()) {
+        if n != u64::MAX || pyo3::ffi::PyErr_Occurred().is_null() {
             return Ok(n.to_string());
         }
         pyo3::ffi::PyErr_Clear();
@@ -470,7 +470,7 @@ fn push_dict<S: Sink>(sink: &mut S, d: &Bound<'_, PyDict>, at: usize) -> PyResul
     while unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) } != 0 {
         // SAFETY: non-null borrowed references from `PyDict_Next` (see above).
         let (k, v) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
-        let field = match Key::by_identity(n, k.as_ptr()) {
+        let field = match Name::by_identity(n, k.as_ptr()) {
             Some(f) => f,
             None => {
                 let Ok(ks) = k.cast::<PyString>() else {
@@ -481,7 +481,7 @@ fn push_dict<S: Sink>(sink: &mut S, d: &Bound<'_, PyDict>, at: usize) -> PyResul
                 };
                 let name =
                     str_of(&ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
-                Key::by_name(&name).ok_or_else(|| {
+                Name::by_name(&name).ok_or_else(|| {
                     item_error(
                         at,
                         format!("unknown key '{name}' (an item dict may have: {KNOWN_KEYS})"),
@@ -489,31 +489,31 @@ fn push_dict<S: Sink>(sink: &mut S, d: &Bound<'_, PyDict>, at: usize) -> PyResul
                 })?
             }
         };
-        // SAFETY (each `str_field`): `v` is a value of `d`, which nothing changes while the
-        // item is read (see above).
+        // SAFETY: `v` is a value of `d`, which nothing changes while the item is read (see
+        // above), so its str stays alive and unchanged until the item is pushed.
+        let str_of_v = |f: Field| unsafe { str_field(&v, at, f) };
         match field {
-            Key::Key => key = Some(unsafe { str_field(&v, at, Field("key", None)) }?),
-            Key::Title => title = Some(unsafe { str_field(&v, at, Field("title", None)) }?),
-            Key::RatingKey => {
+            Name::Key => key = Some(str_of_v(Field("key", None))?),
+            Name::Title => title = Some(str_of_v(Field("title", None))?),
+            Name::RatingKey => {
                 if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
                     rating_key = Some(Cow::Owned(int_text(&v, at)?));
                 } else if !v.is_none() {
-                    let f = Field("rating_key", None);
-                    rating_key = Some(unsafe { str_field(&v, at, f) }?);
+                    rating_key = Some(str_of_v(Field("rating_key", None))?);
                 }
             }
-            Key::FilePaths => {
+            Name::FilePaths => {
                 paths.clear();
                 read_paths(&v, at, &mut paths)?;
             }
-            Key::Kind => {
+            Name::Kind => {
                 if !v.is_none() {
-                    kind = unsafe { str_field(&v, at, Field("kind", None)) }?;
+                    kind = str_of_v(Field("kind", None))?;
                 }
             }
-            Key::Year => year = field_int::<u32>(&v, at, "year")?,
-            Key::UpdatedAt => updated_at = field_int::<i64>(&v, at, "updated_at")?,
-            Key::Section => library_section_id = field_int::<u32>(&v, at, "library_section_id")?,
+            Name::Year => year = field_int::<u32>(&v, at, "year")?,
+            Name::UpdatedAt => updated_at = field_int::<i64>(&v, at, "updated_at")?,
+            Name::Section => library_section_id = field_int::<u32>(&v, at, "library_section_id")?,
         }
     }
     let key = key.ok_or_else(|| item_error(at, "missing 'key' (a str)"))?;
@@ -579,6 +579,8 @@ fn read_paths<'d>(v: &Bound<'_, PyAny>, at: usize, out: &mut ItemPaths<'d>) -> P
             }
             Borrowed::from_ptr(v.py(), ptr)
         };
+        // SAFETY: an item of `v`, a value of the item dict, which nothing changes while the
+        // item is read (see `push_dict`).
         out.push(unsafe { str_field(&p, at, field(i)) }?);
     }
     Ok(())
