@@ -344,6 +344,62 @@ impl LibraryView {
         }
     }
 
+    /// Calls `f` with every item in stored order, each lent for its call as by
+    /// [`with_item`](LibraryView::with_item) (no table), stopping at the first error.
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(&PlexItemRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let t = self.tables();
+        // Items hold consecutive strings (checked by `Tables::parse`): one pass over the end
+        // table, each string starting where the previous one ended.
+        let mut start = 0usize;
+        let mut next = 0usize;
+        let mut more: Vec<&str> = Vec::new();
+        for i in 0..t.len() {
+            let Some(r) = t.record(i) else { break };
+            if r.first != next {
+                start = t.span(r.first).0;
+            }
+            let mut string = |j: usize| {
+                let end = le_u32(t.ends, j * 4) as usize;
+                let s = t.text.get(start..end).unwrap_or_default();
+                start = end;
+                s
+            };
+            let fixed = [
+                string(r.first),
+                string(r.first + 1),
+                string(r.first + 2),
+                string(r.first + 3),
+            ];
+            let first_path = r.first + FIXED_STRINGS;
+            next = first_path + r.paths;
+            let mut buf = [""; INLINE_PATHS];
+            let paths: &[&str] = if r.paths <= INLINE_PATHS {
+                for (slot, j) in buf.iter_mut().zip(first_path..next) {
+                    *slot = string(j);
+                }
+                &buf[..r.paths]
+            } else {
+                more.clear();
+                more.extend((first_path..next).map(&mut string));
+                &more
+            };
+            f(&PlexItemRef {
+                rating_key: fixed[0],
+                key: fixed[1],
+                title: fixed[2],
+                kind_str: fixed[3],
+                file_paths: paths,
+                year: r.year,
+                updated_at: r.updated_at,
+                library_section_id: r.library_section_id,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Every item, in stored order (see [`get`](LibraryView::get)).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = PlexItemRef<'_>> + '_ {
         // Every `i < len` has a record whose strings were checked, so the fallback is never
@@ -353,9 +409,12 @@ impl LibraryView {
 
     /// Every item, owned.
     pub fn to_vec(&self) -> Vec<PlexItem> {
-        (0..self.len())
-            .filter_map(|i| self.with_item(i, |item| item.to_owned()))
-            .collect()
+        let mut out = Vec::with_capacity(self.len());
+        let _ = self.try_for_each(|item| {
+            out.push(item.to_owned());
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
     }
 
     /// The first item whose `ratingKey` is `rating_key`. The first lookup scans the items
@@ -696,6 +755,16 @@ mod tests {
             assert_eq!(view.position_by_rating_key("13"), None);
         }
         assert_eq!(view.to_vec(), items);
+        let mut seen = Vec::new();
+        let stopped = view.try_for_each(|item| {
+            seen.push(item.to_owned());
+            if seen.len() == 7 {
+                Err(seen.len())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((stopped, &seen[..]), (Err(7), &items[..7]));
         assert!(view.paths.get().is_none(), "no path table was needed");
         assert_eq!(view.get(4).unwrap().to_owned(), items[4]);
         assert!(view.paths.get().is_some());

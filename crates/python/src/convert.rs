@@ -690,8 +690,10 @@ pub(crate) fn view_to_list<'py>(
     view: &LibraryView,
     fields: Fields,
 ) -> PyResult<Bound<'py, PyList>> {
-    let dicts = (0..view.len())
-        .filter_map(|i| view_item_dict(py, view, i, fields).transpose())
-        .collect::<PyResult<Vec<_>>>()?;
+    let mut dicts = Vec::with_capacity(view.len());
+    view.try_for_each(|item| {
+        dicts.push(item_to_dict(py, &item.into(), fields)?);
+        Ok::<_, PyErr>(())
+    })?;
     PyList::new(py, dicts)
 }
