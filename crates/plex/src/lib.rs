@@ -58,4 +58,4 @@ pub use keys::{
     KeyKind, ParsedKey, library_key, library_prefixes, match_key, parse_key, search_key,
 };
 pub use listing::{Listing, ListingRef, PlexItemRef};
-pub use view::LibraryView;
+pub use view::{LibraryView, ListingBuilder};

@@ -31,10 +31,10 @@ use crate::item::{ItemKind, PlexItem};
 /// Bytes of one item record.
 pub(crate) const RECORD_LEN: usize = 28;
 /// Strings of an item before its file paths.
-const FIXED_STRINGS: usize = 4;
-const HAS_YEAR: u32 = 1;
-const HAS_UPDATED_AT: u32 = 2;
-const HAS_SECTION: u32 = 4;
+pub(crate) const FIXED_STRINGS: usize = 4;
+pub(crate) const HAS_YEAR: u32 = 1;
+pub(crate) const HAS_UPDATED_AT: u32 = 2;
+pub(crate) const HAS_SECTION: u32 = 4;
 
 /// A library listing as stored under `library:{name}:all`: the owned items, read and written
 /// in the columnar layout of this module. Most callers use
@@ -126,7 +126,7 @@ impl Record for PlexItemRef<'_> {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -134,7 +134,7 @@ fn varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
-fn varint_len(n: usize) -> usize {
+pub(crate) fn varint_len(n: usize) -> usize {
     (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
@@ -243,7 +243,7 @@ impl<'a> ListingRef<'a> {
 }
 
 /// Serializes as `serialize_bytes` (postcard: its length, then the bytes).
-struct RawBytes<'a>(&'a [u8]);
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
 
 impl Serialize for RawBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -346,12 +346,12 @@ pub(crate) struct Parts<'a> {
     records: &'a [u8],
 }
 
-fn damaged(detail: impl Into<String>) -> DecodeError {
+pub(crate) fn damaged(detail: impl Into<String>) -> DecodeError {
     DecodeError::Payload(detail.into())
 }
 
 #[inline]
-fn le_u32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     if let Some(s) = b.get(at..at + 4) {
         w.copy_from_slice(s);
@@ -360,7 +360,7 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 }
 
 #[inline]
-fn le_i64(b: &[u8], at: usize) -> i64 {
+pub(crate) fn le_i64(b: &[u8], at: usize) -> i64 {
     let mut w = [0u8; 8];
     if let Some(s) = b.get(at..at + 8) {
         w.copy_from_slice(s);
@@ -368,55 +368,56 @@ fn le_i64(b: &[u8], at: usize) -> i64 {
     i64::from_le_bytes(w)
 }
 
-impl<'a> Parts<'a> {
-    /// Reads the three fields of a listing's postcard payload (the envelope's payload),
-    /// checking `text` as UTF-8 in one pass.
-    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut at = 0usize;
-        let mut field = |name: &str| -> Result<&'a [u8], DecodeError> {
-            let mut len = 0u64;
-            let mut shift = 0u32;
-            loop {
-                let b = *payload.get(at).ok_or_else(|| {
-                    damaged(format!("the listing ends inside the length of {name}"))
-                })?;
-                at += 1;
-                // The tenth byte holds bit 63 only: anything more does not fit in 64 bits.
-                if shift == 63 && b > 1 {
-                    return Err(damaged("a length of the listing is too long"));
-                }
-                len |= u64::from(b & 0x7f) << shift;
-                if b & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
-                if shift > 63 {
-                    return Err(damaged("a length of the listing is too long"));
-                }
-            }
-            let end = usize::try_from(len)
-                .ok()
-                .and_then(|len| at.checked_add(len))
-                .filter(|end| *end <= payload.len())
-                .ok_or_else(|| damaged(format!("{name} runs past the end of the listing")))?;
-            let bytes = &payload[at..end];
-            at = end;
-            Ok(bytes)
-        };
-        let text = field("the text")?;
-        let ends = field("the string table")?;
-        let records = field("the item table")?;
-        if at != payload.len() {
-            return Err(damaged(format!(
-                "{} trailing bytes after the listing",
-                payload.len() - at
-            )));
-        }
-        let text = simdutf8::basic::from_utf8(text)
-            .map_err(|_| damaged("the listing's text is not valid UTF-8"))?;
-        Self::check(text, ends, records)
-    }
+/// The text's bytes, the string table and the item table of a listing, unchecked.
+pub(crate) type RawTables<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
+/// The three fields of a listing's postcard payload (the envelope's payload): the text's
+/// bytes (not yet checked as UTF-8), the string table and the item table.
+pub(crate) fn split(payload: &[u8]) -> Result<RawTables<'_>, DecodeError> {
+    let mut at = 0usize;
+    let mut field = |name: &str| -> Result<&[u8], DecodeError> {
+        let mut len = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let b = *payload
+                .get(at)
+                .ok_or_else(|| damaged(format!("the listing ends inside the length of {name}")))?;
+            at += 1;
+            // The tenth byte holds bit 63 only: anything more does not fit in 64 bits.
+            if shift == 63 && b > 1 {
+                return Err(damaged("a length of the listing is too long"));
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(damaged("a length of the listing is too long"));
+            }
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|end| *end <= payload.len())
+            .ok_or_else(|| damaged(format!("{name} runs past the end of the listing")))?;
+        let bytes = &payload[at..end];
+        at = end;
+        Ok(bytes)
+    };
+    let text = field("the text")?;
+    let ends = field("the string table")?;
+    let records = field("the item table")?;
+    if at != payload.len() {
+        return Err(damaged(format!(
+            "{} trailing bytes after the listing",
+            payload.len() - at
+        )));
+    }
+    Ok((text, ends, records))
+}
+
+impl<'a> Parts<'a> {
     /// Checks the string and item tables against `text`.
     pub(crate) fn check(
         text: &'a str,
@@ -516,7 +517,7 @@ pub struct PlexItemRef<'a> {
 }
 
 impl PlexItemRef<'_> {
-    const EMPTY: Self = PlexItemRef {
+    pub(crate) const EMPTY: Self = PlexItemRef {
         rating_key: "",
         key: "",
         title: "",

@@ -34,35 +34,54 @@
 //! ```
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use plexcache_core::Bytes;
-use plexcache_core::codec::{self, CacheValue, DecodeError};
+use plexcache_core::codec::{self, BorrowedValue, CacheValue, DecodeError};
 
 use crate::item::PlexItem;
 #[cfg(test)]
 use crate::listing::ListingRef;
 pub use crate::listing::PlexItemRef;
-use crate::listing::{Listing, Parts};
+use crate::listing::{
+    FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, RawBytes, damaged,
+    le_i64, le_u32, split, varint, varint_len,
+};
 
 self_cell::self_cell!(
     struct Cell {
         owner: Bytes,
         #[covariant]
-        dependent: Parts,
+        dependent: Tables,
     }
 
     impl {Debug}
 );
 
+self_cell::self_cell!(
+    /// Every file path of the listing as a `&str`, in item order: what [`PlexItemRef`]'s
+    /// `file_paths` slices borrow. Built on first use (see [`LibraryView::get`]).
+    struct PathTable {
+        owner: Bytes,
+        #[covariant]
+        dependent: PathStrs,
+    }
+);
+
+type PathStrs<'a> = Vec<&'a str>;
+
 /// A stored library listing read in place (see the [module documentation](self)).
 pub struct LibraryView {
     cell: Cell,
-    /// Item numbers by a hash of their rating key, built on the second lookup.
-    by_rating_key: OnceLock<HashMap<u64, Vec<u32>>>,
-    /// Item numbers by a hash of each of their paths, built on the second lookup.
-    by_path: OnceLock<HashMap<u64, Vec<u32>>>,
+    /// The file paths as `&str`s, for [`PlexItemRef`]s that outlive a call (built on the first
+    /// [`get`](LibraryView::get) or [`iter`](LibraryView::iter)).
+    paths: OnceLock<PathTable>,
+    /// The first item of each rating key's hash, built on the second lookup.
+    by_rating_key: OnceLock<HashMap<u64, u32>>,
+    /// The first item of each path's hash, built on the second lookup.
+    by_path: OnceLock<HashMap<u64, u32>>,
     /// Whether a lookup by rating key / by path already scanned the items.
     scanned_rating_key: AtomicBool,
     scanned_path: AtomicBool,
@@ -77,6 +96,158 @@ impl std::fmt::Debug for LibraryView {
     }
 }
 
+/// The tables of a listing, checked: `text` is UTF-8, every end is in order, in bounds and on
+/// a character boundary, and every record's strings are in the string table. Strings are
+/// sliced out of `text` when asked for, not in advance.
+#[derive(Debug)]
+struct Tables<'a> {
+    text: &'a str,
+    ends: &'a [u8],
+    records: &'a [u8],
+}
+
+/// One item record, read.
+#[derive(Clone, Copy)]
+struct Record {
+    first: usize,
+    paths: usize,
+    year: Option<u32>,
+    updated_at: Option<i64>,
+    library_section_id: Option<u32>,
+}
+
+impl<'a> Tables<'a> {
+    /// Reads and checks the payload of a listing's envelope: the rules of the owned decode
+    /// (`Parts::check`), without slicing every string.
+    fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
+        let (text, ends, records) = split(payload)?;
+        let text = simdutf8::basic::from_utf8(text)
+            .map_err(|_| damaged("the listing's text is not valid UTF-8"))?;
+        if !ends.len().is_multiple_of(4) || !records.len().is_multiple_of(RECORD_LEN) {
+            return Err(damaged("a table of the listing has a partial row"));
+        }
+        // Ends in order and the last one at the end of the text: then every end is in bounds.
+        // A byte at an end (if any) must start a character.
+        let bytes = text.as_bytes();
+        let mut prev = 0u32;
+        let mut bad = false;
+        for end in ends.chunks_exact(4) {
+            let end = le_u32(end, 0);
+            bad |= end < prev;
+            bad |= bytes.get(end as usize).is_some_and(|b| (*b as i8) < -0x40);
+            prev = end;
+        }
+        if bad {
+            return Err(damaged("a string of the listing is out of bounds"));
+        }
+        if prev as usize != text.len() {
+            return Err(damaged("the listing's strings do not cover its text"));
+        }
+        let strings = ends.len() / 4;
+        let mut next = 0usize;
+        for r in records.chunks_exact(RECORD_LEN) {
+            let (first, paths, mask) = (le_u32(r, 0), le_u32(r, 4), le_u32(r, 8));
+            if first as usize != next || mask & !(HAS_YEAR | HAS_UPDATED_AT | HAS_SECTION) != 0 {
+                return Err(damaged("an item record of the listing is inconsistent"));
+            }
+            let absent_nonzero = (mask & HAS_YEAR == 0 && le_u32(r, 12) != 0)
+                || (mask & HAS_SECTION == 0 && le_u32(r, 16) != 0)
+                || (mask & HAS_UPDATED_AT == 0 && le_i64(r, 20) != 0);
+            if absent_nonzero {
+                return Err(damaged("an item record of the listing is inconsistent"));
+            }
+            next = next
+                .checked_add(FIXED_STRINGS + paths as usize)
+                .filter(|n| *n <= strings)
+                .ok_or_else(|| damaged("an item of the listing has strings it does not hold"))?;
+        }
+        if next != strings {
+            return Err(damaged("the listing has strings no item holds"));
+        }
+        Ok(Self {
+            text,
+            ends,
+            records,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    fn record(&self, i: usize) -> Option<Record> {
+        let r = self.records.get(i * RECORD_LEN..(i + 1) * RECORD_LEN)?;
+        let mask = le_u32(r, 8);
+        Some(Record {
+            first: le_u32(r, 0) as usize,
+            paths: le_u32(r, 4) as usize,
+            year: (mask & HAS_YEAR != 0).then(|| le_u32(r, 12)),
+            updated_at: (mask & HAS_UPDATED_AT != 0).then(|| le_i64(r, 20)),
+            library_section_id: (mask & HAS_SECTION != 0).then(|| le_u32(r, 16)),
+        })
+    }
+
+    /// Where string `j` is in the text.
+    #[inline]
+    fn span(&self, j: usize) -> (usize, usize) {
+        let start = match j {
+            0 => 0,
+            _ => le_u32(self.ends, (j - 1) * 4) as usize,
+        };
+        (start, le_u32(self.ends, j * 4) as usize)
+    }
+
+    /// String `j` (checked in bounds and on character boundaries by `parse`, so never the
+    /// empty fallback for a `j` a record names).
+    #[inline]
+    fn str(&self, j: usize) -> &'a str {
+        let (start, end) = self.span(j);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// The bytes of string `j`, without slicing a `str`.
+    #[inline]
+    fn bytes(&self, j: usize) -> &'a [u8] {
+        let (start, end) = self.span(j);
+        self.text.as_bytes().get(start..end).unwrap_or_default()
+    }
+
+    /// The first item with a path of these bytes, scanning.
+    fn scan_path(&self, path: &[u8]) -> Option<usize> {
+        (0..self.len()).find(|&i| {
+            self.record(i).is_some_and(|r| {
+                let first = r.first + FIXED_STRINGS;
+                (first..first + r.paths).any(|j| self.bytes(j) == path)
+            })
+        })
+    }
+
+    /// The first item with this rating key, scanning.
+    fn scan_rating_key(&self, key: &[u8]) -> Option<usize> {
+        (0..self.len()).find(|&i| self.record(i).is_some_and(|r| self.bytes(r.first) == key))
+    }
+
+    /// An item with its paths in `file_paths` (a slice the caller provides).
+    fn item<'p>(&self, r: Record, file_paths: &'p [&'a str]) -> PlexItemRef<'p>
+    where
+        'a: 'p,
+    {
+        PlexItemRef {
+            rating_key: self.str(r.first),
+            key: self.str(r.first + 1),
+            title: self.str(r.first + 2),
+            kind_str: self.str(r.first + 3),
+            file_paths,
+            year: r.year,
+            updated_at: r.updated_at,
+            library_section_id: r.library_section_id,
+        }
+    }
+}
+
+/// Paths an item usually has at most: [`LibraryView::with_item`] holds them on the stack.
+const INLINE_PATHS: usize = 8;
+
 impl LibraryView {
     /// Checks `envelope` (the stored bytes of a [`Listing`] written under `key`) and its
     /// tables. Any damage, another type or another key is a [`DecodeError`].
@@ -84,10 +255,11 @@ impl LibraryView {
         codec::check_envelope(key, &envelope, Listing::SCHEMA)?;
         // The envelope was checked: its payload starts after the header.
         let cell = Cell::try_new(envelope, |bytes| {
-            Parts::parse(bytes.get(codec::HEADER_LEN..).unwrap_or_default())
+            Tables::parse(bytes.get(codec::HEADER_LEN..).unwrap_or_default())
         })?;
         Ok(Self {
             cell,
+            paths: OnceLock::new(),
             by_rating_key: OnceLock::new(),
             by_path: OnceLock::new(),
             scanned_rating_key: AtomicBool::new(false),
@@ -95,9 +267,13 @@ impl LibraryView {
         })
     }
 
+    fn tables(&self) -> &Tables<'_> {
+        self.cell.borrow_dependent()
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.cell.borrow_dependent().len()
+        self.tables().len()
     }
 
     /// Whether the library has no items.
@@ -110,72 +286,324 @@ impl LibraryView {
         self.cell.borrow_owner()
     }
 
-    /// Item `i`, in stored order.
-    pub fn get(&self, i: usize) -> Option<PlexItemRef<'_>> {
-        self.cell.borrow_dependent().item(i)
+    /// Every file path as a `&str`, sliced once, on first use.
+    fn path_table(&self) -> &[&str] {
+        self.paths
+            .get_or_init(|| {
+                PathTable::new(self.cell.borrow_owner().clone(), |bytes| {
+                    // The same bytes `Tables::parse` checked; the text is checked as UTF-8
+                    // again because these `&str`s borrow another handle to the buffer.
+                    let payload = bytes.get(codec::HEADER_LEN..).unwrap_or_default();
+                    let Ok((text, _, _)) = split(payload) else {
+                        return Vec::new();
+                    };
+                    let text = simdutf8::basic::from_utf8(text).unwrap_or_default();
+                    let t = self.tables();
+                    let mut out = Vec::new();
+                    for i in 0..t.len() {
+                        if let Some(r) = t.record(i) {
+                            let first = r.first + FIXED_STRINGS;
+                            out.extend((first..first + r.paths).map(|j| {
+                                let (start, end) = t.span(j);
+                                text.get(start..end).unwrap_or_default()
+                            }));
+                        }
+                    }
+                    out
+                })
+            })
+            .borrow_dependent()
     }
 
-    /// Every item, in stored order.
+    /// Item `i`, in stored order. Its `file_paths` borrow a table of every path, built on the
+    /// first call (O(paths), 16 bytes each); [`with_item`](LibraryView::with_item) needs none.
+    pub fn get(&self, i: usize) -> Option<PlexItemRef<'_>> {
+        let t = self.tables();
+        let r = t.record(i)?;
+        // Items before `i` hold `FIXED_STRINGS` strings each besides their paths.
+        let p = r.first.checked_sub(FIXED_STRINGS * i)?;
+        let paths = self.path_table().get(p..p + r.paths)?;
+        Some(t.item(r, paths))
+    }
+
+    /// Calls `f` with item `i` (in stored order), its paths collected for the call only: no
+    /// table is built, so a view read for a few items costs no more than its bytes.
+    pub fn with_item<R>(&self, i: usize, f: impl FnOnce(&PlexItemRef<'_>) -> R) -> Option<R> {
+        let t = self.tables();
+        let r = t.record(i)?;
+        let first = r.first + FIXED_STRINGS;
+        if r.paths <= INLINE_PATHS {
+            let mut buf = [""; INLINE_PATHS];
+            for (slot, j) in buf.iter_mut().zip(first..first + r.paths) {
+                *slot = t.str(j);
+            }
+            Some(f(&t.item(r, &buf[..r.paths])))
+        } else {
+            let paths: Vec<&str> = (first..first + r.paths).map(|j| t.str(j)).collect();
+            Some(f(&t.item(r, &paths)))
+        }
+    }
+
+    /// Calls `f` with every item in stored order, each lent for its call as by
+    /// [`with_item`](LibraryView::with_item) (no table), stopping at the first error.
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(&PlexItemRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let t = self.tables();
+        // Items hold consecutive strings (checked by `Tables::parse`): one pass over the end
+        // table, each string starting where the previous one ended.
+        let mut start = 0usize;
+        let mut next = 0usize;
+        let mut more: Vec<&str> = Vec::new();
+        for i in 0..t.len() {
+            let Some(r) = t.record(i) else { break };
+            if r.first != next {
+                start = t.span(r.first).0;
+            }
+            let mut string = |j: usize| {
+                let end = le_u32(t.ends, j * 4) as usize;
+                let s = t.text.get(start..end).unwrap_or_default();
+                start = end;
+                s
+            };
+            let fixed = [
+                string(r.first),
+                string(r.first + 1),
+                string(r.first + 2),
+                string(r.first + 3),
+            ];
+            let first_path = r.first + FIXED_STRINGS;
+            next = first_path + r.paths;
+            let mut buf = [""; INLINE_PATHS];
+            let paths: &[&str] = if r.paths <= INLINE_PATHS {
+                for (slot, j) in buf.iter_mut().zip(first_path..next) {
+                    *slot = string(j);
+                }
+                &buf[..r.paths]
+            } else {
+                more.clear();
+                more.extend((first_path..next).map(&mut string));
+                &more
+            };
+            f(&PlexItemRef {
+                rating_key: fixed[0],
+                key: fixed[1],
+                title: fixed[2],
+                kind_str: fixed[3],
+                file_paths: paths,
+                year: r.year,
+                updated_at: r.updated_at,
+                library_section_id: r.library_section_id,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every item, in stored order (see [`get`](LibraryView::get)).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = PlexItemRef<'_>> + '_ {
-        self.cell.borrow_dependent().items()
+        // Every `i < len` has a record whose strings were checked, so the fallback is never
+        // taken; it keeps the iterator exact-sized without a panic path.
+        (0..self.len()).map(|i| self.get(i).unwrap_or(PlexItemRef::EMPTY))
     }
 
     /// Every item, owned.
     pub fn to_vec(&self) -> Vec<PlexItem> {
-        self.iter().map(|i| i.to_owned()).collect()
+        let mut out = Vec::with_capacity(self.len());
+        let _ = self.try_for_each(|item| {
+            out.push(item.to_owned());
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
     }
 
     /// The first item whose `ratingKey` is `rating_key`. The first lookup scans the items
     /// (O(n), nothing allocated: a view read for one lookup pays no more); the second builds
     /// a hash index (O(n)); later ones are O(1).
     pub fn find_by_rating_key(&self, rating_key: &str) -> Option<PlexItemRef<'_>> {
-        if self.by_rating_key.get().is_none()
-            && !self.scanned_rating_key.swap(true, Ordering::Relaxed)
-        {
-            return self.iter().find(|i| i.rating_key == rating_key);
-        }
-        let map = self.by_rating_key.get_or_init(|| {
-            let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(self.len());
-            for (n, item) in self.iter().enumerate() {
-                map.entry(hash(item.rating_key)).or_default().push(n as u32);
-            }
-            map
-        });
-        self.first_of(map.get(&hash(rating_key))?, |i| i.rating_key == rating_key)
+        self.get(self.position_by_rating_key(rating_key)?)
     }
 
     /// The first item with `path` among its file paths. The first lookup scans the items
     /// (O(n), nothing allocated); the second builds a hash index (O(n)); later ones are O(1).
     pub fn find_by_path(&self, path: &str) -> Option<PlexItemRef<'_>> {
-        if self.by_path.get().is_none() && !self.scanned_path.swap(true, Ordering::Relaxed) {
-            return self.iter().find(|i| i.file_paths.contains(&path));
+        self.get(self.position_by_path(path)?)
+    }
+
+    /// The number of the item [`find_by_rating_key`](LibraryView::find_by_rating_key)
+    /// finds, for [`with_item`](LibraryView::with_item).
+    pub fn position_by_rating_key(&self, rating_key: &str) -> Option<usize> {
+        let t = self.tables();
+        let key = rating_key.as_bytes();
+        if self.by_rating_key.get().is_none()
+            && !self.scanned_rating_key.swap(true, Ordering::Relaxed)
+        {
+            return t.scan_rating_key(key);
         }
-        let map = self.by_path.get_or_init(|| {
-            let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(self.len());
-            for (n, item) in self.iter().enumerate() {
-                for p in item.file_paths {
-                    map.entry(hash(p)).or_default().push(n as u32);
+        let map = self.by_rating_key.get_or_init(|| {
+            let mut map = HashMap::with_capacity(t.len());
+            for i in 0..t.len() {
+                if let Some(r) = t.record(i) {
+                    first_wins(&mut map, t.bytes(r.first), i);
                 }
             }
             map
         });
-        self.first_of(map.get(&hash(path))?, |i| i.file_paths.contains(&path))
+        let n = *map.get(&hash(key))? as usize;
+        if t.record(n).is_some_and(|r| t.bytes(r.first) == key) {
+            Some(n)
+        } else {
+            // Another key with the same hash came first: rare enough to scan.
+            t.scan_rating_key(key)
+        }
     }
 
-    fn first_of(
-        &self,
-        candidates: &[u32],
-        matches: impl Fn(&PlexItemRef<'_>) -> bool,
-    ) -> Option<PlexItemRef<'_>> {
-        candidates
-            .iter()
-            .filter_map(|n| self.get(*n as usize))
-            .find(|i| matches(i))
+    /// The number of the item [`find_by_path`](LibraryView::find_by_path) finds, for
+    /// [`with_item`](LibraryView::with_item).
+    pub fn position_by_path(&self, path: &str) -> Option<usize> {
+        let t = self.tables();
+        let path = path.as_bytes();
+        if self.by_path.get().is_none() && !self.scanned_path.swap(true, Ordering::Relaxed) {
+            return t.scan_path(path);
+        }
+        let map = self.by_path.get_or_init(|| {
+            let mut map = HashMap::with_capacity(t.len());
+            for i in 0..t.len() {
+                if let Some(r) = t.record(i) {
+                    let first = r.first + FIXED_STRINGS;
+                    for j in first..first + r.paths {
+                        first_wins(&mut map, t.bytes(j), i);
+                    }
+                }
+            }
+            map
+        });
+        let n = *map.get(&hash(path))? as usize;
+        let holds = t.record(n).is_some_and(|r| {
+            let first = r.first + FIXED_STRINGS;
+            (first..first + r.paths).any(|j| t.bytes(j) == path)
+        });
+        if holds {
+            Some(n)
+        } else {
+            // Another path with the same hash came first: rare enough to scan.
+            t.scan_path(path)
+        }
     }
 }
 
-fn hash(s: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+/// Notes item `i` under the hash of `s` unless an earlier item is there.
+fn first_wins(map: &mut HashMap<u64, u32>, s: &[u8], i: usize) {
+    if let Entry::Vacant(e) = map.entry(hash(s)) {
+        e.insert(i as u32);
+    }
+}
+
+fn hash(s: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s)
+}
+
+/// A listing written item by item into the stored layout, for callers that hold each item's
+/// strings only for a moment (another language's string objects, a parser's buffer): each
+/// [`push`](ListingBuilder::push) copies the item's strings once, and storing the builder
+/// (`cache.set_borrowed(key, &builder, ttl)`) copies the finished tables once into the stored
+/// value. The bytes are those [`ListingRef`](crate::ListingRef) writes for the same items;
+/// it reads back as a [`Listing`] or through a [`LibraryView`].
+#[derive(Debug, Default, Clone)]
+pub struct ListingBuilder {
+    text: Vec<u8>,
+    ends: Vec<u8>,
+    records: Vec<u8>,
+    strings: u64,
+}
+
+impl ListingBuilder {
+    /// An empty listing with room for `items` items of `text_bytes` bytes of strings in all.
+    pub fn with_capacity(items: usize, text_bytes: usize) -> Self {
+        Self {
+            text: Vec::with_capacity(text_bytes),
+            ends: Vec::with_capacity(items.saturating_mul((FIXED_STRINGS + 1) * 4)),
+            records: Vec::with_capacity(items.saturating_mul(RECORD_LEN)),
+            strings: 0,
+        }
+    }
+
+    /// Appends one item (its strings are copied).
+    pub fn push(&mut self, item: &PlexItemRef<'_>) {
+        let first = self.strings;
+        for s in [item.rating_key, item.key, item.title, item.kind_str]
+            .into_iter()
+            .chain(item.file_paths.iter().copied())
+        {
+            self.text.extend_from_slice(s.as_bytes());
+            // Truncated past 4 GiB, but then `fits` fails and nothing is stored.
+            self.ends
+                .extend_from_slice(&(self.text.len() as u32).to_le_bytes());
+        }
+        let paths = item.file_paths.len();
+        self.strings += (FIXED_STRINGS + paths) as u64;
+        let mask = (u32::from(item.year.is_some()) * HAS_YEAR)
+            | (u32::from(item.updated_at.is_some()) * HAS_UPDATED_AT)
+            | (u32::from(item.library_section_id.is_some()) * HAS_SECTION);
+        let r = &mut self.records;
+        r.extend_from_slice(&(first as u32).to_le_bytes());
+        r.extend_from_slice(&(paths as u32).to_le_bytes());
+        r.extend_from_slice(&mask.to_le_bytes());
+        r.extend_from_slice(&item.year.unwrap_or(0).to_le_bytes());
+        r.extend_from_slice(&item.library_section_id.unwrap_or(0).to_le_bytes());
+        r.extend_from_slice(&item.updated_at.unwrap_or(0).to_le_bytes());
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn fits(&self) -> bool {
+        u32::try_from(self.text.len()).is_ok() && u32::try_from(self.strings).is_ok()
+    }
+}
+
+impl serde::Serialize for ListingBuilder {
+    /// The serde path (the cache writes through [`BorrowedValue::write_payload`] instead).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        if !self.fits() {
+            return Err(serde::ser::Error::custom(
+                "a library listing over 4 GiB of strings cannot be stored",
+            ));
+        }
+        let text = std::str::from_utf8(&self.text).map_err(serde::ser::Error::custom)?;
+        let mut tuple = s.serialize_tuple(3)?;
+        tuple.serialize_element(text)?;
+        tuple.serialize_element(&RawBytes(&self.ends))?;
+        tuple.serialize_element(&RawBytes(&self.records))?;
+        tuple.end()
+    }
+}
+
+impl BorrowedValue for ListingBuilder {
+    type Owned = Listing;
+
+    fn payload_len(&self) -> Option<usize> {
+        if !self.fits() {
+            return None; // serde then reports the error
+        }
+        let (t, e, r) = (self.text.len(), self.ends.len(), self.records.len());
+        Some(varint_len(t) + t + varint_len(e) + e + varint_len(r) + r)
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        for table in [&self.text, &self.ends, &self.records] {
+            varint(out, table.len());
+            out.extend_from_slice(table);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +699,79 @@ mod tests {
             }
         }
         assert!(view.by_path.get().is_some() && view.by_rating_key.get().is_some());
+    }
+
+    #[test]
+    fn a_built_listing_is_stored_as_the_same_items_borrowed() {
+        let mut items = items();
+        items[4].file_paths = (0..INLINE_PATHS + 3)
+            .map(|p| format!("/many/{p}.mkv"))
+            .collect();
+        for items in [&items[..], &items[..1], &[]] {
+            let mut b = ListingBuilder::with_capacity(1, 10);
+            for i in items {
+                let paths: Vec<&str> = i.file_paths.iter().map(String::as_str).collect();
+                b.push(&PlexItemRef {
+                    rating_key: &i.rating_key,
+                    key: &i.key,
+                    title: &i.title,
+                    kind_str: i.kind.as_str(),
+                    file_paths: &paths,
+                    year: i.year,
+                    updated_at: i.updated_at,
+                    library_section_id: i.library_section_id,
+                });
+            }
+            assert_eq!(b.len(), items.len());
+            assert_eq!(b.is_empty(), items.is_empty());
+            let built = codec::encode_borrowed("lib", &b).unwrap();
+            assert_eq!(built, enc("lib", items));
+            // The serde path writes the same bytes.
+            let serde = codec::encode_tagged("lib", &b, Listing::SCHEMA).unwrap();
+            assert_eq!(serde, built);
+        }
+    }
+
+    #[test]
+    fn with_item_and_positions_read_what_get_reads_without_a_table() {
+        let mut items = items();
+        items[4].file_paths = (0..INLINE_PATHS + 3)
+            .map(|p| format!("/many/{p}.mkv"))
+            .collect();
+        let view = LibraryView::from_envelope("lib", enc("lib", &items)).unwrap();
+        for (i, want) in items.iter().enumerate() {
+            assert_eq!(
+                view.with_item(i, |item| item.to_owned()).as_ref(),
+                Some(want)
+            );
+        }
+        assert!(view.with_item(items.len(), |_| ()).is_none());
+        for round in 0..3 {
+            assert_eq!(
+                view.position_by_path("/many/9.mkv"),
+                Some(4),
+                "round {round}"
+            );
+            assert_eq!(view.position_by_path("/m/8/part1.mkv"), Some(8));
+            assert_eq!(view.position_by_path("/nope"), None);
+            assert_eq!(view.position_by_rating_key("1013"), Some(13));
+            assert_eq!(view.position_by_rating_key("13"), None);
+        }
+        assert_eq!(view.to_vec(), items);
+        let mut seen = Vec::new();
+        let stopped = view.try_for_each(|item| {
+            seen.push(item.to_owned());
+            if seen.len() == 7 {
+                Err(seen.len())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((stopped, &seen[..]), (Err(7), &items[..7]));
+        assert!(view.paths.get().is_none(), "no path table was needed");
+        assert_eq!(view.get(4).unwrap().to_owned(), items[4]);
+        assert!(view.paths.get().is_some());
+        assert_eq!(view.iter().map(|i| i.to_owned()).collect::<Vec<_>>(), items);
     }
 
     #[test]

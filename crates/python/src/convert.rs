@@ -8,10 +8,11 @@
 
 use std::borrow::Cow;
 
-use plexcache_plex::{LibraryView, PlexItem, PlexItemRef};
+use plexcache_plex::{LibraryView, ListingBuilder, PlexItem, PlexItemRef};
+use pyo3::Borrowed;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
 
 use crate::errors::{Kind, raise};
 
@@ -82,23 +83,36 @@ unsafe extern "C" {
 
 /// The text of a Python str; `Err` (the `UnicodeEncodeError`) for lone surrogates.
 fn str_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    // SAFETY: `s` is a live str object, kept alive for 'a by the borrow.
+    unsafe { text_at(s.py(), s.as_ptr()) }
+}
+
+/// The text of the str object at `ptr`, borrowed from it where the platform allows.
+///
+/// # Safety
+///
+/// `ptr` must point to a live str object (or a subclass) that stays alive, and is not
+/// changed, for 'a.
+unsafe fn text_at<'a>(py: Python<'_>, ptr: *mut pyo3::ffi::PyObject) -> PyResult<Cow<'a, str>> {
     #[cfg(unix)]
     {
         let mut len: pyo3::ffi::Py_ssize_t = 0;
-        // SAFETY: `s` is a live str object (the borrow keeps it alive for 'a); the returned
-        // buffer is owned by it, holds `len` bytes of valid UTF-8 and lives as long as it.
+        // SAFETY: the caller guarantees a live str for 'a; the returned buffer is owned by it,
+        // holds `len` bytes of valid UTF-8 and lives as long as it (str objects are immutable).
         unsafe {
-            let ptr = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len);
-            if ptr.is_null() {
-                return Err(PyErr::fetch(s.py()));
+            let data = PyUnicode_AsUTF8AndSize(ptr, &mut len);
+            if data.is_null() {
+                return Err(PyErr::fetch(py));
             }
-            let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize);
+            let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
             Ok(Cow::Borrowed(std::str::from_utf8_unchecked(bytes)))
         }
     }
     #[cfg(not(unix))]
     {
-        s.to_cow()
+        // SAFETY: the caller guarantees a live str object.
+        let s = unsafe { Borrowed::from_ptr(py, ptr).cast_unchecked::<PyString>() };
+        s.to_cow().map(|c| Cow::Owned(c.into_owned()))
     }
 }
 
@@ -201,237 +215,389 @@ fn rating_key_of(key: &str) -> &str {
     k.rsplit('/').next().unwrap_or(k)
 }
 
-/// Where one string of an item is: a range of [`PyItems::text`].
-type Slot = (usize, usize);
-
-/// The numbers of one item and how many paths it has.
-struct Meta {
-    paths: u32,
-    year: Option<u32>,
-    updated_at: Option<i64>,
-    library_section_id: Option<u32>,
+/// Where items read from Python go: a listing being built, or owned items.
+pub(crate) trait Sink {
+    fn reserve(&mut self, items: usize);
+    fn push(&mut self, item: &PlexItemRef<'_>);
 }
 
-/// Items read from Python objects, every string copied once into one text buffer while its
-/// object is at hand (one pass over the objects; the listing is then written from contiguous
-/// memory, without the GIL).
-pub(crate) struct PyItems {
-    text: String,
-    /// Per item: `ratingKey`, `key`, title, kind, then its paths (the listing's order).
-    slots: Vec<Slot>,
-    metas: Vec<Meta>,
+impl Sink for ListingBuilder {
+    fn reserve(&mut self, items: usize) {
+        if self.is_empty() {
+            *self = ListingBuilder::with_capacity(items, items.saturating_mul(128));
+        }
+    }
+
+    fn push(&mut self, item: &PlexItemRef<'_>) {
+        ListingBuilder::push(self, item);
+    }
+}
+
+impl Sink for Vec<PlexItem> {
+    fn reserve(&mut self, items: usize) {
+        Vec::reserve(self, items);
+    }
+
+    fn push(&mut self, item: &PlexItemRef<'_>) {
+        Vec::push(self, item.to_owned());
+    }
 }
 
 static EXTRACT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-impl PyItems {
-    /// Reads a list (or any iterable) of dicts or python-plexapi objects.
-    pub(crate) fn read(items: &Bound<'_, PyAny>) -> PyResult<Self> {
-        if items.is_instance_of::<PyString>() || items.is_instance_of::<PyDict>() {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "items must be a list of dicts or python-plexapi objects, not a {}",
-                type_name(items)
-            )));
-        }
-        let mut out = PyItems {
-            text: String::new(),
-            slots: Vec::new(),
-            metas: Vec::new(),
-        };
-        if let Ok(list) = items.cast::<PyList>() {
-            out.reserve(list.len());
-            for (i, obj) in list.iter().enumerate() {
-                out.push(&obj, i)?;
-            }
-            return Ok(out);
-        }
-        let iter = items.try_iter().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "items must be a list of dicts or python-plexapi objects, not {}",
-                type_name(items)
-            ))
-        })?;
-        for (i, obj) in iter.enumerate() {
-            out.push(&obj?, i)?;
-        }
-        Ok(out)
+/// The fields of an item dict, by their key.
+#[derive(Clone, Copy)]
+enum Name {
+    Key,
+    Title,
+    RatingKey,
+    FilePaths,
+    Kind,
+    Year,
+    UpdatedAt,
+    Section,
+}
+
+impl Name {
+    /// A dict key by identity with the interned names (string literals in Python code are
+    /// interned, so this is the usual case); `None` when it is another object.
+    #[inline]
+    fn by_identity(n: &Names, k: *mut pyo3::ffi::PyObject) -> Option<Name> {
+        [
+            (&n.key, Name::Key),
+            (&n.title, Name::Title),
+            (&n.rating_key, Name::RatingKey),
+            (&n.file_paths, Name::FilePaths),
+            (&n.kind, Name::Kind),
+            (&n.year, Name::Year),
+            (&n.updated_at, Name::UpdatedAt),
+            (&n.library_section_id, Name::Section),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.as_ptr() == k)
+        .map(|(_, key)| key)
     }
 
-    fn reserve(&mut self, n: usize) {
-        self.text.reserve(n * 128);
-        self.slots.reserve(n * 5);
-        self.metas.reserve(n);
+    fn by_name(name: &str) -> Option<Name> {
+        Some(match name {
+            "key" => Name::Key,
+            "title" => Name::Title,
+            "rating_key" => Name::RatingKey,
+            "file_paths" => Name::FilePaths,
+            "kind" => Name::Kind,
+            "year" => Name::Year,
+            "updated_at" => Name::UpdatedAt,
+            "library_section_id" => Name::Section,
+            _ => return None,
+        })
     }
+}
 
-    /// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
-    fn push(&mut self, obj: &Bound<'_, PyAny>, at: usize) -> PyResult<()> {
-        if let Ok(d) = obj.cast::<PyDict>() {
-            return self.push_dict(d, at);
-        }
-        let py = obj.py();
-        let extract = EXTRACT.import(py, "plexcache._extract", "item_dict_for_store")?;
-        let d = extract.call1((obj,)).map_err(|e| {
-            if e.is_instance_of::<pyo3::exceptions::PyException>(py) {
-                item_error(at, e.value(py).to_string())
-            } else {
-                e
-            }
-        })?;
-        match d.cast::<PyDict>() {
-            Ok(d) => self.push_dict(d, at),
-            Err(_) => Err(item_error(at, "extraction did not give a dict")),
-        }
-    }
+/// Paths an item usually has at most: held without an allocation while it is read.
+const INLINE_PATHS: usize = 8;
 
-    /// A str field, copied into the text.
-    fn text(&mut self, v: &Bound<'_, PyAny>, at: usize, field: Field) -> PyResult<Slot> {
-        let s = v.cast::<PyString>().map_err(|_| {
-            item_error(at, format!("'{field}' must be a str, not {}", type_name(v)))
-        })?;
-        match str_of(s) {
-            Ok(text) => Ok(self.own(&text)),
-            Err(_) => Err(item_error(at, surrogate_message(&format!("'{field}'")))),
+/// The paths of one item being read.
+struct ItemPaths<'d> {
+    inline: [Cow<'d, str>; INLINE_PATHS],
+    len: usize,
+    more: Vec<Cow<'d, str>>,
+}
+
+impl<'d> ItemPaths<'d> {
+    fn new() -> Self {
+        Self {
+            inline: std::array::from_fn(|_| Cow::Borrowed("")),
+            len: 0,
+            more: Vec::new(),
         }
     }
 
-    fn own(&mut self, s: &str) -> Slot {
-        let start = self.text.len();
-        self.text.push_str(s);
-        (start, self.text.len())
+    fn push(&mut self, p: Cow<'d, str>) {
+        if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = p;
+        } else {
+            self.more.push(p);
+        }
+        self.len += 1;
     }
 
-    fn push_dict(&mut self, d: &Bound<'_, PyDict>, at: usize) -> PyResult<()> {
-        let mut key = None;
-        let mut title = None;
-        let mut rating_key = None;
-        let mut kind: Slot = (0, 0);
-        let mut paths = Vec::new();
-        let mut year = None;
-        let mut updated_at = None;
-        let mut library_section_id = None;
-        for (k, v) in d.iter() {
-            let Ok(ks) = k.cast::<PyString>() else {
-                return Err(item_error(
-                    at,
-                    format!("dict keys must be str, not {}", type_name(&k)),
-                ));
+    fn clear(&mut self) {
+        self.len = 0;
+        self.more.clear();
+    }
+
+    /// Calls `f` with the paths as `&str`s.
+    fn with<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        if self.len <= INLINE_PATHS {
+            let strs: [&str; INLINE_PATHS] = std::array::from_fn(|i| &*self.inline[i]);
+            f(&strs[..self.len])
+        } else {
+            let strs: Vec<&str> = self.inline.iter().chain(&self.more).map(|p| &**p).collect();
+            f(&strs)
+        }
+    }
+}
+
+/// Reads a list (or any iterable) of dicts or python-plexapi objects into `sink`.
+pub(crate) fn read_items<S: Sink>(items: &Bound<'_, PyAny>, sink: &mut S) -> PyResult<()> {
+    if items.is_instance_of::<PyString>() || items.is_instance_of::<PyDict>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "items must be a list of dicts or python-plexapi objects, not a {}",
+            type_name(items)
+        )));
+    }
+    if let Ok(list) = items.cast::<PyList>() {
+        sink.reserve(list.len());
+        let mut i = 0;
+        // The length is read again each time: extracting a non-dict item runs Python code,
+        // which may change the list.
+        while i < list.len() {
+            // SAFETY: `list` is a live list and `i` is below its current length, so the item
+            // is a valid borrowed reference. It is used before any Python code runs (reading
+            // a dict runs none), or turned into an owned reference first.
+            let obj = unsafe {
+                let ptr = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
+                if ptr.is_null() {
+                    return Err(PyErr::fetch(items.py()));
+                }
+                Borrowed::from_ptr(items.py(), ptr)
             };
-            let name = str_of(ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
-            match &*name {
-                "key" => key = Some(self.text(&v, at, Field("key", None))?),
-                "title" => title = Some(self.text(&v, at, Field("title", None))?),
-                "rating_key" => {
-                    if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
-                        let s = v.str()?.to_string();
-                        rating_key = Some(self.own(&s));
-                    } else if !v.is_none() {
-                        rating_key = Some(self.text(&v, at, Field("rating_key", None))?);
-                    }
-                }
-                "file_paths" => paths = self.paths(&v, at)?,
-                "kind" => {
-                    if !v.is_none() {
-                        kind = self.text(&v, at, Field("kind", None))?;
-                    }
-                }
-                "year" => year = field_int::<u32>(&v, at, "year")?,
-                "updated_at" => updated_at = field_int::<i64>(&v, at, "updated_at")?,
-                "library_section_id" => {
-                    library_section_id = field_int::<u32>(&v, at, "library_section_id")?
-                }
-                other => {
+            push_item(sink, &obj, i)?;
+            i += 1;
+        }
+        return Ok(());
+    }
+    let iter = items.try_iter().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "items must be a list of dicts or python-plexapi objects, not {}",
+            type_name(items)
+        ))
+    })?;
+    for (i, obj) in iter.enumerate() {
+        push_item(sink, &obj?, i)?;
+    }
+    Ok(())
+}
+
+/// One item: a dict, or an object `extract_item_data` understands (python-plexapi's).
+fn push_item<S: Sink>(sink: &mut S, obj: &Bound<'_, PyAny>, at: usize) -> PyResult<()> {
+    // SAFETY: `obj` is a live object (borrowed for this call).
+    if unsafe { pyo3::ffi::PyDict_CheckExact(obj.as_ptr()) } != 0 {
+        // SAFETY: checked to be a dict just above.
+        return push_dict(sink, unsafe { obj.cast_unchecked::<PyDict>() }, at);
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return push_dict(sink, d, at);
+    }
+    let obj = obj.clone(); // owned: the extraction runs Python code
+    let py = obj.py();
+    let extract = EXTRACT.import(py, "plexcache._extract", "item_dict_for_store")?;
+    let d = extract.call1((&obj,)).map_err(|e| {
+        if e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+            item_error(at, e.value(py).to_string())
+        } else {
+            e
+        }
+    })?;
+    match d.cast::<PyDict>() {
+        Ok(d) => push_dict(sink, d, at),
+        Err(_) => Err(item_error(at, "extraction did not give a dict")),
+    }
+}
+
+/// A str field of an item dict, borrowed from the dict's value for 'd.
+///
+/// # Safety
+///
+/// `v` must be a value of a live dict that no code changes for 'd.
+#[inline]
+unsafe fn str_field<'d>(v: &Bound<'_, PyAny>, at: usize, field: Field) -> PyResult<Cow<'d, str>> {
+    // SAFETY: `v` is a live object; an exact str needs no subclass check.
+    let is_str = unsafe { pyo3::ffi::PyUnicode_CheckExact(v.as_ptr()) } != 0
+        || v.is_instance_of::<PyString>();
+    if !is_str {
+        return Err(item_error(
+            at,
+            format!("'{field}' must be a str, not {}", type_name(v)),
+        ));
+    }
+    // SAFETY: a str (checked above) that the caller keeps alive and unchanged for 'd.
+    unsafe { text_at(v.py(), v.as_ptr()) }
+        .map_err(|_| item_error(at, surrogate_message(&format!("'{field}'"))))
+}
+
+/// The text of an int `rating_key`, without running Python code: an int subclass is read as
+/// its value, an exact int of any size through `str()`.
+fn int_text(v: &Bound<'_, PyAny>, at: usize) -> PyResult<String> {
+    // SAFETY: `v` is a live int (or subclass); these read its value without calling methods.
+    unsafe {
+        if pyo3::ffi::PyLong_CheckExact(v.as_ptr()) != 0 {
+            return Ok(v.str()?.to_cow()?.into_owned());
+        }
+        let n = pyo3::ffi::PyLong_AsLongLong(v.as_ptr());
+        if n != -1 || pyo3::ffi::PyErr_Occurred().is_null() {
+            return Ok(n.to_string());
+        }
+        pyo3::ffi::PyErr_Clear();
+        let n = pyo3::ffi::PyLong_AsUnsignedLongLong(v.as_ptr());
+        if n != u64::MAX || pyo3::ffi::PyErr_Occurred().is_null() {
+            return Ok(n.to_string());
+        }
+        pyo3::ffi::PyErr_Clear();
+    }
+    Err(item_error(at, format!("'rating_key' is out of range: {v}")))
+}
+
+/// One item dict. Its entries are read with `PyDict_Next` as borrowed references and its
+/// strings borrowed in place: nothing here runs Python code, so the dict and its values stay
+/// as they are until the item is pushed (and copied).
+fn push_dict<S: Sink>(sink: &mut S, d: &Bound<'_, PyDict>, at: usize) -> PyResult<()> {
+    let py = d.py();
+    let n = names(py);
+    let mut key: Option<Cow<'_, str>> = None;
+    let mut title: Option<Cow<'_, str>> = None;
+    let mut rating_key: Option<Cow<'_, str>> = None;
+    let mut kind: Cow<'_, str> = Cow::Borrowed("");
+    let mut paths = ItemPaths::new();
+    let mut year = None;
+    let mut updated_at = None;
+    let mut library_section_id = None;
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut k: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut v: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: `d` is a live dict; `PyDict_Next` hands out borrowed references to its keys and
+    // values, valid while the dict is unchanged, which only Python code could change.
+    while unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) } != 0 {
+        // SAFETY: non-null borrowed references from `PyDict_Next` (see above).
+        let (k, v) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
+        let field = match Name::by_identity(n, k.as_ptr()) {
+            Some(f) => f,
+            None => {
+                let Ok(ks) = k.cast::<PyString>() else {
                     return Err(item_error(
                         at,
-                        format!("unknown key '{other}' (an item dict may have: {KNOWN_KEYS})"),
+                        format!("dict keys must be str, not {}", type_name(&k)),
                     ));
-                }
-            }
-        }
-        let key = key.ok_or_else(|| item_error(at, "missing 'key' (a str)"))?;
-        let title = title.ok_or_else(|| item_error(at, "missing 'title' (a str)"))?;
-        let rating_key = match rating_key {
-            Some(r) => r,
-            None => {
-                let derived = rating_key_of(self.resolve(key)).to_owned();
-                self.own(&derived)
+                };
+                let name =
+                    str_of(&ks).map_err(|_| item_error(at, "a dict key is not valid text"))?;
+                Name::by_name(&name).ok_or_else(|| {
+                    item_error(
+                        at,
+                        format!("unknown key '{name}' (an item dict may have: {KNOWN_KEYS})"),
+                    )
+                })?
             }
         };
-        self.slots.extend([rating_key, key, title, kind]);
-        self.slots.extend_from_slice(&paths);
-        self.metas.push(Meta {
-            paths: paths.len() as u32,
+        // SAFETY: `v` is a value of `d`, which nothing changes while the item is read (see
+        // above), so its str stays alive and unchanged until the item is pushed.
+        let str_of_v = |f: Field| unsafe { str_field(&v, at, f) };
+        match field {
+            Name::Key => key = Some(str_of_v(Field("key", None))?),
+            Name::Title => title = Some(str_of_v(Field("title", None))?),
+            Name::RatingKey => {
+                if v.is_instance_of::<PyInt>() && !v.is_instance_of::<pyo3::types::PyBool>() {
+                    rating_key = Some(Cow::Owned(int_text(&v, at)?));
+                } else if !v.is_none() {
+                    rating_key = Some(str_of_v(Field("rating_key", None))?);
+                }
+            }
+            Name::FilePaths => {
+                paths.clear();
+                read_paths(&v, at, &mut paths)?;
+            }
+            Name::Kind => {
+                if !v.is_none() {
+                    kind = str_of_v(Field("kind", None))?;
+                }
+            }
+            Name::Year => year = field_int::<u32>(&v, at, "year")?,
+            Name::UpdatedAt => updated_at = field_int::<i64>(&v, at, "updated_at")?,
+            Name::Section => library_section_id = field_int::<u32>(&v, at, "library_section_id")?,
+        }
+    }
+    let key = key.ok_or_else(|| item_error(at, "missing 'key' (a str)"))?;
+    let title = title.ok_or_else(|| item_error(at, "missing 'title' (a str)"))?;
+    let rating_key = match &rating_key {
+        Some(r) => r,
+        None => rating_key_of(&key),
+    };
+    paths.with(|file_paths| {
+        sink.push(&PlexItemRef {
+            rating_key,
+            key: &key,
+            title: &title,
+            kind_str: &kind,
+            file_paths,
             year,
             updated_at,
             library_section_id,
-        });
-        Ok(())
-    }
+        })
+    });
+    Ok(())
+}
 
-    fn paths(&mut self, v: &Bound<'_, PyAny>, at: usize) -> PyResult<Vec<Slot>> {
-        if v.is_none() {
-            return Ok(Vec::new());
-        }
-        let field = |i| Field("file_paths", Some(i));
-        if let Ok(list) = v.cast::<PyList>() {
-            return list
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.text(&p, at, field(i)))
-                .collect();
-        }
-        if let Ok(tuple) = v.cast::<PyTuple>() {
-            return tuple
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.text(&p, at, field(i)))
-                .collect();
-        }
-        Err(item_error(
+/// The `file_paths` of an item dict, borrowed like its other strings (see `push_dict`).
+fn read_paths<'d>(v: &Bound<'_, PyAny>, at: usize, out: &mut ItemPaths<'d>) -> PyResult<()> {
+    if v.is_none() {
+        return Ok(());
+    }
+    let field = |i| Field("file_paths", Some(i));
+    // SAFETY: `v` is a live object.
+    let (is_list, is_tuple) = unsafe {
+        let p = v.as_ptr();
+        let list = pyo3::ffi::PyList_CheckExact(p) != 0 || pyo3::ffi::PyList_Check(p) != 0;
+        (list, !list && pyo3::ffi::PyTuple_Check(p) != 0)
+    };
+    if !is_list && !is_tuple {
+        return Err(item_error(
             at,
             format!("'file_paths' must be a list of str, not {}", type_name(v)),
-        ))
+        ));
     }
-
-    fn resolve(&self, (start, end): Slot) -> &str {
-        // Every slot is a range `own` returned: in bounds, on character boundaries.
-        self.text.get(start..end).unwrap_or_default()
-    }
-
-    /// Every string, in slot order.
-    pub(crate) fn strs(&self) -> Vec<&str> {
-        self.slots.iter().map(|s| self.resolve(*s)).collect()
-    }
-
-    /// The items, borrowing `strs` (from [`PyItems::strs`]).
-    pub(crate) fn refs<'s>(&self, strs: &'s [&'s str]) -> Vec<PlexItemRef<'s>> {
-        let mut at = 0usize;
-        let mut out = Vec::with_capacity(self.metas.len());
-        for m in &self.metas {
-            let n = 4 + m.paths as usize;
-            let s = strs.get(at..at + n).unwrap_or_default();
-            at += n;
-            if let [rating_key, key, title, kind_str, file_paths @ ..] = s {
-                out.push(PlexItemRef {
-                    rating_key,
-                    key,
-                    title,
-                    kind_str,
-                    file_paths,
-                    year: m.year,
-                    updated_at: m.updated_at,
-                    library_section_id: m.library_section_id,
-                });
-            }
+    // SAFETY: `v` is a live list or tuple (checked above); the size functions read its
+    // storage (a subclass's `__len__` is not called).
+    let len = unsafe {
+        if is_list {
+            pyo3::ffi::PyList_Size(v.as_ptr())
+        } else {
+            pyo3::ffi::PyTuple_Size(v.as_ptr())
         }
-        out
+    };
+    for i in 0..len.max(0) as usize {
+        // SAFETY: `v` is a live list or tuple and `i` is below its length, which cannot
+        // change meanwhile (no Python code runs here): a borrowed reference, whose str (if it
+        // is one) lives as long as the item dict is unchanged.
+        let p = unsafe {
+            let ptr = if is_list {
+                pyo3::ffi::PyList_GetItem(v.as_ptr(), i as pyo3::ffi::Py_ssize_t)
+            } else {
+                pyo3::ffi::PyTuple_GetItem(v.as_ptr(), i as pyo3::ffi::Py_ssize_t)
+            };
+            if ptr.is_null() {
+                return Err(PyErr::fetch(v.py()));
+            }
+            Borrowed::from_ptr(v.py(), ptr)
+        };
+        // SAFETY: an item of `v`, a value of the item dict, which nothing changes while the
+        // item is read (see `push_dict`).
+        out.push(unsafe { str_field(&p, at, field(i)) }?);
     }
+    Ok(())
 }
 
 /// Every item of a list (or any iterable) of dicts or plexapi objects, owned.
 pub(crate) fn items_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<PlexItem>> {
-    let read = PyItems::read(items)?;
-    let strs = read.strs();
-    Ok(read.refs(&strs).iter().map(|i| i.to_owned()).collect())
+    let mut out = Vec::new();
+    read_items(items, &mut out)?;
+    Ok(out)
+}
+
+/// Every item of a list (or any iterable) of dicts or plexapi objects, as a listing.
+pub(crate) fn listing_from_py(items: &Bound<'_, PyAny>) -> PyResult<ListingBuilder> {
+    let mut out = ListingBuilder::default();
+    read_items(items, &mut out)?;
+    Ok(out)
 }
 
 /// The fields of one item, borrowed from a view or from an owned item.
@@ -506,15 +672,28 @@ pub(crate) fn item_to_dict<'py>(
     Ok(d)
 }
 
+/// Item `i` of a view as a dict (`None`: out of range). No table of the view's strings is
+/// built: its paths are collected for this call only.
+pub(crate) fn view_item_dict<'py>(
+    py: Python<'py>,
+    view: &LibraryView,
+    i: usize,
+    fields: Fields,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    view.with_item(i, |item| item_to_dict(py, &item.into(), fields))
+        .transpose()
+}
+
 /// Every item of a view as a list of dicts.
 pub(crate) fn view_to_list<'py>(
     py: Python<'py>,
     view: &LibraryView,
     fields: Fields,
 ) -> PyResult<Bound<'py, PyList>> {
-    let dicts = view
-        .iter()
-        .map(|i| item_to_dict(py, &(&i).into(), fields))
-        .collect::<PyResult<Vec<_>>>()?;
+    let mut dicts = Vec::with_capacity(view.len());
+    view.try_for_each(|item| {
+        dicts.push(item_to_dict(py, &item.into(), fields)?);
+        Ok::<_, PyErr>(())
+    })?;
     PyList::new(py, dicts)
 }

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use plexcache_core::Ttl;
-use plexcache_plex::{LibraryView, ListingRef, PlexCache};
+use plexcache_plex::{LibraryView, PlexCache};
 use plexcache_sqlite::{Offload, SqliteBackend};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::convert::{Fields, PyItems, item_to_dict, items_from_py, text, view_to_list};
+use crate::convert::{
+    Fields, item_to_dict, items_from_py, listing_from_py, text, view_item_dict, view_to_list,
+};
 use crate::errors::{Kind, map_error, raise};
 use crate::view::PyLibraryView;
 
@@ -58,6 +60,16 @@ struct Config {
     memory_tier: bool,
 }
 
+impl Config {
+    /// The TTL of every kind of entry.
+    fn ttl(&self) -> Ttl {
+        match self.ttl {
+            Some(d) => Ttl::After(d),
+            None => Ttl::Never,
+        }
+    }
+}
+
 /// An open cache: its runtime and store, valid in the process that opened it.
 struct Open {
     pid: u32,
@@ -90,10 +102,7 @@ impl Open {
             .offload(Offload::Never)
             .max_file_bytes(cfg.max_file_bytes)
             .open()?;
-        let ttl = match cfg.ttl {
-            Some(d) => Ttl::After(d),
-            None => Ttl::Never,
-        };
+        let ttl = cfg.ttl();
         let cache = PlexCache::builder(backend)
             .size_limit(cfg.size_limit)
             .library_ttl(ttl)
@@ -327,12 +336,11 @@ impl Cache {
         items: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let name = text(name, "library name")?;
-        let read = PyItems::read(items)?;
-        let strs = read.strs();
-        let refs = read.refs(&strs);
-        let listing = ListingRef::from_refs(&refs);
+        let listing = listing_from_py(items)?;
+        let key = plexcache_plex::keys::library_key(&name);
+        let ttl = self.cfg.ttl();
         let open = self.open()?;
-        py.detach(|| open.run(async |c| c.set_library_listing(&name, &listing).await))
+        py.detach(|| open.run(async |c| c.cache().set_borrowed(&key, &listing, ttl).await))
             .map_err(map_error)
     }
 
@@ -398,10 +406,10 @@ impl Cache {
         let Some(view) = self.view(py, &name)? else {
             return Ok(None);
         };
-        let found = py.detach(|| view.find_by_path(&path));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_path(&path)) {
+            Some(i) => view_item_dict(py, &view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// The item of a cached library with this rating key, or `None`.
@@ -418,10 +426,10 @@ impl Cache {
         let Some(view) = self.view(py, &name)? else {
             return Ok(None);
         };
-        let found = py.detach(|| view.find_by_rating_key(&rating_key));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_rating_key(&rating_key)) {
+            Some(i) => view_item_dict(py, &view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// Drops the listing and search results of one library; returns how many entries went.

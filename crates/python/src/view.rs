@@ -7,7 +7,7 @@ use plexcache_plex::LibraryView;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PySlice};
 
-use crate::convert::{Fields, item_to_dict, path_text, rating_key_text, view_to_list};
+use crate::convert::{Fields, path_text, rating_key_text, view_item_dict, view_to_list};
 
 /// A cached library read in place (see the Python package's documentation).
 #[pyclass(
@@ -26,12 +26,9 @@ impl PyLibraryView {
     }
 
     fn dict<'py>(&self, py: Python<'py>, i: usize, full: bool) -> PyResult<Bound<'py, PyDict>> {
-        match self.view.get(i) {
-            Some(item) => item_to_dict(py, &(&item).into(), Fields::of(full)),
-            None => Err(pyo3::exceptions::PyIndexError::new_err(
-                "library view index out of range",
-            )),
-        }
+        view_item_dict(py, &self.view, i, Fields::of(full))?.ok_or_else(|| {
+            pyo3::exceptions::PyIndexError::new_err("library view index out of range")
+        })
     }
 }
 
@@ -91,10 +88,10 @@ impl PyLibraryView {
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let path = path_text(path)?;
         let view = &self.view;
-        let found = py.detach(|| view.find_by_path(&path));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_path(&path)) {
+            Some(i) => view_item_dict(py, view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// The first item with this rating key (a str or an int), or `None`.
@@ -107,10 +104,10 @@ impl PyLibraryView {
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let key = rating_key_text(rating_key)?;
         let view = &self.view;
-        let found = py.detach(|| view.find_by_rating_key(&key));
-        found
-            .map(|i| item_to_dict(py, &(&i).into(), Fields::of(full)))
-            .transpose()
+        match py.detach(|| view.position_by_rating_key(&key)) {
+            Some(i) => view_item_dict(py, view, i, Fields::of(full)),
+            None => Ok(None),
+        }
     }
 
     /// Every item as a list of dicts.

@@ -55,6 +55,47 @@ def test_item_defaults_and_full_fields(cache):
                  "library_section_id": 3}
 
 
+def test_unusual_but_valid_items_read_the_same(cache):
+    # The dict reader's fast paths (interned keys, exact types, borrowed strings, paths held
+    # inline up to eight) and their fallbacks must agree.
+    class S(str):
+        pass
+
+    class I(int):
+        def __str__(self):
+            return "not this"
+
+    class L(list):
+        def __len__(self):
+            return 0
+
+    many = [f"/m/{i}.mkv" for i in range(20)]
+    key = "".join(["k", "ey"])  # a key that is not the interned literal
+    items = [
+        {key: "/library/metadata/1", "title": S("Süß"), "file_paths": many},
+        {"key": "/library/metadata/2", "title": "t", "rating_key": I(2),
+         "file_paths": L(["/l.mkv"])},
+        {"key": "/library/metadata/3", "title": "t", "rating_key": 2 ** 70,
+         "file_paths": tuple(many[:8])},
+        {"key": "/library/metadata/4", "title": "t", "rating_key": I(-5), "file_paths": None,
+         "kind": None},
+        dict(key="/5", title="", file_paths=["/é" * 3, ""]),
+    ]
+    for put, get in ((cache.set_library_items, lambda: cache.get_library_items("M")),
+                     (lambda n, i: cache.set_search_results(n, "q", i),
+                      lambda: cache.get_search_results("M", "q"))):
+        put("M", items)
+        got = get()
+        assert [i["rating_key"] for i in got] == ["1", "2", str(2 ** 70), "-5", "5"]
+        assert got[0]["file_paths"] == many and got[0]["title"] == "Süß"
+        assert got[1]["file_paths"] == ["/l.mkv"] and got[2]["file_paths"] == many[:8]
+        assert got[3]["file_paths"] == [] and got[4]["file_paths"] == ["/é" * 3, ""]
+    view = cache.library("M")
+    assert view.find_by_path("/m/19.mkv")["rating_key"] == "1"
+    assert view.find_by_path("/m/19.mkv")["rating_key"] == "1"  # through the index
+    assert view[0]["file_paths"] == many and view.find_by_rating_key(2 ** 70) == got[2]
+
+
 def test_search_results_round_trip(cache):
     assert cache.get_search_results("Movies", "Alien") is None
     cache.set_search_results("Movies", "Alien", [movie(1), movie(2)])
