@@ -152,16 +152,22 @@ fn open_value<'c>(conn: &'c Connection, head: &Head) -> rusqlite::Result<rusqlit
     let Some(blob) = head.blob else {
         return conn.blob_open(rusqlite::MAIN_DB, "entries", "value", head.rowid, true);
     };
-    let present: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE id = ?1)")?
-        .query_row([blob], |r| r.get(0))?;
-    if !present {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-            Some(format!("the value of entry {} is missing", head.rowid)),
-        ));
+    match conn.blob_open(rusqlite::MAIN_DB, "blobs", "value", blob, true) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            // Only on failure: is the row there at all?
+            let present: bool = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE id = ?1)")?
+                .query_row([blob], |r| r.get(0))?;
+            if present {
+                return Err(e);
+            }
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("the value of entry {} is missing", head.rowid)),
+            ))
+        }
     }
-    conn.blob_open(rusqlite::MAIN_DB, "blobs", "value", blob, true)
 }
 
 /// Stores `value` out of line and returns its row in `blobs`. `old` is the blob it replaces,
