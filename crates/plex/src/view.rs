@@ -35,8 +35,8 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use plexcache_core::Bytes;
 use plexcache_core::codec::{self, BorrowedValue, CacheValue, DecodeError};
@@ -62,9 +62,10 @@ self_cell::self_cell!(
 
 self_cell::self_cell!(
     /// Every file path of the listing as a `&str`, in item order: what [`PlexItemRef`]'s
-    /// `file_paths` slices borrow. Built on first use (see [`LibraryView::get`]).
+    /// `file_paths` slices borrow. Built on first use (see [`LibraryView::get`]), sliced from
+    /// the checked text of the view's own tables, which it shares.
     struct PathTable {
-        owner: Bytes,
+        owner: Arc<Cell>,
         #[covariant]
         dependent: PathStrs,
     }
@@ -74,7 +75,7 @@ type PathStrs<'a> = Vec<&'a str>;
 
 /// A stored library listing read in place (see the [module documentation](self)).
 pub struct LibraryView {
-    cell: Cell,
+    cell: Arc<Cell>,
     /// The file paths as `&str`s, for [`PlexItemRef`]s that outlive a call (built on the first
     /// [`get`](LibraryView::get) or [`iter`](LibraryView::iter)).
     paths: OnceLock<PathTable>,
@@ -232,11 +233,19 @@ impl<'a> Tables<'a> {
     where
         'a: 'p,
     {
+        // The item's strings are consecutive: each starts where the previous one ends.
+        let mut start = self.span(r.first).0;
+        let mut next = |j: usize| {
+            let end = le_u32(self.ends, j * 4) as usize;
+            let s = self.text.get(start..end).unwrap_or_default();
+            start = end;
+            s
+        };
         PlexItemRef {
-            rating_key: self.str(r.first),
-            key: self.str(r.first + 1),
-            title: self.str(r.first + 2),
-            kind_str: self.str(r.first + 3),
+            rating_key: next(r.first),
+            key: next(r.first + 1),
+            title: next(r.first + 2),
+            kind_str: next(r.first + 3),
             file_paths,
             year: r.year,
             updated_at: r.updated_at,
@@ -258,7 +267,7 @@ impl LibraryView {
             Tables::parse(bytes.get(codec::HEADER_LEN..).unwrap_or_default())
         })?;
         Ok(Self {
-            cell,
+            cell: Arc::new(cell),
             paths: OnceLock::new(),
             by_rating_key: OnceLock::new(),
             by_path: OnceLock::new(),
@@ -290,23 +299,14 @@ impl LibraryView {
     fn path_table(&self) -> &[&str] {
         self.paths
             .get_or_init(|| {
-                PathTable::new(self.cell.borrow_owner().clone(), |bytes| {
-                    // The same bytes `Tables::parse` checked; the text is checked as UTF-8
-                    // again because these `&str`s borrow another handle to the buffer.
-                    let payload = bytes.get(codec::HEADER_LEN..).unwrap_or_default();
-                    let Ok((text, _, _)) = split(payload) else {
-                        return Vec::new();
-                    };
-                    let text = simdutf8::basic::from_utf8(text).unwrap_or_default();
-                    let t = self.tables();
-                    let mut out = Vec::new();
+                PathTable::new(Arc::clone(&self.cell), |cell| {
+                    let t = cell.borrow_dependent();
+                    let paths = (t.ends.len() / 4).saturating_sub(FIXED_STRINGS * t.len());
+                    let mut out = Vec::with_capacity(paths);
                     for i in 0..t.len() {
                         if let Some(r) = t.record(i) {
                             let first = r.first + FIXED_STRINGS;
-                            out.extend((first..first + r.paths).map(|j| {
-                                let (start, end) = t.span(j);
-                                text.get(start..end).unwrap_or_default()
-                            }));
+                            out.extend((first..first + r.paths).map(|j| t.str(j)));
                         }
                     }
                     out
@@ -404,7 +404,18 @@ impl LibraryView {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = PlexItemRef<'_>> + '_ {
         // Every `i < len` has a record whose strings were checked, so the fallback is never
         // taken; it keeps the iterator exact-sized without a panic path.
-        (0..self.len()).map(|i| self.get(i).unwrap_or(PlexItemRef::EMPTY))
+        let t = self.tables();
+        let paths = self.path_table();
+        // Item `i`'s paths follow those of the items before it in the path table.
+        let mut p = 0usize;
+        (0..t.len()).map(move |i| {
+            let Some(r) = t.record(i) else {
+                return PlexItemRef::EMPTY;
+            };
+            let file_paths = paths.get(p..p + r.paths).unwrap_or_default();
+            p += r.paths;
+            t.item(r, file_paths)
+        })
     }
 
     /// Every item, owned.
