@@ -31,24 +31,36 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq` |
+//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq[,n]`; and the counters `\xFFentries`, `\xFFbytes`, `\xFFseq` (the write sequence), `\xFFnext-expiry` |
 //! | `P v:<key>` | string | the value |
-//! | `P z:lrs` | sorted set | score `stored_at`, member 20-digit `seq` + key |
-//! | `P z:lru` | sorted set | score `accessed_at`, member 20-digit `seq` + key |
-//! | `P z:lfu` | sorted set | score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
+//! | `P z:new` | sorted set | entries never read since written (metadata ending `,n`): score `stored_at`, member 20-digit `seq` + key |
+//! | `P z:lrs` | sorted set | entries read since written: score `stored_at`, member 20-digit `seq` + key |
+//! | `P z:lru` | sorted set | entries read since written: score `accessed_at`, member 20-digit `seq` + key |
+//! | `P z:lfu` | sorted set | entries read since written: score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
 //! | `P z:exp` | sorted set | score `expires_at` (entries that expire), member 20-digit `seq` + key |
 //! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
-//! | `P counters` | hash | `entries`, `bytes`, `seq` (the write sequence) |
 //! | `P stats` | hash | the persistent statistics counters |
 //! | `P t:<id>:<n>` | string | a large value on its way into a write script (see below), for an instant |
 //!
 //! Sorted sets order equal scores by member bytes, and the members start with zero-padded
 //! numbers, so each index walks in exactly the order of
-//! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence.
+//! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence. An
+//! entry never read since its write has `accessed_at = stored_at` and no accesses, so its
+//! place in all three eviction orders follows from `stored_at` and `seq`: it is in `z:new`
+//! only, and each eviction merges `z:new` with the policy's index of read entries. A write
+//! therefore touches one eviction index, not three; a read that is recorded (policies LRU and
+//! LFU) moves the entry into those three. The counters live in `meta` under field names
+//! no key can have (they start with the byte 0xFF, never part of UTF-8), so a write reads
+//! them with the entry's old metadata in one `HMGET` and writes them back with its new
+//! metadata in one `HSET`. `\xFFnext-expiry` is at most every expiry in `z:exp`: a write
+//! skips the look for expired entries while the clock is below it.
 //!
 //! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
 //! entry, its index members and the counters change together, atomically, whichever process
-//! runs it; `usage()` reads two counters.
+//! runs it; `usage()` reads two counters. A cache written by an earlier build (counters in a
+//! hash `P counters`) is moved to this layout by the first connection (its entries, all in
+//! the three indexes of read entries, stay valid); every process sharing a cache should run
+//! the same build.
 //!
 //! ## Reads and large values
 //!
@@ -98,11 +110,14 @@
 //! ## Expiry and accounting
 //!
 //! Entries with `expires_at <= now` are absent for reads at once. `purge_expired` removes them
-//! and fixes the counters. The value keys also get a server-side expiry
-//! ([`expiry_grace`](RedisBackendBuilder::expiry_grace), 1 hour by default, after
-//! `expires_at`) as a safety net that frees the memory of values nobody purges. The small
-//! metadata record is never expired by the server, so the counters stay exact: a purge still
-//! finds the size of an entry whose value the server already dropped.
+//! and fixes the counters. The value keys also get a server-side expiry as a safety net that
+//! frees the memory of values nobody purges: the entry's time to live (`expires_at -
+//! stored_at`) plus [`expiry_grace`](RedisBackendBuilder::expiry_grace) (1 hour by default),
+//! counted on the server's clock from the write, so a caller's clock that is off does not
+//! move it. An entry with no time left at its write, or one whose expiry is further than
+//! about 2,000 years ahead, gets none (it stays until purged). The small metadata record is
+//! never expired by the server, so the counters stay exact: a purge still finds the size of
+//! an entry whose value the server already dropped.
 //!
 //! ## When the server goes away
 //!
@@ -153,6 +168,9 @@ const LUA_MAX: u64 = 1 << 53;
 /// `SET` in the same pipeline, renamed into place by the script) instead of as a script
 /// argument, which the server would copy into a Lua string.
 const STAGE_AT: usize = 4 * 1024;
+/// The counter fields of the `meta` hash (a leading byte 0xFF, which no UTF-8 key holds).
+const COUNT_ENTRIES: &[u8] = b"\xffentries";
+const COUNT_BYTES: &[u8] = b"\xffbytes";
 /// The server-side expiry of a staged value, which only matters when the script that takes it
 /// never runs (the connection dropped between the two commands).
 const STAGED_TTL_MS: u64 = 600_000;
@@ -208,8 +226,9 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How long after `expires_at` the server itself drops an expired value that was never
-    /// purged (default 1 hour). Accounting never depends on it (see the crate documentation).
+    /// How long after its time to live runs out the server itself drops a value that was
+    /// never purged (default 1 hour). Accounting never depends on it (see the crate
+    /// documentation).
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
         self
@@ -254,7 +273,7 @@ impl RedisBackendBuilder {
             ),
         };
         tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             inner: Arc::new(Inner {
                 conn,
                 server,
@@ -268,7 +287,9 @@ impl RedisBackendBuilder {
                 staged: std::sync::atomic::AtomicU64::new(0),
                 staging_id: staging_id(),
             }),
-        })
+        };
+        backend.migrate().await?;
+        Ok(backend)
     }
 
     async fn connect_cluster(
@@ -530,8 +551,11 @@ impl RedisBackend {
     pub async fn destroy(&self) -> Result<()> {
         self.remove_range("destroying the cache", "").await?;
         let keys = [
-            format!("{}counters", self.inner.server_prefix),
+            format!("{}meta", self.inner.server_prefix),
             format!("{}stats", self.inner.server_prefix),
+            // The counters of the earlier layout, should a process of an earlier build have
+            // written them since.
+            format!("{}counters", self.inner.server_prefix),
         ];
         let _: i64 = self
             .call(
@@ -602,6 +626,21 @@ impl RedisBackend {
             },
         )
         .await
+    }
+
+    /// Moves the counters of the earlier layout into `meta` (once; see the MIGRATE script).
+    async fn migrate(&self) -> Result<()> {
+        let v = self
+            .script(
+                || "upgrading the cache's layout".to_owned(),
+                &self.inner.scripts.migrate,
+                &[],
+            )
+            .await?;
+        if as_i64(&v) == Some(1) {
+            tracing::info!(prefix = %self.inner.prefix, "moved the cache's counters into its metadata hash");
+        }
+        Ok(())
     }
 
     fn wire_key(&self, name: &str) -> String {
@@ -900,6 +939,12 @@ fn parse_meta(raw: &[u8]) -> Option<EntryMeta> {
     let access_count = parts.next()?.parse().ok()?;
     let size = parts.next()?.parse().ok()?;
     let _seq: u64 = parts.next()?.parse().ok()?;
+    // ",n": never read since written (which index holds it; see the scripts).
+    if let Some(flag) = parts.next()
+        && flag != "n"
+    {
+        return None;
+    }
     parts.next().is_none().then_some(EntryMeta {
         stored_at,
         expires_at,
@@ -1273,20 +1318,16 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let key = format!("{}counters", self.inner.server_prefix);
         let (entries, bytes): (Option<u64>, Option<u64>) = self
             .call(
                 || "reading usage".to_owned(),
-                |mut conn| {
-                    let key = &key;
-                    async move {
-                        redis::cmd("HMGET")
-                            .arg(key)
-                            .arg("entries")
-                            .arg("bytes")
-                            .query_async(&mut conn)
-                            .await
-                    }
+                |mut conn| async move {
+                    redis::cmd("HMGET")
+                        .arg(&self.inner.meta_key)
+                        .arg(COUNT_ENTRIES)
+                        .arg(COUNT_BYTES)
+                        .query_async(&mut conn)
+                        .await
                 },
             )
             .await?;
@@ -1481,7 +1522,7 @@ impl CacheBackend for RedisBackend {
             )
             .await?;
         let nums: Option<Vec<u64>> = match &v {
-            Value::Array(a) if a.len() == 12 => a.iter().map(as_u64).collect(),
+            Value::Array(a) if a.len() == 14 => a.iter().map(as_u64).collect(),
             _ => None,
         };
         let Some(n) = nums else {
@@ -1499,30 +1540,36 @@ impl CacheBackend for RedisBackend {
                 "byte counter is {bytes} but the stored entries hold {sum} bytes"
             ));
         }
-        for (name, card, want) in [
-            ("z:lrs", n[5], count),
-            ("z:lru", n[6], count),
-            ("z:lfu", n[7], count),
-            ("z:exp", n[8], with_exp),
-            ("z:keys", n[9], count),
+        let (missing, malformed, fresh) = (n[11], n[12], n[13]);
+        // Entries never read since written are in z:new, the others in z:lrs, z:lru and
+        // z:lfu. A malformed entry's members could be in any of them: with one, only the
+        // indexes every entry is in are checked.
+        let read = count.saturating_sub(fresh).saturating_sub(malformed);
+        for (name, card, want, always) in [
+            ("z:new", n[5], fresh, false),
+            ("z:lrs", n[6], read, false),
+            ("z:lru", n[7], read, false),
+            ("z:lfu", n[8], read, false),
+            ("z:exp", n[9], with_exp, true),
+            ("z:keys", n[10], count, true),
         ] {
-            if card != want {
+            if card != want && (always || malformed == 0) {
                 problems.push(format!(
                     "index {}{name} has {card} members, expected {want}",
                     self.inner.server_prefix
                 ));
             }
         }
-        if n[10] > 0 {
+        if missing > 0 {
             problems.push(format!(
                 "{} entries have lost their value before their expiry (removed by hand, by the server's maxmemory eviction, or a caller's clock runs ahead of the server's); remove them",
-                n[10]
+                missing
             ));
         }
-        if n[11] > 0 {
+        if malformed > 0 {
             problems.push(format!(
                 "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
-                n[11], self.inner.server_prefix
+                malformed, self.inner.server_prefix
             ));
         }
         Ok(problems)
@@ -1550,6 +1597,13 @@ mod tests {
             parse_meta(b"10,20,12,3,40,7").map(|m| m.expires_at),
             Some(Some(20))
         );
+        assert_eq!(
+            parse_meta(b"10,20,12,3,40,7,n").map(|m| m.size),
+            Some(40),
+            "never read since written"
+        );
+        assert!(parse_meta(b"10,20,12,3,40,7,x").is_none());
+        assert!(parse_meta(b"10,20,12,3,40,7,").is_none());
         assert!(parse_meta(b"10,20,12,3,40").is_none());
         assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());
         assert!(parse_meta(b"a,20,12,3,40,7").is_none());

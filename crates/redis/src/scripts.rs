@@ -13,26 +13,34 @@
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 local META = P .. 'meta'
-local CNT = P .. 'counters'
 local STATS = P .. 'stats'
+local NEW = P .. 'z:new'
 local LRS = P .. 'z:lrs'
 local LRU = P .. 'z:lru'
 local LFU = P .. 'z:lfu'
 local EXP = P .. 'z:exp'
 local KEYS_IDX = P .. 'z:keys'
+-- The cache-wide counters are fields of META whose names start with the byte 0xFF, which no
+-- UTF-8 key holds: one HMGET reads them with an entry's metadata, one HSET writes them back.
+local F_ENTRIES, F_BYTES, F_SEQ, F_NEXT = '\255entries', '\255bytes', '\255seq', '\255next-expiry'
 -- Members one index read returns at most (scripts that walk an index page through it).
 local PAGE = 1000
+-- The longest server-side expiry set (2^46 ms, about 2,200 years); beyond it, none.
+local MAX_PX = 70368744177664
 local function vkey(k) return P .. 'v:' .. k end
 local function pad(s) return string.rep('0', 20 - #s) .. s end
 local function int(n) return string.format('%d', n) end
 -- Metadata is one string per key in the META hash: stored_at,expires_at,accessed_at,
--- access_count,size,seq (expires_at empty for "never").
+-- access_count,size,seq (expires_at empty for "never"), then ',n' while the entry was never
+-- read since it was written (it is then in NEW; otherwise in LRS, LRU and LFU).
 -- try_parse: nil when absent, false when malformed, the fields otherwise.
 local function try_parse(raw)
   if not raw then return nil end
-  local sa, ea, aa, ac, sz, sq = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+)$')
+  local sa, ea, aa, ac, sz, sq = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+),n$')
+  if sa then return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq, new = true} end
+  sa, ea, aa, ac, sz, sq = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+)$')
   if not sa then return false end
-  return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq}
+  return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq, new = false}
 end
 local function parse(raw)
   local m = try_parse(raw)
@@ -40,7 +48,9 @@ local function parse(raw)
   return m
 end
 local function pack(m)
-  return m.sa .. ',' .. m.ea .. ',' .. m.aa .. ',' .. m.ac .. ',' .. m.sz .. ',' .. m.sq
+  local s = m.sa .. ',' .. m.ea .. ',' .. m.aa .. ',' .. m.ac .. ',' .. m.sz .. ',' .. m.sq
+  if m.new then return s .. ',n' end
+  return s
 end
 local function expired(m, now)
   return m.ea ~= '' and tonumber(m.ea) <= now
@@ -49,33 +59,84 @@ local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- Index members: 20-digit seq then key (LRS, LRU, EXP); 20-digit accessed_at, 20-digit seq,
--- then key (LFU, whose score is the access count).
+-- The counters (entries, bytes, write sequence, next expiry), then the values of the extra
+-- fields asked for, in one HMGET.
+local function load_counters(...)
+  local r = redis.call('HMGET', META, F_ENTRIES, F_BYTES, F_SEQ, F_NEXT, ...)
+  local c = {e = tonumber(r[1] or '0'), b = tonumber(r[2] or '0'), s = tonumber(r[3] or '0'), x = r[4]}
+  return c, r[5]
+end
+-- Writes the counters back, with one more field (an entry's metadata) when k is given.
+local function save_counters(c, k, v)
+  local a = {'HSET', META, F_ENTRIES, int(c.e), F_BYTES, int(c.b), F_SEQ, int(c.s)}
+  if c.x then
+    a[#a + 1] = F_NEXT
+    a[#a + 1] = c.x
+  end
+  if k then
+    a[#a + 1] = k
+    a[#a + 1] = v
+  end
+  redis.call(unpack(a))
+end
+-- F_NEXT is at most every expiry in EXP ('none': EXP is empty; absent or unreadable: not
+-- known), so that a write does not look for expired entries while none can be.
+local function nothing_expired(c, now)
+  if c.x == 'none' then return true end
+  local x = tonumber(c.x)
+  return x ~= nil and tonumber(now) < x
+end
+local function lower_next(c, ea)
+  if ea == '' then return end
+  local x = tonumber(c.x)
+  if c.x == 'none' or (x and tonumber(ea) < x) then c.x = ea end
+end
+local function refresh_next(c)
+  local h = redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')
+  c.x = h[2] or 'none'
+end
+-- The server-side expiry (milliseconds from now) of a value written at sa that expires at
+-- ea: its time to live plus grace, or nil for none (no expiry, no time left, or too far).
+local function safety_px(sa, ea, grace)
+  if ea == '' then return nil end
+  local px = tonumber(ea) - tonumber(sa) + grace
+  if px < 1 or px > MAX_PX then return nil end
+  return int(px)
+end
+-- Index members: 20-digit seq then key (NEW, LRS, LRU, EXP); 20-digit accessed_at, 20-digit
+-- seq, then key (LFU, whose score is the access count).
 local function member(k, m) return pad(m.sq) .. k end
 local function lfu_member(k, m) return pad(m.aa) .. pad(m.sq) .. k end
+-- The eviction and expiry members of an entry (its KEYS_IDX member apart).
 local function index(k, m)
   local mem = member(k, m)
-  redis.call('ZADD', LRS, m.sa, mem)
-  redis.call('ZADD', LRU, m.aa, mem)
-  redis.call('ZADD', LFU, m.ac, lfu_member(k, m))
+  if m.new then
+    redis.call('ZADD', NEW, m.sa, mem)
+  else
+    redis.call('ZADD', LRS, m.sa, mem)
+    redis.call('ZADD', LRU, m.aa, mem)
+    redis.call('ZADD', LFU, m.ac, lfu_member(k, m))
+  end
   if m.ea ~= '' then redis.call('ZADD', EXP, m.ea, mem) end
-  redis.call('ZADD', KEYS_IDX, 0, k)
 end
 local function unindex(k, m)
   local mem = member(k, m)
-  redis.call('ZREM', LRS, mem)
-  redis.call('ZREM', LRU, mem)
-  redis.call('ZREM', LFU, lfu_member(k, m))
+  if m.new then
+    redis.call('ZREM', NEW, mem)
+  else
+    redis.call('ZREM', LRS, mem)
+    redis.call('ZREM', LRU, mem)
+    redis.call('ZREM', LFU, lfu_member(k, m))
+  end
   if m.ea ~= '' then redis.call('ZREM', EXP, mem) end
 end
--- Removes an entry whose metadata is m: indexes, value, metadata, counters.
-local function delete(k, m)
+-- Removes an entry whose metadata is m: indexes, value, metadata; counted in c.
+local function delete(k, m, c)
   unindex(k, m)
   redis.call('ZREM', KEYS_IDX, k)
   redis.call('HDEL', META, k)
   redis.call('DEL', vkey(k))
-  redis.call('HINCRBY', CNT, 'entries', -1)
-  redis.call('HINCRBY', CNT, 'bytes', -tonumber(m.sz))
+  c.e, c.b = c.e - 1, c.b - tonumber(m.sz)
 end
 -- Removes every member of sorted set z matching the glob pattern (a full scan).
 local function zrem_matching(z, pattern)
@@ -94,11 +155,12 @@ local function malformed_size(k)
 end
 -- Removes an entry whose metadata is malformed (written by something else than these
 -- scripts): its members of every index (found by scanning, since their numbers are unknown),
--- its value and metadata, and its malformed_size from the counters. Returns that size.
+-- its value and metadata; counts its malformed_size in c and returns it.
 -- Rare by nature; a row like this must not block the walks that meet it.
-local function drop_malformed(k)
+local function drop_malformed(k, c)
   local any20 = string.rep('?', 20)
   local lit = string.gsub(k, '[%*%?%[%]\\]', '\\%0')
+  zrem_matching(NEW, any20 .. lit)
   zrem_matching(LRS, any20 .. lit)
   zrem_matching(LRU, any20 .. lit)
   zrem_matching(EXP, any20 .. lit)
@@ -107,21 +169,17 @@ local function drop_malformed(k)
   redis.call('ZREM', KEYS_IDX, k)
   redis.call('HDEL', META, k)
   redis.call('DEL', vkey(k))
-  redis.call('HINCRBY', CNT, 'entries', -1)
-  redis.call('HINCRBY', CNT, 'bytes', -size)
+  c.e, c.b = c.e - 1, c.b - size
   return size
 end
 -- Removes the entry k whose try_parse result is m (fields, or false when malformed). Returns
 -- the size it held.
-local function remove_entry(k, m)
+local function remove_entry(k, m, c)
   if m then
-    delete(k, m)
+    delete(k, m, c)
     return tonumber(m.sz)
   end
-  return drop_malformed(k)
-end
-local function counter(name)
-  return tonumber(redis.call('HGET', CNT, name) or '0')
+  return drop_malformed(k, c)
 end
 -- A variadic command (ZADD, ZREM, HSET, HDEL, DEL, MSET) sent once per CHUNK arguments
 -- instead of once per member. A chunk is unpacked onto the Lua stack, so it stays far below
@@ -148,49 +206,53 @@ local function bulk(cmd, key)
   return self
 end
 -- Removes the entries of a list of {key, try_parse result} (each key once): the well-formed
--- with variadic commands, the malformed one by one. Returns nothing; the counters follow.
-local function remove_many(items)
-  local lrs, lru, lfu, exp = bulk('ZREM', LRS), bulk('ZREM', LRU), bulk('ZREM', LFU), bulk('ZREM', EXP)
-  local keys, meta, values = bulk('ZREM', KEYS_IDX), bulk('HDEL', META), bulk('DEL', nil)
-  local n, freed = 0, 0
+-- with variadic commands, the malformed one by one; counted in c.
+local function remove_many(items, c)
+  local new, lrs, lru, lfu = bulk('ZREM', NEW), bulk('ZREM', LRS), bulk('ZREM', LRU), bulk('ZREM', LFU)
+  local exp, keys, meta, values = bulk('ZREM', EXP), bulk('ZREM', KEYS_IDX), bulk('HDEL', META), bulk('DEL', nil)
   for _, e in ipairs(items) do
     local k, m = e[1], e[2]
     if m then
       local mem = member(k, m)
-      lrs.add(mem)
-      lru.add(mem)
-      lfu.add(lfu_member(k, m))
+      if m.new then
+        new.add(mem)
+      else
+        lrs.add(mem)
+        lru.add(mem)
+        lfu.add(lfu_member(k, m))
+      end
       if m.ea ~= '' then exp.add(mem) end
       keys.add(k)
       meta.add(k)
       values.add(vkey(k))
-      n = n + 1
-      freed = freed + tonumber(m.sz)
+      c.e, c.b = c.e - 1, c.b - tonumber(m.sz)
     else
-      drop_malformed(k)
+      drop_malformed(k, c)
     end
   end
-  for _, b in ipairs({lrs, lru, lfu, exp, keys, meta, values}) do b.flush() end
-  if n > 0 then
-    redis.call('HINCRBY', CNT, 'entries', -n)
-    redis.call('HINCRBY', CNT, 'bytes', -freed)
-  end
+  for _, b in ipairs({new, lrs, lru, lfu, exp, keys, meta, values}) do b.flush() end
 end
 -- Removes up to limit entries expired at now, soonest expiry first, ties in write order
--- (the member order of EXP). Stale index members are dropped on the way; an entry with
--- malformed metadata found there is removed and counted. Returns entries, bytes and whether
--- no expired entry is left.
-local function purge_expired(now, limit)
+-- (the member order of EXP), counted in c; marks their keys in gone. Stale index members are
+-- dropped on the way; an entry with malformed metadata found there is removed and counted.
+-- Returns entries, bytes and whether no expired entry is left.
+local function purge_expired(now, limit, c, gone)
+  if limit <= 0 then return 0, 0, false end
+  if nothing_expired(c, now) then return 0, 0, true end
   local n, freed = 0, 0
   while n < limit do
     local ms = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, math.min(limit - n, PAGE))
-    if #ms == 0 then return n, freed, true end
+    if #ms == 0 then
+      refresh_next(c)
+      return n, freed, true
+    end
     for _, mem in ipairs(ms) do
       local k = string.sub(mem, 21)
       local m = try_parse(redis.call('HGET', META, k))
       if m == false or (m and member(k, m) == mem) then
-        freed = freed + remove_entry(k, m)
+        freed = freed + remove_entry(k, m, c)
         n = n + 1
+        gone[k] = true
       else
         redis.call('ZREM', EXP, mem)
       end
@@ -198,40 +260,86 @@ local function purge_expired(now, limit)
   end
   return n, freed, false
 end
--- Evicts in the order of index 'lrs', 'lru' or 'lfu' until the bytes counter is at most
--- target, never a key for which protected(k) is true, at most cap entries. Stale index
--- members are dropped on the way; an entry with malformed metadata is evicted like any other
--- (its malformed_size counted). Returns entries, bytes and whether it is done (at the target
--- or nothing left to evict).
-local function evict_down(policy, target, protected, cap)
-  local idx = P .. 'z:' .. policy
-  local skip = 21
-  if policy == 'lfu' then skip = 41 end
+-- One sorted set of an eviction order, walked from its head a page at a time (small pages
+-- first: a write usually evicts a few entries). kind: 'seq' for members seq..key, ranked
+-- (score, seq); 'new-lfu' for NEW in the LFU order, ranked (0, stored_at, seq); 'lfu' for
+-- LFU, ranked (access count, accessed_at, seq).
+local function source(z, kind)
+  return {z = z, kind = kind, kept = 0, buf = {}, i = 1, size = 8, ended = false}
+end
+-- The head of s: its member, its rank (three numbers) and its key; nil when s is walked.
+local function head(s)
+  if s.i > #s.buf then
+    if s.ended then return nil end
+    s.buf = redis.call('ZRANGE', s.z, s.kept, s.kept + s.size - 1, 'WITHSCORES')
+    s.i = 1
+    if #s.buf < 2 * s.size then s.ended = true end
+    s.size = math.min(s.size * 4, PAGE)
+    if #s.buf == 0 then return nil end
+  end
+  local mem, score = s.buf[s.i], tonumber(s.buf[s.i + 1]) or 0
+  local n1 = tonumber(string.sub(mem, 1, 20)) or 0
+  if s.kind == 'lfu' then
+    return mem, score, n1, tonumber(string.sub(mem, 21, 40)) or 0, string.sub(mem, 41)
+  elseif s.kind == 'new-lfu' then
+    return mem, 0, score, n1, string.sub(mem, 21)
+  end
+  return mem, score, n1, 0, string.sub(mem, 21)
+end
+local function less(a1, a2, a3, b1, b2, b3)
+  if a1 ~= b1 then return a1 < b1 end
+  if a2 ~= b2 then return a2 < b2 end
+  return a3 < b3
+end
+-- Evicts in the order 'lrs', 'lru' or 'lfu' until c.b is at most target, never a key for
+-- which protected(k) is true, at most cap entries. The order merges NEW (entries never read,
+-- whose place in every order follows from stored_at and seq) with the policy's index of read
+-- entries. Stale index members are dropped on the way; an entry with malformed metadata is
+-- evicted like any other (its malformed_size counted). Returns entries, bytes and whether it
+-- is done (at the target or nothing left to evict).
+local function evict_down(policy, target, protected, cap, c)
+  local a, b
+  if policy == 'lfu' then
+    a, b = source(NEW, 'new-lfu'), source(LFU, 'lfu')
+  elseif policy == 'lru' then
+    a, b = source(NEW, 'seq'), source(LRU, 'seq')
+  else
+    a, b = source(NEW, 'seq'), source(LRS, 'seq')
+  end
   local n, freed = 0, 0
-  -- Protected members seen so far: they stay, at the head of what is left of the index.
-  local kept = 0
   while true do
-    if counter('bytes') <= target then return n, freed, true end
+    if c.b <= target then return n, freed, true end
     if n >= cap then return n, freed, false end
-    local ms = redis.call('ZRANGE', idx, kept, kept + PAGE - 1)
-    if #ms == 0 then return n, freed, true end
-    for _, mem in ipairs(ms) do
-      local k = string.sub(mem, skip)
-      if protected(k) then
-        kept = kept + 1
-      else
-        if n >= cap or counter('bytes') <= target then break end
-        local m = try_parse(redis.call('HGET', META, k))
-        local want = nil
-        if m then
-          if policy == 'lfu' then want = lfu_member(k, m) else want = member(k, m) end
-        end
-        if m == false or want == mem then
-          freed = freed + remove_entry(k, m)
-          n = n + 1
+    local am, a1, a2, a3, ak = head(a)
+    local bm, b1, b2, b3, bk = head(b)
+    local s, mem, k
+    if am and (not bm or less(a1, a2, a3, b1, b2, b3)) then
+      s, mem, k = a, am, ak
+    elseif bm then
+      s, mem, k = b, bm, bk
+    else
+      return n, freed, true
+    end
+    s.i = s.i + 2
+    if protected(k) then
+      s.kept = s.kept + 1
+    else
+      local m = try_parse(redis.call('HGET', META, k))
+      local valid = m == false
+      if m then
+        if s.z == NEW then
+          valid = m.new and member(k, m) == mem
+        elseif s.z == LFU then
+          valid = (not m.new) and lfu_member(k, m) == mem
         else
-          redis.call('ZREM', idx, mem)
+          valid = (not m.new) and member(k, m) == mem
         end
+      end
+      if valid then
+        freed = freed + remove_entry(k, m, c)
+        n = n + 1
+      else
+        redis.call('ZREM', s.z, mem)
       end
     end
   end
@@ -244,32 +352,29 @@ local function lex(p)
 end
 -- Staged values: a large value reaches a script under a key of its own, set just before the
 -- script in the same pipeline (with a short server-side expiry in case the script never
--- runs), and is renamed into place (no copy through Lua). staged_len checks that it is there.
+-- runs), and is renamed into place (no copy through Lua). A staged value is never empty, so
+-- a length of 0 means it is not there.
 local function staged_len(sk)
-  if redis.call('EXISTS', sk) == 0 then
+  local n = redis.call('STRLEN', sk)
+  if n == 0 then
     error('plexcache: a staged value is missing under prefix ' .. P .. ' (expired before its write ran)')
   end
-  return redis.call('STRLEN', sk)
+  return n
 end
--- Writes a value of len bytes (inline in val, or staged under the key val when staged) and its
--- metadata at seq (the caller removed any previous entry of k and fixes the counters).
-local function write(k, val, len, staged, sa, ea, seq, grace)
+-- Sets the value of k (inline in val, or staged under the key val) with its server-side
+-- expiry: a safety net for values nobody purges, grace after the entry's time to live; the
+-- metadata stays until purged, so the counters stay exact.
+local function set_value(k, val, staged, sa, ea, grace)
   local vk = vkey(k)
+  local px = safety_px(sa, ea, grace)
   if staged then
     redis.call('RENAME', val, vk)
-    redis.call('PERSIST', vk)
+    if px then redis.call('PEXPIRE', vk, px) else redis.call('PERSIST', vk) end
+  elseif px then
+    redis.call('SET', vk, val, 'PX', px)
   else
     redis.call('SET', vk, val)
   end
-  if ea ~= '' then
-    -- Server-side expiry is a safety net for values nobody purges, a grace period after the
-    -- entry expired; the metadata stays until purged, so the counters stay exact.
-    local at = tonumber(ea) + grace
-    if at > server_ms() then redis.call('PEXPIREAT', vk, int(at)) end
-  end
-  local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + len), sq = seq}
-  redis.call('HSET', META, k, pack(m))
-  index(k, m)
 end
 "#;
 
@@ -279,42 +384,49 @@ end
 /// Purges, writes and evicts (see `WriteLimit`); a refused write drops its staged value.
 /// Returns `{stored (0/1), previous size (-1 = none), entries, bytes, expired entries, expired
 /// bytes, evicted entries, evicted bytes}`.
+///
+/// The common case (nothing expired, room enough, a key never read since its last write) is
+/// one HMGET (counters and the old metadata), the old entry's NEW and EXP members out, the
+/// value's SET, the new members in, and one HSET (metadata and counters).
 const PUT: &str = r#"
 local k, val, sa, ea = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxb, policy = tonumber(ARGV[6]), ARGV[7]
 local staged = ARGV[11] == '1'
+local c, raw = load_counters(k)
 local len
 if staged then len = staged_len(val) else len = #val end
-local xn, xb = purge_expired(ARGV[9], tonumber(ARGV[8]))
-local old = try_parse(redis.call('HGET', META, k))
+local gone = {}
+local xn, xb = purge_expired(ARGV[9], tonumber(ARGV[8]), c, gone)
+if gone[k] then raw = nil end
+local old = try_parse(raw)
 local size = #k + len
 local oldsize = -1
 if old then oldsize = tonumber(old.sz) elseif old == false then oldsize = malformed_size(k) end
--- The counters after the purge; kept here and written back once.
-local c = redis.call('HMGET', CNT, 'entries', 'bytes', 'seq')
-local entries, bytes = tonumber(c[1] or '0'), tonumber(c[2] or '0')
-if policy == '' and bytes - math.max(oldsize, 0) + size > maxb then
+if policy == '' and c.b - math.max(oldsize, 0) + size > maxb then
   if staged then redis.call('DEL', val) end
-  return {0, -1, entries, bytes, xn, xb, 0, 0}
+  if xn > 0 then save_counters(c) end
+  return {0, -1, c.e, c.b, xn, xb, 0, 0}
 end
 if old then
   -- The value and metadata are overwritten below; only the index members move.
   unindex(k, old)
-  entries, bytes = entries - 1, bytes - oldsize
+  c.e, c.b = c.e - 1, c.b - oldsize
 elseif old == false then
-  drop_malformed(k)
-  entries, bytes = entries - 1, bytes - oldsize
+  drop_malformed(k, c)
 end
-local seq = int(tonumber(c[3] or '0') + 1)
-write(k, val, len, staged, sa, ea, seq, tonumber(ARGV[10]))
-entries, bytes = entries + 1, bytes + size
-redis.call('HSET', CNT, 'entries', int(entries), 'bytes', int(bytes), 'seq', seq)
+c.s = c.s + 1
+set_value(k, val, staged, sa, ea, tonumber(ARGV[10]))
+local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(size), sq = int(c.s), new = true}
+index(k, m)
+if not old then redis.call('ZADD', KEYS_IDX, 0, k) end
+c.e, c.b = c.e + 1, c.b + size
+lower_next(c, ea)
 local en, eb = 0, 0
-if policy ~= '' then
-  en, eb = evict_down(policy, maxb, function(key) return key == k end, math.huge)
-  entries, bytes = entries - en, bytes - eb
+if policy ~= '' and c.b > maxb then
+  en, eb = evict_down(policy, maxb, function(key) return key == k end, math.huge, c)
 end
-return {1, oldsize, entries, bytes, xn, xb, en, eb}
+save_counters(c, k, pack(m))
+return {1, oldsize, c.e, c.b, xn, xb, en, eb}
 "#;
 
 /// ARGV: prefix, stored_at, max_bytes, policy (as for PUT), purge limit, now, grace_ms, number
@@ -344,24 +456,32 @@ local function size_of(k, m)
   if m then return tonumber(m.sz) end
   return malformed_size(k)
 end
+local c = load_counters()
 local gone = {}
--- The purge: the first purge_limit entries of EXP that are really expired.
+-- The purge: the first purge_limit entries of EXP that are really expired. purge_done: it
+-- leaves none expired (F_NEXT is then taken afresh).
 local purged, xn, xb = {}, 0, 0
-local off = 0
-while xn < purge_limit do
-  local ms = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', off, PAGE)
-  if #ms == 0 then break end
-  off = off + #ms
-  for _, mem in ipairs(ms) do
-    if xn >= purge_limit then break end
-    local k = string.sub(mem, 21)
-    if not gone[k] then
-      local m = try_parse(redis.call('HGET', META, k))
-      if m == false or (m and member(k, m) == mem) then
-        gone[k] = true
-        xn = xn + 1
-        xb = xb + size_of(k, m)
-        purged[#purged + 1] = {k, m}
+local purge_done = false
+if purge_limit > 0 and not nothing_expired(c, now) then
+  local off = 0
+  while xn < purge_limit do
+    local ms = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', off, PAGE)
+    if #ms == 0 then
+      purge_done = true
+      break
+    end
+    off = off + #ms
+    for _, mem in ipairs(ms) do
+      if xn >= purge_limit then break end
+      local k = string.sub(mem, 21)
+      if not gone[k] then
+        local m = try_parse(redis.call('HGET', META, k))
+        if m == false or (m and member(k, m) == mem) then
+          gone[k] = true
+          xn = xn + 1
+          xb = xb + size_of(k, m)
+          purged[#purged + 1] = {k, m}
+        end
       end
     end
   end
@@ -410,72 +530,62 @@ for j = 0, nputs - 1 do
     end
   end
 end
-local after = counter('bytes') - xb - rb - replaced + wb
+local after = c.b - xb - rb - replaced + wb
 -- Evicting every other entry leaves the batch's own bytes.
 if wb > maxb or (policy == '' and after > maxb) then
   drop_staged(function(j) return false end)
-  return {0, counter('entries'), counter('bytes'), 0, 0, 0, 0, 0, 0, 0}
+  return {0, c.e, c.b, 0, 0, 0, 0, 0, 0, 0}
 end
 -- Apply: every removal (purged, removed, replaced) before every write, since a key may be
 -- removed and written again.
-remove_many(purged)
-remove_many(removed)
-remove_many(olds)
+remove_many(purged, c)
+remove_many(removed, c)
+remove_many(olds, c)
 drop_staged(function(j) return last[arg(j, 0)] == j end)
 -- The written keys take the next `written` sequence numbers, in the order of their last put.
-local seq = redis.call('HINCRBY', CNT, 'seq', written) - written
-local lrs, lru, lfu, exp = bulk('ZADD', LRS), bulk('ZADD', LRU), bulk('ZADD', LFU), bulk('ZADD', EXP)
+local seq = c.s
+c.s = c.s + written
+local new, exp = bulk('ZADD', NEW), bulk('ZADD', EXP)
 local keys, meta, values = bulk('ZADD', KEYS_IDX), bulk('HSET', META), bulk('MSET', nil)
-local expiring = {}
 for j = 0, nputs - 1 do
   local k = arg(j, 0)
   if last[k] == j then
     local val, ea = arg(j, 1), arg(j, 2)
     seq = seq + 1
-    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + lens[j]), sq = int(seq)}
+    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + lens[j]), sq = int(seq), new = true}
     local mem = member(k, m)
-    if arg(j, 3) == '1' then
-      redis.call('RENAME', val, vkey(k))
-      redis.call('PERSIST', vkey(k))
+    if arg(j, 3) == '1' or ea ~= '' then
+      set_value(k, val, arg(j, 3) == '1', sa, ea, grace)
     else
       values.add(vkey(k), val)
     end
     meta.add(k, pack(m))
-    lrs.add(m.sa, mem)
-    lru.add(m.aa, mem)
-    lfu.add(m.ac, lfu_member(k, m))
+    new.add(m.sa, mem)
     if ea ~= '' then
       exp.add(ea, mem)
-      expiring[#expiring + 1] = k
+      lower_next(c, ea)
     end
     keys.add(0, k)
+    c.e, c.b = c.e + 1, c.b + #k + lens[j]
   end
 end
-for _, b in ipairs({values, meta, lrs, lru, lfu, exp, keys}) do b.flush() end
--- The server-side safety-net expiry (see write), once the values are set.
-if #expiring > 0 then
-  local time_now = server_ms()
-  for _, k in ipairs(expiring) do
-    local ea = arg(last[k], 2)
-    local at = tonumber(ea) + grace
-    if at > time_now then redis.call('PEXPIREAT', vkey(k), int(at)) end
-  end
-end
-redis.call('HINCRBY', CNT, 'entries', written)
-redis.call('HINCRBY', CNT, 'bytes', wb)
+for _, b in ipairs({values, meta, new, exp, keys}) do b.flush() end
 local en, eb = 0, 0
-if policy ~= '' then
-  en, eb = evict_down(policy, maxb, function(k) return last[k] ~= nil end, math.huge)
+if policy ~= '' and c.b > maxb then
+  en, eb = evict_down(policy, maxb, function(k) return last[k] ~= nil end, math.huge, c)
 end
-return {1, counter('entries'), counter('bytes'), rn, rb, written, xn, xb, en, eb}
+if purge_done then refresh_next(c) end
+save_counters(c)
+return {1, c.e, c.b, rn, rb, written, xn, xb, en, eb}
 "#;
 
 /// ARGV: prefix, key. Returns the removed entry's metadata, or nil.
 const REMOVE: &str = r#"
 local k = ARGV[2]
-local raw = redis.call('HGET', META, k)
+local c, raw = load_counters(k)
 if not raw then return false end
-delete(k, parse(raw))
+delete(k, parse(raw), c)
+save_counters(c)
 return raw
 "#;
 
@@ -484,23 +594,27 @@ return raw
 /// examined}`.
 const REMOVE_RANGE: &str = r#"
 local ks = redis.call('ZRANGEBYLEX', KEYS_IDX, ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local c = load_counters()
 local n, freed = 0, 0
 for _, k in ipairs(ks) do
   local m = try_parse(redis.call('HGET', META, k))
   if m ~= nil then
-    freed = freed + remove_entry(k, m)
+    freed = freed + remove_entry(k, m, c)
     n = n + 1
   else
     redis.call('ZREM', KEYS_IDX, k)
   end
 end
+if n > 0 then save_counters(c) end
 return {n, freed, #ks}
 "#;
 
 /// ARGV: prefix, now, limit. Removes up to `limit` expired entries, soonest expiry first,
 /// ties in write order. Returns `{entries, bytes, done (1: no expired entry left)}`.
 const PURGE: &str = r#"
-local n, freed, done = purge_expired(ARGV[2], tonumber(ARGV[3]))
+local c = load_counters()
+local n, freed, done = purge_expired(ARGV[2], tonumber(ARGV[3]), c, {})
+save_counters(c)
 if done then return {n, freed, 1} end
 return {n, freed, 0}
 "#;
@@ -509,8 +623,10 @@ return {n, freed, 0}
 /// at most this many evictions. Returns `{entries, bytes, done (0/1)}`.
 const EVICT: &str = r#"
 local guarded, protect = ARGV[4] == '1', ARGV[5]
+local c = load_counters()
 local n, freed, done = evict_down(ARGV[2], tonumber(ARGV[3]),
-  function(k) return guarded and k == protect end, tonumber(ARGV[6]))
+  function(k) return guarded and k == protect end, tonumber(ARGV[6]), c)
+if n > 0 then save_counters(c) end
 if done then return {n, freed, 1} end
 return {n, freed, 0}
 "#;
@@ -537,21 +653,28 @@ return out
 "#;
 
 /// ARGV: prefix, then (key, at, count) triples. Keys that are absent or have malformed
-/// metadata are skipped.
+/// metadata are skipped. An entry read for the first time since its write moves from NEW to
+/// the indexes of read entries.
 const RECORD: &str = r#"
 local MAXC = 9007199254740992
 for i = 2, #ARGV - 2, 3 do
-  local k, at, c = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local k, at, cnt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local m = try_parse(redis.call('HGET', META, k))
   if m then
-    local old_lfu = lfu_member(k, m)
+    local mem = member(k, m)
+    if m.new then
+      redis.call('ZREM', NEW, mem)
+      redis.call('ZADD', LRS, m.sa, mem)
+    else
+      redis.call('ZREM', LFU, lfu_member(k, m))
+    end
     if tonumber(at) > tonumber(m.aa) then m.aa = at end
-    local ac = tonumber(m.ac) + c
+    local ac = tonumber(m.ac) + cnt
     if ac > MAXC then ac = MAXC end
     m.ac = int(ac)
+    m.new = false
     redis.call('HSET', META, k, pack(m))
-    redis.call('ZADD', LRU, m.aa, member(k, m))
-    redis.call('ZREM', LFU, old_lfu)
+    redis.call('ZADD', LRU, m.aa, mem)
     redis.call('ZADD', LFU, m.ac, lfu_member(k, m))
   end
 end
@@ -570,33 +693,51 @@ return 1
 "#;
 
 /// ARGV: prefix, grace_ms. Returns `{entries counter, bytes counter, metadata count, sum of
-/// sizes, entries with an expiry, |lrs|, |lru|, |lfu|, |exp|, |keys|, values missing,
-/// malformed metadata}`, where a value the server dropped by its own expiry (an expired entry
-/// not yet purged) is not missing, and an entry with malformed metadata counts with its
-/// malformed size (as if it expired). O(n).
+/// sizes, entries with an expiry, |new|, |lrs|, |lru|, |lfu|, |exp|, |keys|, values missing,
+/// malformed metadata, entries never read}`, where a value the server dropped by its own
+/// expiry (an expired entry not yet purged) is not missing, and an entry with malformed
+/// metadata counts with its malformed size (as if it expired). O(n).
 const INTEGRITY: &str = r#"
 local now_ms = server_ms()
 local grace = tonumber(ARGV[2])
-local count, sum, with_exp, missing, malformed = 0, 0, 0, 0, 0
+local count, fresh, sum, with_exp, missing, malformed = 0, 0, 0, 0, 0, 0
 local all = redis.call('HGETALL', META)
 for i = 1, #all, 2 do
-  local m = try_parse(all[i + 1])
-  count = count + 1
-  if m then
-    sum = sum + tonumber(m.sz)
-    if m.ea ~= '' then with_exp = with_exp + 1 end
-    if (m.ea == '' or tonumber(m.ea) + grace > now_ms)
-        and redis.call('EXISTS', vkey(all[i])) == 0 then
-      missing = missing + 1
+  local k = all[i]
+  if string.byte(k, 1) ~= 255 then
+    local m = try_parse(all[i + 1])
+    count = count + 1
+    if m then
+      sum = sum + tonumber(m.sz)
+      if m.new then fresh = fresh + 1 end
+      if m.ea ~= '' then with_exp = with_exp + 1 end
+      if (m.ea == '' or tonumber(m.ea) + grace > now_ms)
+          and redis.call('EXISTS', vkey(k)) == 0 then
+        missing = missing + 1
+      end
+    else
+      malformed = malformed + 1
+      sum = sum + malformed_size(k)
     end
-  else
-    malformed = malformed + 1
-    sum = sum + malformed_size(all[i])
   end
 end
-return {counter('entries'), counter('bytes'), count, sum, with_exp,
+local c = load_counters()
+return {c.e, c.b, count, sum, with_exp, redis.call('ZCARD', NEW),
   redis.call('ZCARD', LRS), redis.call('ZCARD', LRU), redis.call('ZCARD', LFU),
-  redis.call('ZCARD', EXP), redis.call('ZCARD', KEYS_IDX), missing, malformed}
+  redis.call('ZCARD', EXP), redis.call('ZCARD', KEYS_IDX), missing, malformed, fresh}
+"#;
+
+/// ARGV: prefix. Moves the counters of the earlier layout (a hash `counters` of their own)
+/// into META, once; returns 1 when it did.
+const MIGRATE: &str = r#"
+local CNT = P .. 'counters'
+if redis.call('EXISTS', CNT) == 0 then return 0 end
+if redis.call('HEXISTS', META, F_SEQ) == 0 then
+  local r = redis.call('HMGET', CNT, 'entries', 'bytes', 'seq')
+  redis.call('HSET', META, F_ENTRIES, r[1] or '0', F_BYTES, r[2] or '0', F_SEQ, r[3] or '0')
+end
+redis.call('DEL', CNT)
+return 1
 "#;
 
 /// A script: its code and the SHA-1 the server knows it by.
@@ -617,6 +758,7 @@ pub(crate) struct Scripts {
     pub record: Lua,
     pub add_stats: Lua,
     pub integrity: Lua,
+    pub migrate: Lua,
 }
 
 fn script(body: &str) -> Lua {
@@ -638,6 +780,7 @@ impl Scripts {
             record: script(RECORD),
             add_stats: script(ADD_STATS),
             integrity: script(INTEGRITY),
+            migrate: script(MIGRATE),
         }
     }
 }
