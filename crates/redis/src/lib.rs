@@ -183,6 +183,7 @@ pub struct RedisBackendBuilder {
     command_timeout: Duration,
     connect_timeout: Option<Duration>,
     expiry_grace: Duration,
+    functions: bool,
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -193,6 +194,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("expiry_grace", &self.expiry_grace)
+            .field("functions", &self.functions)
             .finish()
     }
 }
@@ -231,6 +233,16 @@ impl RedisBackendBuilder {
     /// documentation).
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
+        self
+    }
+
+    /// Whether to run the scripts as Redis Functions (`FCALL` of a library this crate loads,
+    /// Redis 7.0 or newer) where the server has them (default `true`), or always as scripts
+    /// (`EVALSHA`), as on older servers or when the user may not load functions. Functions
+    /// are defined once when the library loads; a script defines its helpers again on every
+    /// call, which costs a write a few microseconds of server time.
+    pub fn redis_functions(mut self, enabled: bool) -> Self {
+        self.functions = enabled;
         self
     }
 
@@ -284,10 +296,14 @@ impl RedisBackendBuilder {
                 timeout: self.command_timeout,
                 grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
                 scripts: Scripts::new(),
+                functions: std::sync::atomic::AtomicBool::new(false),
                 staged: std::sync::atomic::AtomicU64::new(0),
                 staging_id: staging_id(),
             }),
         };
+        if self.functions {
+            backend.load_functions().await;
+        }
         backend.migrate().await?;
         Ok(backend)
     }
@@ -502,6 +518,9 @@ struct Inner {
     staged: std::sync::atomic::AtomicU64,
     /// This backend's random part of staged values' keys.
     staging_id: u64,
+    /// Whether the scripts run as functions of the loaded library (`FCALL`) rather than by
+    /// `EVALSHA`.
+    functions: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -527,6 +546,7 @@ impl RedisBackend {
             command_timeout: Duration::from_secs(5),
             connect_timeout: None,
             expiry_grace: Duration::from_secs(3600),
+            functions: true,
         }
     }
 
@@ -712,18 +732,61 @@ impl RedisBackend {
             .await
     }
 
-    /// `EVALSHA` of `script` with the prefix's `meta` key as its one key (which a cluster
-    /// routes by) and the prefix then `args` as its arguments.
+    /// `FCALL` (or `EVALSHA`) of `script` with the prefix's `meta` key as its one key (which a
+    /// cluster routes by) and the prefix then `args` as its arguments.
     fn eval(&self, script: &Lua, args: &[&[u8]]) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&script.hash)
-            .arg(1)
+        let mut cmd = if self.uses_functions() {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg(&script.function);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&script.hash);
+            cmd
+        };
+        cmd.arg(1)
             .arg(&self.inner.meta_key)
             .arg(self.inner.server_prefix.as_bytes());
         for a in args {
             cmd.arg(*a);
         }
         cmd
+    }
+
+    fn uses_functions(&self) -> bool {
+        self.inner
+            .functions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Loads the function library (on every master of a cluster). Where the server refuses
+    /// (no Redis Functions before 7.0, or a user not allowed to load them), the scripts run by
+    /// `EVALSHA` instead.
+    async fn load_functions(&self) {
+        let loaded = self
+            .call(
+                || "loading the function library".to_owned(),
+                |mut conn| async move { load_library(&mut conn, &self.inner.scripts).await },
+            )
+            .await;
+        match loaded {
+            Ok(()) => self
+                .inner
+                .functions
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(server = %self.inner.server, error = %e, "no Redis Functions; running scripts by EVALSHA");
+            }
+        }
+    }
+
+    /// Loads what `script` needs on a server that lost it (restarted, flushed, failed over).
+    async fn reload(&self, conn: &mut Conn, script: &Lua) -> redis::RedisResult<()> {
+        if self.uses_functions() {
+            load_library(conn, &self.inner.scripts).await
+        } else {
+            load(conn, script).await
+        }
     }
 
     /// [`script`](Self::script) with another timeout than the command timeout.
@@ -740,7 +803,7 @@ impl RedisBackend {
             async move {
                 match cmd.query_async::<Value>(&mut conn).await {
                     Err(e) if is_noscript(&e) => {
-                        load(&mut conn, script).await?;
+                        self.reload(&mut conn, script).await?;
                         cmd.query_async::<Value>(&mut conn).await
                     }
                     other => other,
@@ -831,7 +894,7 @@ impl RedisBackend {
             async move {
                 match script_reply(pipe.query_async(&mut conn).await?) {
                     Err(e) if is_noscript(&e) => {
-                        load(&mut conn, script).await?;
+                        self.reload(&mut conn, script).await?;
                         // The values are staged again (the same bytes under the same keys).
                         script_reply(pipe.query_async(&mut conn).await?)
                     }
@@ -868,9 +931,24 @@ fn script_reply(mut replies: Vec<Value>) -> redis::RedisResult<Value> {
     }
 }
 
-/// Whether the server did not know a script's hash.
+/// Whether the server did not know a script's hash or a function's name (nothing ran).
 fn is_noscript(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        || (e.code() == Some("ERR")
+            && e.detail()
+                .is_some_and(|d| d.starts_with("Function not found")))
+}
+
+/// Loads the function library (`REPLACE`: loading the same code again changes nothing; on
+/// every master of a cluster).
+async fn load_library(conn: &mut Conn, scripts: &Scripts) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&scripts.library)
+        .query_async::<Value>(conn)
+        .await
+        .map(drop)
 }
 
 /// Loads `script` (on every master of a cluster).

@@ -9,17 +9,23 @@
 //! index members that need a numeric order embed them zero-padded to 20 digits (the width of
 //! `u64::MAX`), so a byte-wise member order is the numeric order.
 
-/// Shared definitions, prepended to every script.
+/// Shared definitions, before every script (or, in the function library, before all).
+/// The key names depend on the prefix, which every call passes: `set_prefix` sets them at the
+/// start of each call (a script or function runs alone on the server, so they are its own
+/// for the call).
 const PRELUDE: &str = r#"
-local P = ARGV[1]
-local META = P .. 'meta'
-local STATS = P .. 'stats'
-local NEW = P .. 'z:new'
-local LRS = P .. 'z:lrs'
-local LRU = P .. 'z:lru'
-local LFU = P .. 'z:lfu'
-local EXP = P .. 'z:exp'
-local KEYS_IDX = P .. 'z:keys'
+local P, META, STATS, NEW, LRS, LRU, LFU, EXP, KEYS_IDX
+local function set_prefix(p)
+  P = p
+  META = p .. 'meta'
+  STATS = p .. 'stats'
+  NEW = p .. 'z:new'
+  LRS = p .. 'z:lrs'
+  LRU = p .. 'z:lru'
+  LFU = p .. 'z:lfu'
+  EXP = p .. 'z:exp'
+  KEYS_IDX = p .. 'z:keys'
+end
 -- The cache-wide counters are fields of META whose names start with the byte 0xFF, which no
 -- UTF-8 key holds: one HMGET reads them with an entry's metadata, one HSET writes them back.
 local F_ENTRIES, F_BYTES, F_SEQ, F_NEXT = '\255entries', '\255bytes', '\255seq', '\255next-expiry'
@@ -740,13 +746,17 @@ redis.call('DEL', CNT)
 return 1
 "#;
 
-/// A script: its code and the SHA-1 the server knows it by.
+/// A script: its code and the SHA-1 the server knows it by (for `EVALSHA`), and the name of
+/// the same code as a function of the library (for `FCALL`).
 pub(crate) struct Lua {
     pub code: String,
     pub hash: String,
+    pub function: String,
 }
 
-/// The scripts (each is sent by hash, and loaded on a server that lacks it).
+/// The scripts, and the same scripts as one Redis Functions library (Redis 7.0 or newer),
+/// whose name carries a hash of its code, so that builds with other scripts sharing a server
+/// each have their own.
 pub(crate) struct Scripts {
     pub put: Lua,
     pub write_batch: Lua,
@@ -759,28 +769,63 @@ pub(crate) struct Scripts {
     pub add_stats: Lua,
     pub integrity: Lua,
     pub migrate: Lua,
+    /// The library's code, for `FUNCTION LOAD REPLACE`.
+    pub library: String,
 }
 
-fn script(body: &str) -> Lua {
-    let code = format!("{PRELUDE}{body}");
-    let hash = redis::Script::new(&code).get_hash().to_owned();
-    Lua { code, hash }
+const BODIES: [(&str, &str); 11] = [
+    ("put", PUT),
+    ("write_batch", WRITE_BATCH),
+    ("remove", REMOVE),
+    ("remove_range", REMOVE_RANGE),
+    ("purge", PURGE),
+    ("evict", EVICT),
+    ("keys", KEYS),
+    ("record", RECORD),
+    ("add_stats", ADD_STATS),
+    ("integrity", INTEGRITY),
+    ("migrate", MIGRATE),
+];
+
+fn sha1(text: &str) -> String {
+    redis::Script::new(text).get_hash().to_owned()
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
+        // The library: the prelude once, then one function per script.
+        let mut functions = String::from(PRELUDE);
+        for (name, body) in BODIES {
+            functions.push_str(&format!(
+                "redis.register_function('plexcache_@_{name}', function(KEYS, ARGV)\nset_prefix(ARGV[1])\n{body}\nend)\n"
+            ));
+        }
+        let tag = format!("plexcache_{}", &sha1(&functions)[..16]);
+        let library = format!(
+            "#!lua name={tag}\n{}",
+            functions.replace("plexcache_@_", &format!("{tag}_"))
+        );
+        let script = |name: &str, body: &str| {
+            let code = format!("{PRELUDE}set_prefix(ARGV[1])\n{body}");
+            Lua {
+                hash: sha1(&code),
+                code,
+                function: format!("{tag}_{name}"),
+            }
+        };
         Self {
-            put: script(PUT),
-            write_batch: script(WRITE_BATCH),
-            remove: script(REMOVE),
-            remove_range: script(REMOVE_RANGE),
-            purge: script(PURGE),
-            evict: script(EVICT),
-            keys: script(KEYS),
-            record: script(RECORD),
-            add_stats: script(ADD_STATS),
-            integrity: script(INTEGRITY),
-            migrate: script(MIGRATE),
+            put: script("put", PUT),
+            write_batch: script("write_batch", WRITE_BATCH),
+            remove: script("remove", REMOVE),
+            remove_range: script("remove_range", REMOVE_RANGE),
+            purge: script("purge", PURGE),
+            evict: script("evict", EVICT),
+            keys: script("keys", KEYS),
+            record: script("record", RECORD),
+            add_stats: script("add_stats", ADD_STATS),
+            integrity: script("integrity", INTEGRITY),
+            migrate: script("migrate", MIGRATE),
+            library,
         }
     }
 }

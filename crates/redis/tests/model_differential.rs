@@ -25,3 +25,25 @@ async fn same_results_as_the_model() {
     eprintln!("{seen:?}");
     seen.assert_complete();
 }
+
+/// The same with the scripts run by `EVALSHA` instead of as functions (`FCALL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_results_as_the_model_by_evalsha() {
+    let Some(server) = common::RedisServer::start() else {
+        return;
+    };
+    let mut seen = Coverage::default();
+    for seed in [5, 4_321] {
+        let redis = common::connect_with(
+            &server.url(),
+            &common::unique_prefix("differential-eval"),
+            false,
+        )
+        .await;
+        let (redis, run_seen) = run(Target::new(redis).compare_every(50), seed, 1_500).await;
+        seen.add(run_seen);
+        redis.destroy().await.unwrap();
+    }
+    eprintln!("{seen:?}");
+    seen.assert_complete();
+}
