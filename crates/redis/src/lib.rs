@@ -31,32 +31,43 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq[,n]`; and the counters `\xFFentries`, `\xFFbytes`, `\xFFseq` (the write sequence), `\xFFnext-expiry` |
+//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq[,flags]`; and the counters `\xFFentries`, `\xFFbytes`, `\xFFseq` (the write sequence), `\xFFnext-expiry`, `\xFFmax-stored`, `\xFFmax-expiry` |
 //! | `P v:<key>` | string | the value |
-//! | `P z:new` | sorted set | entries never read since written (metadata ending `,n`): score `stored_at`, member 20-digit `seq` + key |
-//! | `P z:lrs` | sorted set | entries read since written: score `stored_at`, member 20-digit `seq` + key |
-//! | `P z:lru` | sorted set | entries read since written: score `accessed_at`, member 20-digit `seq` + key |
-//! | `P z:lfu` | sorted set | entries read since written: score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
-//! | `P z:exp` | sorted set | score `expires_at` (entries that expire), member 20-digit `seq` + key |
+//! | `P z:new` | sorted set | entries never read since written (flag `n`): member the key, score its `seq` |
+//! | `P z:lrs` | sorted set | the other entries: score `stored_at`, member 20-digit `seq` + key |
+//! | `P z:lru` | sorted set | the other entries: score `accessed_at`, member 20-digit `seq` + key |
+//! | `P z:lfu` | sorted set | the other entries: score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
+//! | `P z:exp-new` | sorted set | expiries written in order (flag `i`): member the key, score its `seq` |
+//! | `P z:exp` | sorted set | the other expiries: score `expires_at`, member 20-digit `seq` + key |
 //! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
 //! | `P stats` | hash | the persistent statistics counters |
 //! | `P t:<id>:<n>` | string | a large value on its way into a write script (see below), for an instant |
 //!
 //! Sorted sets order equal scores by member bytes, and the members start with zero-padded
 //! numbers, so each index walks in exactly the order of
-//! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence. An
-//! entry never read since its write has `accessed_at = stored_at` and no accesses, so its
-//! place in all three eviction orders follows from `stored_at` and `seq`: it is in `z:new`
-//! only, and each eviction merges `z:new` with the policy's index of read entries. A write
-//! therefore touches one eviction index, not three; a read that is recorded (policies LRU and
-//! LFU) moves the entry into those three. The counters live in `meta` under field names
-//! no key can have (they start with the byte 0xFF, never part of UTF-8), so a write reads
-//! them with the entry's old metadata in one `HMGET` and writes them back with its new
-//! metadata in one `HSET`. `\xFFnext-expiry` is at most every expiry in `z:exp`: a write
-//! skips the look for expired entries while the clock is below it.
+//! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence.
 //!
-//! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
-//! entry, its index members and the counters change together, atomically, whichever process
+//! A write should touch as few members as it can, and move them rather than remove and add
+//! them. An entry never read since its write has `accessed_at = stored_at` and no accesses,
+//! so its place in all three eviction orders follows from (`stored_at`, `seq`). While
+//! `stored_at` does not go down from one write to the next (`\xFFmax-stored` is the largest
+//! one written to `z:new`), the `seq` order is that order, so such entries sit in `z:new`
+//! with their key as member and their `seq` as score: a rewrite moves the member in place
+//! with one `ZADD`. Expiries do the same in `z:exp-new` while `expires_at` does not go down
+//! (with one TTL, the usual case). Everything else (entries that were read, writes from a
+//! clock behind another's, shorter TTLs after longer ones) is in the indexes ordered by the
+//! numbers themselves. Eviction merges `z:new` with the policy's index, purging
+//! merges `z:exp-new` with `z:exp`; a recorded read (policies LRU and LFU) moves an entry
+//! out of `z:new`. The counters live in `meta` under field names no key can have (they start
+//! with the byte 0xFF, never part of UTF-8), so a write reads them with the entry's old
+//! metadata in one `HMGET` and writes them back with its new metadata in one `HSET`.
+//! `\xFFnext-expiry` is at most every expiry in the store: a write skips the look for
+//! expired entries while the clock is below it. A rewrite of a key that was not read is
+//! thus `HMGET`, `SET`, two `ZADD`s and `HSET`, in one script.
+//!
+//! Every mutation is one Lua script (a function of the library this crate loads on Redis 7.0
+//! or newer, otherwise a script sent by hash; see
+//! [`redis_functions`](RedisBackendBuilder::redis_functions)), so an entry, its index members and the counters change together, atomically, whichever process
 //! runs it; `usage()` reads two counters. A cache written by an earlier build (counters in a
 //! hash `P counters`) is moved to this layout by the first connection (its entries, all in
 //! the three indexes of read entries, stay valid); every process sharing a cache should run
@@ -1017,9 +1028,9 @@ fn parse_meta(raw: &[u8]) -> Option<EntryMeta> {
     let access_count = parts.next()?.parse().ok()?;
     let size = parts.next()?.parse().ok()?;
     let _seq: u64 = parts.next()?.parse().ok()?;
-    // ",n": never read since written (which index holds it; see the scripts).
-    if let Some(flag) = parts.next()
-        && flag != "n"
+    // Flags: which indexes hold the entry (see the scripts); "i" only with an expiry.
+    if let Some(flags) = parts.next()
+        && !(matches!(flags, "n") || (matches!(flags, "i" | "ni") && expires_at.is_some()))
     {
         return None;
     }
@@ -1600,7 +1611,7 @@ impl CacheBackend for RedisBackend {
             )
             .await?;
         let nums: Option<Vec<u64>> = match &v {
-            Value::Array(a) if a.len() == 14 => a.iter().map(as_u64).collect(),
+            Value::Array(a) if a.len() == 16 => a.iter().map(as_u64).collect(),
             _ => None,
         };
         let Some(n) = nums else {
@@ -1618,17 +1629,19 @@ impl CacheBackend for RedisBackend {
                 "byte counter is {bytes} but the stored entries hold {sum} bytes"
             ));
         }
-        let (missing, malformed, fresh) = (n[11], n[12], n[13]);
-        // Entries never read since written are in z:new, the others in z:lrs, z:lru and
-        // z:lfu. A malformed entry's members could be in any of them: with one, only the
-        // indexes every entry is in are checked.
+        let (missing, malformed, fresh, in_expi) = (n[11], n[12], n[13], n[15]);
+        // Entries never read since written are in z:new (or, written with a clock that went
+        // back, in the others), the others in z:lrs, z:lru and z:lfu; expiries in z:exp-new or
+        // z:exp. A malformed entry's members could be in any of them: with one, only z:keys
+        // is checked.
         let read = count.saturating_sub(fresh).saturating_sub(malformed);
         for (name, card, want, always) in [
             ("z:new", n[5], fresh, false),
             ("z:lrs", n[6], read, false),
             ("z:lru", n[7], read, false),
             ("z:lfu", n[8], read, false),
-            ("z:exp", n[9], with_exp, true),
+            ("z:exp", n[9], with_exp.saturating_sub(in_expi), false),
+            ("z:exp-new", n[14], in_expi, false),
             ("z:keys", n[10], count, true),
         ] {
             if card != want && (always || malformed == 0) {
@@ -1681,6 +1694,14 @@ mod tests {
             "never read since written"
         );
         assert!(parse_meta(b"10,20,12,3,40,7,x").is_none());
+        assert_eq!(
+            parse_meta(b"10,20,12,3,40,7,ni").map(|m| m.expires_at),
+            Some(Some(20))
+        );
+        assert!(
+            parse_meta(b"10,,12,3,40,7,i").is_none(),
+            "no expiry to index"
+        );
         assert!(parse_meta(b"10,20,12,3,40,7,").is_none());
         assert!(parse_meta(b"10,20,12,3,40").is_none());
         assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());

@@ -14,7 +14,7 @@
 /// start of each call (a script or function runs alone on the server, so they are its own
 /// for the call).
 const PRELUDE: &str = r#"
-local P, META, STATS, NEW, LRS, LRU, LFU, EXP, KEYS_IDX
+local P, META, STATS, NEW, LRS, LRU, LFU, EXP, EXPI, KEYS_IDX
 local function set_prefix(p)
   P = p
   META = p .. 'meta'
@@ -24,11 +24,15 @@ local function set_prefix(p)
   LRU = p .. 'z:lru'
   LFU = p .. 'z:lfu'
   EXP = p .. 'z:exp'
+  EXPI = p .. 'z:exp-new'
   KEYS_IDX = p .. 'z:keys'
 end
 -- The cache-wide counters are fields of META whose names start with the byte 0xFF, which no
 -- UTF-8 key holds: one HMGET reads them with an entry's metadata, one HSET writes them back.
+-- F_MAX_STORED and F_MAX_EXPIRY are the largest stored_at and expires_at of the entries
+-- written to NEW and EXPI (see index).
 local F_ENTRIES, F_BYTES, F_SEQ, F_NEXT = '\255entries', '\255bytes', '\255seq', '\255next-expiry'
+local F_MAX_STORED, F_MAX_EXPIRY = '\255max-stored', '\255max-expiry'
 -- Members one index read returns at most (scripts that walk an index page through it).
 local PAGE = 1000
 -- The longest server-side expiry set (2^46 ms, about 2,200 years); beyond it, none.
@@ -37,16 +41,16 @@ local function vkey(k) return P .. 'v:' .. k end
 local function pad(s) return string.rep('0', 20 - #s) .. s end
 local function int(n) return string.format('%d', n) end
 -- Metadata is one string per key in the META hash: stored_at,expires_at,accessed_at,
--- access_count,size,seq (expires_at empty for "never"), then ',n' while the entry was never
--- read since it was written (it is then in NEW; otherwise in LRS, LRU and LFU).
+-- access_count,size,seq (expires_at empty for "never"), then flags after a ',': 'n' when the
+-- entry is in NEW, 'i' when its expiry is in EXPI (see index).
 -- try_parse: nil when absent, false when malformed, the fields otherwise.
+local FLAGS = {[''] = {false, false}, [',n'] = {true, false}, [',i'] = {false, true}, [',ni'] = {true, true}}
 local function try_parse(raw)
   if not raw then return nil end
-  local sa, ea, aa, ac, sz, sq = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+),n$')
-  if sa then return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq, new = true} end
-  sa, ea, aa, ac, sz, sq = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+)$')
-  if not sa then return false end
-  return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq, new = false}
+  local sa, ea, aa, ac, sz, sq, fl = string.match(raw, '^(%d+),(%d*),(%d+),(%d+),(%d+),(%d+)(,?[ni]*)$')
+  local f = FLAGS[fl]
+  if not sa or not f or (ea == '' and f[2]) then return false end
+  return {sa = sa, ea = ea, aa = aa, ac = ac, sz = sz, sq = sq, new = f[1], ein = f[2]}
 end
 local function parse(raw)
   local m = try_parse(raw)
@@ -55,7 +59,11 @@ local function parse(raw)
 end
 local function pack(m)
   local s = m.sa .. ',' .. m.ea .. ',' .. m.aa .. ',' .. m.ac .. ',' .. m.sz .. ',' .. m.sq
-  if m.new then return s .. ',n' end
+  if m.new then
+    if m.ein then return s .. ',ni' end
+    return s .. ',n'
+  end
+  if m.ein then return s .. ',i' end
   return s
 end
 local function expired(m, now)
@@ -65,19 +73,27 @@ local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- The counters (entries, bytes, write sequence, next expiry), then the values of the extra
--- fields asked for, in one HMGET.
-local function load_counters(...)
-  local r = redis.call('HMGET', META, F_ENTRIES, F_BYTES, F_SEQ, F_NEXT, ...)
-  local c = {e = tonumber(r[1] or '0'), b = tonumber(r[2] or '0'), s = tonumber(r[3] or '0'), x = r[4]}
-  return c, r[5]
+-- The counters (entries, bytes, write sequence, next expiry, the two maxima), then the value
+-- of the extra field asked for, in one HMGET.
+local function load_counters(k)
+  local r
+  if k then
+    r = redis.call('HMGET', META, F_ENTRIES, F_BYTES, F_SEQ, F_NEXT, F_MAX_STORED, F_MAX_EXPIRY, k)
+  else
+    r = redis.call('HMGET', META, F_ENTRIES, F_BYTES, F_SEQ, F_NEXT, F_MAX_STORED, F_MAX_EXPIRY)
+  end
+  local c = {e = tonumber(r[1] or '0'), b = tonumber(r[2] or '0'), s = tonumber(r[3] or '0'),
+    x = r[4], ms = r[5], me = r[6]}
+  return c, r[7]
 end
 -- Writes the counters back, with one more field (an entry's metadata) when k is given.
 local function save_counters(c, k, v)
   local a = {'HSET', META, F_ENTRIES, int(c.e), F_BYTES, int(c.b), F_SEQ, int(c.s)}
-  if c.x then
-    a[#a + 1] = F_NEXT
-    a[#a + 1] = c.x
+  for _, f in ipairs({{F_NEXT, c.x}, {F_MAX_STORED, c.ms}, {F_MAX_EXPIRY, c.me}}) do
+    if f[2] then
+      a[#a + 1] = f[1]
+      a[#a + 1] = f[2]
+    end
   end
   if k then
     a[#a + 1] = k
@@ -85,8 +101,8 @@ local function save_counters(c, k, v)
   end
   redis.call(unpack(a))
 end
--- F_NEXT is at most every expiry in EXP ('none': EXP is empty; absent or unreadable: not
--- known), so that a write does not look for expired entries while none can be.
+-- F_NEXT is at most every expiry in EXP and EXPI ('none': both are empty; absent or
+-- unreadable: not known), so that a write does not look for expired entries while none can be.
 local function nothing_expired(c, now)
   if c.x == 'none' then return true end
   local x = tonumber(c.x)
@@ -97,9 +113,27 @@ local function lower_next(c, ea)
   local x = tonumber(c.x)
   if c.x == 'none' or (x and tonumber(ea) < x) then c.x = ea end
 end
+-- Index members: 20-digit seq then key (LRS, LRU, EXP); 20-digit accessed_at, 20-digit seq,
+-- then key (LFU, whose score is the access count); the key alone in NEW and EXPI, whose
+-- score is the seq.
+local function member(k, m) return pad(m.sq) .. k end
+local function lfu_member(k, m) return pad(m.aa) .. pad(m.sq) .. k end
 local function refresh_next(c)
+  local x = nil
   local h = redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')
-  c.x = h[2] or 'none'
+  if h[2] then x = tonumber(h[2]) end
+  local hi = redis.call('ZRANGE', EXPI, 0, 0, 'WITHSCORES')
+  if hi[1] then
+    local m = try_parse(redis.call('HGET', META, hi[1]))
+    if not (m and m.ein and tonumber(m.sq) == tonumber(hi[2])) then
+      -- A stale head: not known until a purge walks past it.
+      c.x = '?'
+      return
+    end
+    local ea = tonumber(m.ea)
+    if not x or ea < x then x = ea end
+  end
+  if x then c.x = int(x) else c.x = 'none' end
 end
 -- The server-side expiry (milliseconds from now) of a value written at sa that expires at
 -- ea: its time to live plus grace, or nil for none (no expiry, no time left, or too far).
@@ -109,32 +143,50 @@ local function safety_px(sa, ea, grace)
   if px < 1 or px > MAX_PX then return nil end
   return int(px)
 end
--- Index members: 20-digit seq then key (NEW, LRS, LRU, EXP); 20-digit accessed_at, 20-digit
--- seq, then key (LFU, whose score is the access count).
-local function member(k, m) return pad(m.sq) .. k end
-local function lfu_member(k, m) return pad(m.aa) .. pad(m.sq) .. k end
--- The eviction and expiry members of an entry (its KEYS_IDX member apart).
+-- Where a new entry's members go. An entry never read since written has accessed_at =
+-- stored_at and no accesses, so its place in all three eviction orders follows from
+-- (stored_at, seq). NEW holds such entries scored by seq alone, with the key as member (a
+-- rewrite moves its member in place), as long as that order is theirs: a write whose
+-- stored_at is below the largest one NEW received (a clock behind another) goes to LRS, LRU
+-- and LFU instead, which order by the numbers themselves. EXPI holds expiries in the same way
+-- (by seq, while expires_at does not go down), EXP the others (by expires_at, then seq).
+local function place(m, c)
+  m.new = tonumber(m.sa) >= (tonumber(c.ms) or 0)
+  if m.new then c.ms = m.sa end
+  m.ein = m.ea ~= '' and tonumber(m.ea) >= (tonumber(c.me) or 0)
+  if m.ein then c.me = m.ea end
+end
 local function index(k, m)
-  local mem = member(k, m)
   if m.new then
-    redis.call('ZADD', NEW, m.sa, mem)
+    redis.call('ZADD', NEW, m.sq, k)
   else
+    local mem = member(k, m)
     redis.call('ZADD', LRS, m.sa, mem)
     redis.call('ZADD', LRU, m.aa, mem)
     redis.call('ZADD', LFU, m.ac, lfu_member(k, m))
   end
-  if m.ea ~= '' then redis.call('ZADD', EXP, m.ea, mem) end
+  if m.ein then
+    redis.call('ZADD', EXPI, m.sq, k)
+  elseif m.ea ~= '' then
+    redis.call('ZADD', EXP, m.ea, member(k, m))
+  end
 end
-local function unindex(k, m)
-  local mem = member(k, m)
+-- Removes the eviction and expiry members of an entry whose metadata is m, except those that
+-- the members of its next metadata nxt (when given) replace in place.
+local function unindex(k, m, nxt)
   if m.new then
-    redis.call('ZREM', NEW, mem)
+    if not (nxt and nxt.new) then redis.call('ZREM', NEW, k) end
   else
+    local mem = member(k, m)
     redis.call('ZREM', LRS, mem)
     redis.call('ZREM', LRU, mem)
     redis.call('ZREM', LFU, lfu_member(k, m))
   end
-  if m.ea ~= '' then redis.call('ZREM', EXP, mem) end
+  if m.ein then
+    if not (nxt and nxt.ein) then redis.call('ZREM', EXPI, k) end
+  elseif m.ea ~= '' then
+    redis.call('ZREM', EXP, member(k, m))
+  end
 end
 -- Removes an entry whose metadata is m: indexes, value, metadata; counted in c.
 local function delete(k, m, c)
@@ -166,7 +218,8 @@ end
 local function drop_malformed(k, c)
   local any20 = string.rep('?', 20)
   local lit = string.gsub(k, '[%*%?%[%]\\]', '\\%0')
-  zrem_matching(NEW, any20 .. lit)
+  redis.call('ZREM', NEW, k)
+  redis.call('ZREM', EXPI, k)
   zrem_matching(LRS, any20 .. lit)
   zrem_matching(LRU, any20 .. lit)
   zrem_matching(EXP, any20 .. lit)
@@ -212,22 +265,24 @@ local function bulk(cmd, key)
   return self
 end
 -- Removes the entries of a list of {key, try_parse result} (each key once): the well-formed
--- with variadic commands, the malformed one by one; counted in c.
-local function remove_many(items, c)
+-- with variadic commands, the malformed one by one; counted in c. Then the stale members
+-- listed in stale ({sorted set, member} pairs), if given.
+local function remove_many(items, c, stale)
   local new, lrs, lru, lfu = bulk('ZREM', NEW), bulk('ZREM', LRS), bulk('ZREM', LRU), bulk('ZREM', LFU)
-  local exp, keys, meta, values = bulk('ZREM', EXP), bulk('ZREM', KEYS_IDX), bulk('HDEL', META), bulk('DEL', nil)
+  local expi, exp = bulk('ZREM', EXPI), bulk('ZREM', EXP)
+  local keys, meta, values = bulk('ZREM', KEYS_IDX), bulk('HDEL', META), bulk('DEL', nil)
   for _, e in ipairs(items) do
     local k, m = e[1], e[2]
     if m then
-      local mem = member(k, m)
       if m.new then
-        new.add(mem)
+        new.add(k)
       else
+        local mem = member(k, m)
         lrs.add(mem)
         lru.add(mem)
         lfu.add(lfu_member(k, m))
       end
-      if m.ea ~= '' then exp.add(mem) end
+      if m.ein then expi.add(k) elseif m.ea ~= '' then exp.add(member(k, m)) end
       keys.add(k)
       meta.add(k)
       values.add(vkey(k))
@@ -236,119 +291,183 @@ local function remove_many(items, c)
       drop_malformed(k, c)
     end
   end
-  for _, b in ipairs({new, lrs, lru, lfu, exp, keys, meta, values}) do b.flush() end
+  for _, b in ipairs({new, lrs, lru, lfu, expi, exp, keys, meta, values}) do b.flush() end
+  for _, s in ipairs(stale or {}) do redis.call('ZREM', s[1], s[2]) end
 end
--- Removes up to limit entries expired at now, soonest expiry first, ties in write order
--- (the member order of EXP), counted in c; marks their keys in gone. Stale index members are
--- dropped on the way; an entry with malformed metadata found there is removed and counted.
--- Returns entries, bytes and whether no expired entry is left.
+-- A walk over one sorted set in order, a page at a time (small pages first: a write usually
+-- needs a few members), changing nothing: by rank, or (due given) the members scored at most
+-- due. Members for which skip(member) is true are passed over; make(member, score) turns the
+-- others into an entry {k, m, r1, r2, r3} (its rank in the order walked) or nil when the
+-- member is stale (its entry is elsewhere or gone); stale members are listed in stale for
+-- removal after the walk.
+local function walk(z, due, make, stale, skip)
+  return {z = z, due = due, make = make, stale = stale, skip = skip, off = 0, buf = {}, i = 1,
+    size = 8, ended = false, cur = nil}
+end
+local function head(w)
+  while not w.cur do
+    if w.i > #w.buf then
+      if w.ended then return nil end
+      if w.due then
+        w.buf = redis.call('ZRANGEBYSCORE', w.z, '-inf', w.due, 'WITHSCORES', 'LIMIT', w.off, w.size)
+      else
+        w.buf = redis.call('ZRANGE', w.z, w.off, w.off + w.size - 1, 'WITHSCORES')
+      end
+      w.off = w.off + #w.buf / 2
+      w.i = 1
+      if #w.buf < 2 * w.size then w.ended = true end
+      w.size = math.min(w.size * 4, PAGE)
+      if #w.buf == 0 then return nil end
+    end
+    local mem, score = w.buf[w.i], w.buf[w.i + 1]
+    if w.skip and w.skip(mem) then
+      w.i = w.i + 2
+    else
+      w.cur = w.make(mem, score)
+      if not w.cur then
+        w.stale[#w.stale + 1] = {w.z, mem}
+        w.i = w.i + 2
+      end
+    end
+  end
+  return w.cur
+end
+local function advance(w)
+  w.cur = nil
+  w.i = w.i + 2
+end
+-- The head with the lower rank of two walks (nil when both are walked), and its walk.
+local function lower(a, b)
+  local x, y = head(a), head(b)
+  if not x then return y, b end
+  if not y then return x, a end
+  if x.r1 ~= y.r1 then
+    if x.r1 < y.r1 then return x, a end
+    return y, b
+  end
+  if x.r2 ~= y.r2 then
+    if x.r2 < y.r2 then return x, a end
+    return y, b
+  end
+  if x.r3 <= y.r3 then return x, a end
+  return y, b
+end
+local function meta_of(k) return try_parse(redis.call('HGET', META, k)) end
+-- An entry with malformed metadata ranks first in every walk that meets it.
+local function malformed(k) return {k = k, m = false, r1 = -1, r2 = 0, r3 = 0} end
+-- Makers for walk: members of NEW (key, score seq) in the order of policy; of the read
+-- indexes (seq..key, or for LFU aa..seq..key); of EXPI (key, score seq); of EXP (seq..key).
+local function from_new(lfu)
+  return function(k, score)
+    local m = meta_of(k)
+    if m == false then return malformed(k) end
+    if not (m and m.new and tonumber(m.sq) == tonumber(score)) then return nil end
+    if lfu then return {k = k, m = m, r1 = 0, r2 = tonumber(m.sa), r3 = tonumber(m.sq)} end
+    return {k = k, m = m, r1 = tonumber(m.sa), r2 = tonumber(m.sq), r3 = 0}
+  end
+end
+local function from_read(lfu)
+  return function(mem, score)
+    local k
+    if lfu then k = string.sub(mem, 41) else k = string.sub(mem, 21) end
+    local m = meta_of(k)
+    if m == false then return malformed(k) end
+    if not m or m.new then return nil end
+    if lfu then
+      if lfu_member(k, m) ~= mem then return nil end
+      return {k = k, m = m, r1 = tonumber(m.ac), r2 = tonumber(m.aa), r3 = tonumber(m.sq)}
+    end
+    if member(k, m) ~= mem then return nil end
+    return {k = k, m = m, r1 = tonumber(score), r2 = tonumber(m.sq), r3 = 0}
+  end
+end
+local function from_expi(k, score)
+  local m = meta_of(k)
+  if m == false then return malformed(k) end
+  if not (m and m.ein and tonumber(m.sq) == tonumber(score)) then return nil end
+  return {k = k, m = m, r1 = tonumber(m.ea), r2 = tonumber(m.sq), r3 = 0}
+end
+local function from_exp(mem, score)
+  local k = string.sub(mem, 21)
+  local m = meta_of(k)
+  if m == false then return malformed(k) end
+  if not (m and not m.ein and member(k, m) == mem) then return nil end
+  return {k = k, m = m, r1 = tonumber(m.ea), r2 = tonumber(m.sq), r3 = 0}
+end
+local function size_of(k, m)
+  if m then return tonumber(m.sz) end
+  return malformed_size(k)
+end
+-- The first up to limit entries expired at now (soonest expiry first, ties in write order),
+-- not in gone, each marked in gone, as {key, metadata} in plan; returns their count and bytes
+-- and whether no other expired entry is left. Changes nothing but the stale members it lists.
+local function plan_purge(now, limit, gone, plan, stale)
+  local t = tonumber(now)
+  local a = walk(EXPI, nil, from_expi, stale)
+  local b = walk(EXP, now, from_exp, stale)
+  local n, bytes = 0, 0
+  while true do
+    local e, w = lower(a, b)
+    if not e or e.r1 > t then return n, bytes, true end
+    if n >= limit then return n, bytes, false end
+    advance(w)
+    if not gone[e.k] then
+      gone[e.k] = true
+      n = n + 1
+      bytes = bytes + size_of(e.k, e.m)
+      plan[#plan + 1] = {e.k, e.m}
+    end
+  end
+end
+-- Removes up to limit entries expired at now (see plan_purge), counted in c; marks their keys
+-- in gone. Returns entries, bytes and whether no expired entry is left.
 local function purge_expired(now, limit, c, gone)
   if limit <= 0 then return 0, 0, false end
   if nothing_expired(c, now) then return 0, 0, true end
-  local n, freed = 0, 0
-  while n < limit do
-    local ms = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, math.min(limit - n, PAGE))
-    if #ms == 0 then
-      refresh_next(c)
-      return n, freed, true
-    end
-    for _, mem in ipairs(ms) do
-      local k = string.sub(mem, 21)
-      local m = try_parse(redis.call('HGET', META, k))
-      if m == false or (m and member(k, m) == mem) then
-        freed = freed + remove_entry(k, m, c)
-        n = n + 1
-        gone[k] = true
-      else
-        redis.call('ZREM', EXP, mem)
-      end
-    end
-  end
-  return n, freed, false
-end
--- One sorted set of an eviction order, walked from its head a page at a time (small pages
--- first: a write usually evicts a few entries). kind: 'seq' for members seq..key, ranked
--- (score, seq); 'new-lfu' for NEW in the LFU order, ranked (0, stored_at, seq); 'lfu' for
--- LFU, ranked (access count, accessed_at, seq).
-local function source(z, kind)
-  return {z = z, kind = kind, kept = 0, buf = {}, i = 1, size = 8, ended = false}
-end
--- The head of s: its member, its rank (three numbers) and its key; nil when s is walked.
-local function head(s)
-  if s.i > #s.buf then
-    if s.ended then return nil end
-    s.buf = redis.call('ZRANGE', s.z, s.kept, s.kept + s.size - 1, 'WITHSCORES')
-    s.i = 1
-    if #s.buf < 2 * s.size then s.ended = true end
-    s.size = math.min(s.size * 4, PAGE)
-    if #s.buf == 0 then return nil end
-  end
-  local mem, score = s.buf[s.i], tonumber(s.buf[s.i + 1]) or 0
-  local n1 = tonumber(string.sub(mem, 1, 20)) or 0
-  if s.kind == 'lfu' then
-    return mem, score, n1, tonumber(string.sub(mem, 21, 40)) or 0, string.sub(mem, 41)
-  elseif s.kind == 'new-lfu' then
-    return mem, 0, score, n1, string.sub(mem, 21)
-  end
-  return mem, score, n1, 0, string.sub(mem, 21)
-end
-local function less(a1, a2, a3, b1, b2, b3)
-  if a1 ~= b1 then return a1 < b1 end
-  if a2 ~= b2 then return a2 < b2 end
-  return a3 < b3
+  local plan, stale = {}, {}
+  local n, bytes, done = plan_purge(now, limit, gone, plan, stale)
+  remove_many(plan, c, stale)
+  if done then refresh_next(c) end
+  return n, bytes, done
 end
 -- Evicts in the order 'lrs', 'lru' or 'lfu' until c.b is at most target, never a key for
--- which protected(k) is true, at most cap entries. The order merges NEW (entries never read,
--- whose place in every order follows from stored_at and seq) with the policy's index of read
--- entries. Stale index members are dropped on the way; an entry with malformed metadata is
--- evicted like any other (its malformed_size counted). Returns entries, bytes and whether it
--- is done (at the target or nothing left to evict).
+-- which protected(k) is true, at most cap entries: NEW merged with the policy's index of read
+-- entries. Stale index members are dropped; an entry with malformed metadata is evicted
+-- first (its malformed_size counted). Returns entries, bytes and whether it is done (at the
+-- target or nothing left to evict).
 local function evict_down(policy, target, protected, cap, c)
-  local a, b
-  if policy == 'lfu' then
-    a, b = source(NEW, 'new-lfu'), source(LFU, 'lfu')
-  elseif policy == 'lru' then
-    a, b = source(NEW, 'seq'), source(LRU, 'seq')
-  else
-    a, b = source(NEW, 'seq'), source(LRS, 'seq')
-  end
-  local n, freed = 0, 0
+  local stale, plan, seen = {}, {}, {}
+  local lfu = policy == 'lfu'
+  local idx = LRS
+  if lfu then idx = LFU elseif policy == 'lru' then idx = LRU end
+  -- Protected keys are passed over unread (a write's own metadata is not stored yet).
+  local skip = 21
+  if lfu then skip = 41 end
+  local a = walk(NEW, nil, from_new(lfu), stale, protected)
+  local b = walk(idx, nil, from_read(lfu), stale,
+    function(mem) return protected(string.sub(mem, skip)) end)
+  local n, freed, done = 0, 0, false
   while true do
-    if c.b <= target then return n, freed, true end
-    if n >= cap then return n, freed, false end
-    local am, a1, a2, a3, ak = head(a)
-    local bm, b1, b2, b3, bk = head(b)
-    local s, mem, k
-    if am and (not bm or less(a1, a2, a3, b1, b2, b3)) then
-      s, mem, k = a, am, ak
-    elseif bm then
-      s, mem, k = b, bm, bk
-    else
-      return n, freed, true
+    if c.b - freed <= target then
+      done = true
+      break
     end
-    s.i = s.i + 2
-    if protected(k) then
-      s.kept = s.kept + 1
-    else
-      local m = try_parse(redis.call('HGET', META, k))
-      local valid = m == false
-      if m then
-        if s.z == NEW then
-          valid = m.new and member(k, m) == mem
-        elseif s.z == LFU then
-          valid = (not m.new) and lfu_member(k, m) == mem
-        else
-          valid = (not m.new) and member(k, m) == mem
-        end
-      end
-      if valid then
-        freed = freed + remove_entry(k, m, c)
-        n = n + 1
-      else
-        redis.call('ZREM', s.z, mem)
-      end
+    if n >= cap then break end
+    local e, w = lower(a, b)
+    if not e then
+      done = true
+      break
+    end
+    advance(w)
+    if not seen[e.k] then
+      seen[e.k] = true
+      n = n + 1
+      freed = freed + size_of(e.k, e.m)
+      plan[#plan + 1] = {e.k, e.m}
     end
   end
+  remove_many(plan, c, stale)
+  return n, freed, done
 end
 -- The lexicographic range of the keys starting with p (keys are UTF-8, which never holds the
 -- byte 0xFF).
@@ -391,9 +510,10 @@ end
 /// Returns `{stored (0/1), previous size (-1 = none), entries, bytes, expired entries, expired
 /// bytes, evicted entries, evicted bytes}`.
 ///
-/// The common case (nothing expired, room enough, a key never read since its last write) is
-/// one HMGET (counters and the old metadata), the old entry's NEW and EXP members out, the
-/// value's SET, the new members in, and one HSET (metadata and counters).
+/// The common case (nothing expired, room enough, a key never read since its last write,
+/// clocks that do not go back) is one HMGET (counters and the old metadata), the value's SET,
+/// its NEW and EXPI members moved in place (ZADD), and one HSET (metadata and counters); a new
+/// key adds its z:keys member.
 const PUT: &str = r#"
 local k, val, sa, ea = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxb, policy = tonumber(ARGV[6]), ARGV[7]
@@ -410,19 +530,21 @@ local oldsize = -1
 if old then oldsize = tonumber(old.sz) elseif old == false then oldsize = malformed_size(k) end
 if policy == '' and c.b - math.max(oldsize, 0) + size > maxb then
   if staged then redis.call('DEL', val) end
-  if xn > 0 then save_counters(c) end
+  save_counters(c)
   return {0, -1, c.e, c.b, xn, xb, 0, 0}
 end
+c.s = c.s + 1
+local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(size), sq = int(c.s)}
+place(m, c)
 if old then
-  -- The value and metadata are overwritten below; only the index members move.
-  unindex(k, old)
+  -- The value and metadata are overwritten below; only the index members move (those of
+  -- NEW and EXPI in place).
+  unindex(k, old, m)
   c.e, c.b = c.e - 1, c.b - oldsize
 elseif old == false then
   drop_malformed(k, c)
 end
-c.s = c.s + 1
 set_value(k, val, staged, sa, ea, tonumber(ARGV[10]))
-local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(size), sq = int(c.s), new = true}
 index(k, m)
 if not old then redis.call('ZADD', KEYS_IDX, 0, k) end
 c.e, c.b = c.e + 1, c.b + size
@@ -458,39 +580,14 @@ local function drop_staged(keep)
   end
 end
 -- Plan: nothing changes until the batch is known to fit.
-local function size_of(k, m)
-  if m then return tonumber(m.sz) end
-  return malformed_size(k)
-end
 local c = load_counters()
-local gone = {}
--- The purge: the first purge_limit entries of EXP that are really expired. purge_done: it
--- leaves none expired (F_NEXT is then taken afresh).
+local gone, stale = {}, {}
+-- The purge: the first purge_limit entries that are really expired. purge_done: it leaves
+-- none expired (F_NEXT is then taken afresh).
 local purged, xn, xb = {}, 0, 0
 local purge_done = false
 if purge_limit > 0 and not nothing_expired(c, now) then
-  local off = 0
-  while xn < purge_limit do
-    local ms = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', off, PAGE)
-    if #ms == 0 then
-      purge_done = true
-      break
-    end
-    off = off + #ms
-    for _, mem in ipairs(ms) do
-      if xn >= purge_limit then break end
-      local k = string.sub(mem, 21)
-      if not gone[k] then
-        local m = try_parse(redis.call('HGET', META, k))
-        if m == false or (m and member(k, m) == mem) then
-          gone[k] = true
-          xn = xn + 1
-          xb = xb + size_of(k, m)
-          purged[#purged + 1] = {k, m}
-        end
-      end
-    end
-  end
+  xn, xb, purge_done = plan_purge(now, purge_limit, gone, purged, stale)
 end
 -- The prefix removals (of what the purge leaves).
 local removed, rn, rb = {}, 0, 0
@@ -502,7 +599,7 @@ for i = 9, first - 1 do
     from = from + #ks
     for _, k in ipairs(ks) do
       if not gone[k] then
-        local m = try_parse(redis.call('HGET', META, k))
+        local m = meta_of(k)
         if m ~= nil then
           gone[k] = true
           rn = rn + 1
@@ -528,7 +625,7 @@ for j = 0, nputs - 1 do
     lens[j] = len
     wb = wb + #k + len
     if not gone[k] then
-      local m = try_parse(redis.call('HGET', META, k))
+      local m = meta_of(k)
       if m ~= nil then
         replaced = replaced + size_of(k, m)
         olds[#olds + 1] = {k, m}
@@ -544,38 +641,42 @@ if wb > maxb or (policy == '' and after > maxb) then
 end
 -- Apply: every removal (purged, removed, replaced) before every write, since a key may be
 -- removed and written again.
-remove_many(purged, c)
+remove_many(purged, c, stale)
 remove_many(removed, c)
 remove_many(olds, c)
 drop_staged(function(j) return last[arg(j, 0)] == j end)
 -- The written keys take the next `written` sequence numbers, in the order of their last put.
-local seq = c.s
-c.s = c.s + written
-local new, exp = bulk('ZADD', NEW), bulk('ZADD', EXP)
+local new, expi, exp = bulk('ZADD', NEW), bulk('ZADD', EXPI), bulk('ZADD', EXP)
 local keys, meta, values = bulk('ZADD', KEYS_IDX), bulk('HSET', META), bulk('MSET', nil)
 for j = 0, nputs - 1 do
   local k = arg(j, 0)
   if last[k] == j then
     local val, ea = arg(j, 1), arg(j, 2)
-    seq = seq + 1
-    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + lens[j]), sq = int(seq), new = true}
-    local mem = member(k, m)
+    c.s = c.s + 1
+    local m = {sa = sa, ea = ea, aa = sa, ac = '0', sz = int(#k + lens[j]), sq = int(c.s)}
+    place(m, c)
     if arg(j, 3) == '1' or ea ~= '' then
       set_value(k, val, arg(j, 3) == '1', sa, ea, grace)
     else
       values.add(vkey(k), val)
     end
     meta.add(k, pack(m))
-    new.add(m.sa, mem)
-    if ea ~= '' then
-      exp.add(ea, mem)
-      lower_next(c, ea)
+    if m.new then
+      new.add(m.sq, k)
+    else
+      index(k, {sa = m.sa, ea = '', aa = m.aa, ac = m.ac, sq = m.sq, new = false, ein = false})
     end
+    if m.ein then
+      expi.add(m.sq, k)
+    elseif ea ~= '' then
+      exp.add(ea, member(k, m))
+    end
+    lower_next(c, ea)
     keys.add(0, k)
     c.e, c.b = c.e + 1, c.b + #k + lens[j]
   end
 end
-for _, b in ipairs({values, meta, new, exp, keys}) do b.flush() end
+for _, b in ipairs({values, meta, new, expi, exp, keys}) do b.flush() end
 local en, eb = 0, 0
 if policy ~= '' and c.b > maxb then
   en, eb = evict_down(policy, maxb, function(k) return last[k] ~= nil end, math.huge, c)
@@ -665,11 +766,11 @@ const RECORD: &str = r#"
 local MAXC = 9007199254740992
 for i = 2, #ARGV - 2, 3 do
   local k, at, cnt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local m = try_parse(redis.call('HGET', META, k))
+  local m = meta_of(k)
   if m then
     local mem = member(k, m)
     if m.new then
-      redis.call('ZREM', NEW, mem)
+      redis.call('ZREM', NEW, k)
       redis.call('ZADD', LRS, m.sa, mem)
     else
       redis.call('ZREM', LFU, lfu_member(k, m))
@@ -700,13 +801,13 @@ return 1
 
 /// ARGV: prefix, grace_ms. Returns `{entries counter, bytes counter, metadata count, sum of
 /// sizes, entries with an expiry, |new|, |lrs|, |lru|, |lfu|, |exp|, |keys|, values missing,
-/// malformed metadata, entries never read}`, where a value the server dropped by its own
+/// malformed metadata, entries never read, |exp-new|, expiries in exp-new}`, where a value the server dropped by its own
 /// expiry (an expired entry not yet purged) is not missing, and an entry with malformed
 /// metadata counts with its malformed size (as if it expired). O(n).
 const INTEGRITY: &str = r#"
 local now_ms = server_ms()
 local grace = tonumber(ARGV[2])
-local count, fresh, sum, with_exp, missing, malformed = 0, 0, 0, 0, 0, 0
+local count, fresh, sum, with_exp, in_expi, missing, bad = 0, 0, 0, 0, 0, 0, 0
 local all = redis.call('HGETALL', META)
 for i = 1, #all, 2 do
   local k = all[i]
@@ -717,12 +818,13 @@ for i = 1, #all, 2 do
       sum = sum + tonumber(m.sz)
       if m.new then fresh = fresh + 1 end
       if m.ea ~= '' then with_exp = with_exp + 1 end
+      if m.ein then in_expi = in_expi + 1 end
       if (m.ea == '' or tonumber(m.ea) + grace > now_ms)
           and redis.call('EXISTS', vkey(k)) == 0 then
         missing = missing + 1
       end
     else
-      malformed = malformed + 1
+      bad = bad + 1
       sum = sum + malformed_size(k)
     end
   end
@@ -730,7 +832,8 @@ end
 local c = load_counters()
 return {c.e, c.b, count, sum, with_exp, redis.call('ZCARD', NEW),
   redis.call('ZCARD', LRS), redis.call('ZCARD', LRU), redis.call('ZCARD', LFU),
-  redis.call('ZCARD', EXP), redis.call('ZCARD', KEYS_IDX), missing, malformed, fresh}
+  redis.call('ZCARD', EXP), redis.call('ZCARD', KEYS_IDX), missing, bad, fresh,
+  redis.call('ZCARD', EXPI), in_expi}
 "#;
 
 /// ARGV: prefix. Moves the counters of the earlier layout (a hash `counters` of their own)
