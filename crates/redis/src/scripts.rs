@@ -89,15 +89,18 @@ end
 -- Writes the counters back, with one more field (an entry's metadata) when k is given.
 local function save_counters(c, k, v)
   local a = {'HSET', META, F_ENTRIES, int(c.e), F_BYTES, int(c.b), F_SEQ, int(c.s)}
-  for _, f in ipairs({{F_NEXT, c.x}, {F_MAX_STORED, c.ms}, {F_MAX_EXPIRY, c.me}}) do
-    if f[2] then
-      a[#a + 1] = f[1]
-      a[#a + 1] = f[2]
-    end
+  local n = 8
+  if c.x then
+    a[n + 1], a[n + 2], n = F_NEXT, c.x, n + 2
+  end
+  if c.ms then
+    a[n + 1], a[n + 2], n = F_MAX_STORED, c.ms, n + 2
+  end
+  if c.me then
+    a[n + 1], a[n + 2], n = F_MAX_EXPIRY, c.me, n + 2
   end
   if k then
-    a[#a + 1] = k
-    a[#a + 1] = v
+    a[n + 1], a[n + 2] = k, v
   end
   redis.call(unpack(a))
 end
