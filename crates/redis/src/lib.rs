@@ -247,10 +247,11 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Whether to run the scripts as Redis Functions (`FCALL` of a library this crate loads,
-    /// Redis 7.0 or newer) where the server has them (default `true`), or always as scripts
-    /// (`EVALSHA`), as on older servers or when the user may not load functions. Functions
-    /// are defined once when the library loads; a script defines its helpers again on every
+    /// Whether to run the scripts as Redis Functions (`FCALL` of a library this crate loads
+    /// when a call finds it missing; Redis 7.0 or newer) where the server has them (default
+    /// `true`), or always as scripts (`EVALSHA`). Without functions on the server, or when the
+    /// user may not load them, the backend turns to `EVALSHA` by itself. Functions are
+    /// defined once when the library loads; a script defines its helpers again on every
     /// call, which costs a write a few microseconds of server time.
     pub fn redis_functions(mut self, enabled: bool) -> Self {
         self.functions = enabled;
@@ -307,14 +308,11 @@ impl RedisBackendBuilder {
                 timeout: self.command_timeout,
                 grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
                 scripts: Scripts::new(),
-                functions: std::sync::atomic::AtomicBool::new(false),
+                functions: std::sync::atomic::AtomicBool::new(self.functions),
                 staged: std::sync::atomic::AtomicU64::new(0),
                 staging_id: staging_id(),
             }),
         };
-        if self.functions {
-            backend.load_functions().await;
-        }
         backend.migrate().await?;
         Ok(backend)
     }
@@ -770,34 +768,45 @@ impl RedisBackend {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Loads the function library (on every master of a cluster). Where the server refuses
-    /// (no Redis Functions before 7.0, or a user not allowed to load them), the scripts run by
-    /// `EVALSHA` instead.
-    async fn load_functions(&self) {
-        let loaded = self
-            .call(
-                || "loading the function library".to_owned(),
-                |mut conn| async move { load_library(&mut conn, &self.inner.scripts).await },
-            )
-            .await;
-        match loaded {
-            Ok(()) => self
-                .inner
-                .functions
-                .store(true, std::sync::atomic::Ordering::Relaxed),
-            Err(e) => {
-                tracing::debug!(server = %self.inner.server, error = %e, "no Redis Functions; running scripts by EVALSHA");
+    /// After a call failed with `e`: whether it did not run and may be sent again, once what
+    /// it needs is in place. A server that did not know the function or script gets the
+    /// library (or the script) loaded; one without Redis Functions (before 7.0), or one that
+    /// refuses to load them (a user without the permission), gets `EVALSHA` from then on.
+    async fn recover(
+        &self,
+        conn: &mut Conn,
+        script: &Lua,
+        e: &RedisError,
+    ) -> redis::RedisResult<bool> {
+        if !self.uses_functions() {
+            if !is_noscript(e) {
+                return Ok(false);
+            }
+            load(conn, script).await?;
+            return Ok(true);
+        }
+        if is_unknown_command(e) {
+            self.use_evalsha("the server has no Redis Functions");
+            return Ok(true);
+        }
+        if !is_noscript(e) {
+            return Ok(false);
+        }
+        match load_library(conn, &self.inner.scripts).await {
+            Ok(()) => Ok(true),
+            Err(le) if le.is_io_error() || le.is_timeout() || le.is_connection_dropped() => Err(le),
+            Err(le) => {
+                self.use_evalsha(&le.to_string());
+                Ok(true)
             }
         }
     }
 
-    /// Loads what `script` needs on a server that lost it (restarted, flushed, failed over).
-    async fn reload(&self, conn: &mut Conn, script: &Lua) -> redis::RedisResult<()> {
-        if self.uses_functions() {
-            load_library(conn, &self.inner.scripts).await
-        } else {
-            load(conn, script).await
-        }
+    fn use_evalsha(&self, why: &str) {
+        tracing::debug!(server = %self.inner.server, why, "running scripts by EVALSHA");
+        self.inner
+            .functions
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`script`](Self::script) with another timeout than the command timeout.
@@ -808,16 +817,15 @@ impl RedisBackend {
         script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
-        let cmd = self.eval(script, args);
-        self.call_within(timeout, what, |mut conn| {
-            let cmd = &cmd;
-            async move {
+        self.call_within(timeout, what, |mut conn| async move {
+            let mut tries = 0;
+            loop {
+                let cmd = self.eval(script, args);
                 match cmd.query_async::<Value>(&mut conn).await {
-                    Err(e) if is_noscript(&e) => {
-                        self.reload(&mut conn, script).await?;
-                        cmd.query_async::<Value>(&mut conn).await
+                    Err(e) if tries < 2 && self.recover(&mut conn, script, &e).await? => {
+                        tries += 1;
                     }
-                    other => other,
+                    other => return other,
                 }
             }
         })
@@ -890,26 +898,29 @@ impl RedisBackend {
         staged: &[(Vec<u8>, &[u8])],
         args: &[&[u8]],
     ) -> Result<Value> {
-        let mut pipe = redis::pipe();
-        for (key, value) in staged {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(*value)
-                .arg("PX")
-                .arg(STAGED_TTL_MS);
-        }
-        pipe.add_command(self.eval(script, args));
-        pipe.ignore_errors();
-        self.call_within(timeout, what, |mut conn| {
-            let pipe = &pipe;
-            async move {
+        let pipeline = || {
+            let mut pipe = redis::pipe();
+            for (key, value) in staged {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(*value)
+                    .arg("PX")
+                    .arg(STAGED_TTL_MS);
+            }
+            pipe.add_command(self.eval(script, args));
+            pipe.ignore_errors();
+            pipe
+        };
+        self.call_within(timeout, what, |mut conn| async move {
+            let mut tries = 0;
+            loop {
+                // On a second try the values are staged again (the same bytes, the same keys).
+                let pipe = pipeline();
                 match script_reply(pipe.query_async(&mut conn).await?) {
-                    Err(e) if is_noscript(&e) => {
-                        self.reload(&mut conn, script).await?;
-                        // The values are staged again (the same bytes under the same keys).
-                        script_reply(pipe.query_async(&mut conn).await?)
+                    Err(e) if tries < 2 && self.recover(&mut conn, script, &e).await? => {
+                        tries += 1;
                     }
-                    other => other,
+                    other => return other,
                 }
             }
         })
@@ -948,6 +959,11 @@ fn is_noscript(e: &RedisError) -> bool {
         || (e.code() == Some("ERR")
             && e.detail()
                 .is_some_and(|d| d.starts_with("Function not found")))
+}
+
+/// Whether a server did not know the command (`FCALL` before Redis 7.0; nothing ran).
+fn is_unknown_command(e: &RedisError) -> bool {
+    e.code() == Some("ERR") && e.detail().is_some_and(|d| d.starts_with("unknown command"))
 }
 
 /// Loads the function library (`REPLACE`: loading the same code again changes nothing; on

@@ -1,5 +1,7 @@
 //! The Lua scripts. Every mutation is one script, so the entry, its index members and the
-//! counters change together, atomically, whichever process or host runs it.
+//! counters change together, atomically, whichever process or host runs it. Each runs as a
+//! function of one Redis Functions library (`FCALL`) where the server has them, otherwise as a
+//! script sent by hash (`EVALSHA`): the same code either way.
 //!
 //! Every script takes the key prefix as `ARGV[1]` and builds its key names from it (see the
 //! layout in the crate documentation); `KEYS[1]` is the prefix's `meta` key, declared so that a

@@ -1261,3 +1261,55 @@ async fn a_cache_of_the_earlier_layout_is_taken_over() {
     assert_eq!(again.usage().await.unwrap(), usage);
     backend.destroy().await.unwrap();
 }
+
+/// A user who may not load functions (`-function`) still gets a working cache: its scripts
+/// run by `EVALSHA`. Whoever connects first loads the library when a call needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_load_functions_runs_scripts_by_evalsha() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("limited")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-function")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut conn)
+        .unwrap();
+    let url = server.url().replace("redis://", "redis://limited:secret@");
+    let backend = connect(&url, &unique_prefix("acl")).await;
+    let now = now_ms();
+    backend
+        .put(
+            "k",
+            Bytes::from_static(b"v"),
+            now,
+            Some(now + 60_000),
+            WriteLimit::evict_to(1_000, EvictionPolicy::LeastRecentlyStored),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get("k", now).await.unwrap().map(|e| e.value),
+        Some(Bytes::from_static(b"v"))
+    );
+    assert_eq!(backend.usage().await.unwrap().entries, 1);
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query(&mut conn).unwrap();
+    assert!(libraries.is_empty(), "nothing loaded by the limited user");
+    // A user who may load them does, on its first call.
+    let full = connect(&server.url(), &unique_prefix("acl-full")).await;
+    assert_eq!(full.usage().await.unwrap().entries, 0);
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query(&mut conn).unwrap();
+    assert_eq!(libraries.len(), 1, "the library is loaded");
+    backend.destroy().await.unwrap();
+}
