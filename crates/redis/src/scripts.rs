@@ -32,7 +32,7 @@ end
 -- The cache-wide counters are fields of META whose names start with the byte 0xFF, which no
 -- UTF-8 key holds: one HMGET reads them with an entry's metadata, one HSET writes them back.
 -- F_MAX_STORED and F_MAX_EXPIRY are the largest stored_at and expires_at of the entries
--- written to NEW and EXPI (see index).
+-- written to NEW and EXPI (see place).
 local F_ENTRIES, F_BYTES, F_SEQ, F_NEXT = '\255entries', '\255bytes', '\255seq', '\255next-expiry'
 local F_MAX_STORED, F_MAX_EXPIRY = '\255max-stored', '\255max-expiry'
 -- Members one index read returns at most (scripts that walk an index page through it).
