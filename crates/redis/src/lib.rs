@@ -31,14 +31,15 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq` |
+//! | `P meta` | hash | key → `stored_at,expires_at,accessed_at,access_count,size,seq[,flags]`; and the counters `\xFFentries`, `\xFFbytes`, `\xFFseq` (the write sequence), `\xFFnext-expiry`, `\xFFmax-stored`, `\xFFmax-expiry` |
 //! | `P v:<key>` | string | the value |
-//! | `P z:lrs` | sorted set | score `stored_at`, member 20-digit `seq` + key |
-//! | `P z:lru` | sorted set | score `accessed_at`, member 20-digit `seq` + key |
-//! | `P z:lfu` | sorted set | score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
-//! | `P z:exp` | sorted set | score `expires_at` (entries that expire), member 20-digit `seq` + key |
+//! | `P z:new` | sorted set | entries never read since written (flag `n`): member the key, score its `seq` |
+//! | `P z:lrs` | sorted set | the other entries: score `stored_at`, member 20-digit `seq` + key |
+//! | `P z:lru` | sorted set | the other entries: score `accessed_at`, member 20-digit `seq` + key |
+//! | `P z:lfu` | sorted set | the other entries: score `access_count`, member 20-digit `accessed_at` + 20-digit `seq` + key |
+//! | `P z:exp-new` | sorted set | expiries written in order (flag `i`): member the key, score its `seq` |
+//! | `P z:exp` | sorted set | the other expiries: score `expires_at`, member 20-digit `seq` + key |
 //! | `P z:keys` | sorted set | every key with score 0, for byte-ordered prefix ranges |
-//! | `P counters` | hash | `entries`, `bytes`, `seq` (the write sequence) |
 //! | `P stats` | hash | the persistent statistics counters |
 //! | `P t:<id>:<n>` | string | a large value on its way into a write script (see below), for an instant |
 //!
@@ -46,9 +47,31 @@
 //! numbers, so each index walks in exactly the order of
 //! [`eviction_rank`](plexcache_core::model::eviction_rank): ties break by write sequence.
 //!
-//! Every mutation is one Lua script (sent by hash, loaded when the server lacks it), so an
-//! entry, its index members and the counters change together, atomically, whichever process
-//! runs it; `usage()` reads two counters.
+//! A write should touch as few members as it can, and move them rather than remove and add
+//! them. An entry never read since its write has `accessed_at = stored_at` and no accesses,
+//! so its place in all three eviction orders follows from (`stored_at`, `seq`). While
+//! `stored_at` does not go down from one write to the next (`\xFFmax-stored` is the largest
+//! one written to `z:new`), the `seq` order is that order, so such entries sit in `z:new`
+//! with their key as member and their `seq` as score: a rewrite moves the member in place
+//! with one `ZADD`. Expiries do the same in `z:exp-new` while `expires_at` does not go down
+//! (with one TTL, the usual case). Everything else (entries that were read, writes from a
+//! clock behind another's, shorter TTLs after longer ones) is in the indexes ordered by the
+//! numbers themselves. Eviction merges `z:new` with the policy's index, purging
+//! merges `z:exp-new` with `z:exp`; a recorded read (policies LRU and LFU) moves an entry
+//! out of `z:new`. The counters live in `meta` under field names no key can have (they start
+//! with the byte 0xFF, never part of UTF-8), so a write reads them with the entry's old
+//! metadata in one `HMGET` and writes them back with its new metadata in one `HSET`.
+//! `\xFFnext-expiry` is at most every expiry in the store: a write skips the look for
+//! expired entries while the clock is below it. A rewrite of a key that was not read is
+//! thus `HMGET`, `SET`, two `ZADD`s and `HSET`, in one script.
+//!
+//! Every mutation is one Lua script (a function of the library this crate loads on Redis 7.0
+//! or newer, otherwise a script sent by hash; see
+//! [`redis_functions`](RedisBackendBuilder::redis_functions)), so an entry, its index members and the counters change together, atomically, whichever process
+//! runs it; `usage()` reads two counters. A cache written by an earlier build (counters in a
+//! hash `P counters`) is moved to this layout by the first connection (its entries, all in
+//! the three indexes of read entries, stay valid); every process sharing a cache should run
+//! the same build.
 //!
 //! ## Reads and large values
 //!
@@ -98,11 +121,14 @@
 //! ## Expiry and accounting
 //!
 //! Entries with `expires_at <= now` are absent for reads at once. `purge_expired` removes them
-//! and fixes the counters. The value keys also get a server-side expiry
-//! ([`expiry_grace`](RedisBackendBuilder::expiry_grace), 1 hour by default, after
-//! `expires_at`) as a safety net that frees the memory of values nobody purges. The small
-//! metadata record is never expired by the server, so the counters stay exact: a purge still
-//! finds the size of an entry whose value the server already dropped.
+//! and fixes the counters. The value keys also get a server-side expiry as a safety net that
+//! frees the memory of values nobody purges: the entry's time to live (`expires_at -
+//! stored_at`) plus [`expiry_grace`](RedisBackendBuilder::expiry_grace) (1 hour by default),
+//! counted on the server's clock from the write, so a caller's clock that is off does not
+//! move it. An entry with no time left at its write, or one whose expiry is further than
+//! about 2,000 years ahead, gets none (it stays until purged). The small metadata record is
+//! never expired by the server, so the counters stay exact: a purge still finds the size of
+//! an entry whose value the server already dropped.
 //!
 //! ## When the server goes away
 //!
@@ -153,6 +179,9 @@ const LUA_MAX: u64 = 1 << 53;
 /// `SET` in the same pipeline, renamed into place by the script) instead of as a script
 /// argument, which the server would copy into a Lua string.
 const STAGE_AT: usize = 4 * 1024;
+/// The counter fields of the `meta` hash (a leading byte 0xFF, which no UTF-8 key holds).
+const COUNT_ENTRIES: &[u8] = b"\xffentries";
+const COUNT_BYTES: &[u8] = b"\xffbytes";
 /// The server-side expiry of a staged value, which only matters when the script that takes it
 /// never runs (the connection dropped between the two commands).
 const STAGED_TTL_MS: u64 = 600_000;
@@ -165,6 +194,7 @@ pub struct RedisBackendBuilder {
     command_timeout: Duration,
     connect_timeout: Option<Duration>,
     expiry_grace: Duration,
+    functions: bool,
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -175,6 +205,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("expiry_grace", &self.expiry_grace)
+            .field("functions", &self.functions)
             .finish()
     }
 }
@@ -208,10 +239,22 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How long after `expires_at` the server itself drops an expired value that was never
-    /// purged (default 1 hour). Accounting never depends on it (see the crate documentation).
+    /// How long after its time to live runs out the server itself drops a value that was
+    /// never purged (default 1 hour). Accounting never depends on it (see the crate
+    /// documentation).
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
+        self
+    }
+
+    /// Whether to run the scripts as Redis Functions (`FCALL` of a library this crate loads
+    /// when a call finds it missing; Redis 7.0 or newer) where the server has them (default
+    /// `true`), or always as scripts (`EVALSHA`). Without functions on the server, or when the
+    /// user may not load them, the backend turns to `EVALSHA` by itself. Functions are
+    /// defined once when the library loads; a script defines its helpers again on every
+    /// call, which costs a write a few microseconds of server time.
+    pub fn redis_functions(mut self, enabled: bool) -> Self {
+        self.functions = enabled;
         self
     }
 
@@ -254,7 +297,7 @@ impl RedisBackendBuilder {
             ),
         };
         tracing::debug!(%server, prefix = %self.key_prefix, "connected to redis");
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             inner: Arc::new(Inner {
                 conn,
                 server,
@@ -265,10 +308,13 @@ impl RedisBackendBuilder {
                 timeout: self.command_timeout,
                 grace_ms: u64::try_from(self.expiry_grace.as_millis()).unwrap_or(u64::MAX),
                 scripts: Scripts::new(),
+                functions: std::sync::atomic::AtomicBool::new(self.functions),
                 staged: std::sync::atomic::AtomicU64::new(0),
                 staging_id: staging_id(),
             }),
-        })
+        };
+        backend.migrate().await?;
+        Ok(backend)
     }
 
     async fn connect_cluster(
@@ -481,6 +527,9 @@ struct Inner {
     staged: std::sync::atomic::AtomicU64,
     /// This backend's random part of staged values' keys.
     staging_id: u64,
+    /// Whether the scripts run as functions of the loaded library (`FCALL`) rather than by
+    /// `EVALSHA`.
+    functions: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -506,6 +555,7 @@ impl RedisBackend {
             command_timeout: Duration::from_secs(5),
             connect_timeout: None,
             expiry_grace: Duration::from_secs(3600),
+            functions: true,
         }
     }
 
@@ -530,8 +580,11 @@ impl RedisBackend {
     pub async fn destroy(&self) -> Result<()> {
         self.remove_range("destroying the cache", "").await?;
         let keys = [
-            format!("{}counters", self.inner.server_prefix),
+            format!("{}meta", self.inner.server_prefix),
             format!("{}stats", self.inner.server_prefix),
+            // The counters of the earlier layout, should a process of an earlier build have
+            // written them since.
+            format!("{}counters", self.inner.server_prefix),
         ];
         let _: i64 = self
             .call(
@@ -604,6 +657,21 @@ impl RedisBackend {
         .await
     }
 
+    /// Moves the counters of the earlier layout into `meta` (once; see the MIGRATE script).
+    async fn migrate(&self) -> Result<()> {
+        let v = self
+            .script(
+                || "upgrading the cache's layout".to_owned(),
+                &self.inner.scripts.migrate,
+                &[],
+            )
+            .await?;
+        if as_i64(&v) == Some(1) {
+            tracing::info!(prefix = %self.inner.prefix, "moved the cache's counters into its metadata hash");
+        }
+        Ok(())
+    }
+
     fn wire_key(&self, name: &str) -> String {
         format!("{}wire:{name}", self.inner.server_prefix)
     }
@@ -673,18 +741,72 @@ impl RedisBackend {
             .await
     }
 
-    /// `EVALSHA` of `script` with the prefix's `meta` key as its one key (which a cluster
-    /// routes by) and the prefix then `args` as its arguments.
+    /// `FCALL` (or `EVALSHA`) of `script` with the prefix's `meta` key as its one key (which a
+    /// cluster routes by) and the prefix then `args` as its arguments.
     fn eval(&self, script: &Lua, args: &[&[u8]]) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&script.hash)
-            .arg(1)
+        let mut cmd = if self.uses_functions() {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg(&script.function);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&script.hash);
+            cmd
+        };
+        cmd.arg(1)
             .arg(&self.inner.meta_key)
             .arg(self.inner.server_prefix.as_bytes());
         for a in args {
             cmd.arg(*a);
         }
         cmd
+    }
+
+    fn uses_functions(&self) -> bool {
+        self.inner
+            .functions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// After a call failed with `e`: whether it did not run and may be sent again, once what
+    /// it needs is in place. A server that did not know the function or script gets the
+    /// library (or the script) loaded; one without Redis Functions (before 7.0), or one that
+    /// refuses to load them (a user without the permission), gets `EVALSHA` from then on.
+    async fn recover(
+        &self,
+        conn: &mut Conn,
+        script: &Lua,
+        e: &RedisError,
+    ) -> redis::RedisResult<bool> {
+        if !self.uses_functions() {
+            if !is_noscript(e) {
+                return Ok(false);
+            }
+            load(conn, script).await?;
+            return Ok(true);
+        }
+        if is_unknown_command(e) {
+            self.use_evalsha("the server has no Redis Functions");
+            return Ok(true);
+        }
+        if !is_noscript(e) {
+            return Ok(false);
+        }
+        match load_library(conn, &self.inner.scripts).await {
+            Ok(()) => Ok(true),
+            Err(le) if le.is_io_error() || le.is_timeout() || le.is_connection_dropped() => Err(le),
+            Err(le) => {
+                self.use_evalsha(&le.to_string());
+                Ok(true)
+            }
+        }
+    }
+
+    fn use_evalsha(&self, why: &str) {
+        tracing::debug!(server = %self.inner.server, why, "running scripts by EVALSHA");
+        self.inner
+            .functions
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`script`](Self::script) with another timeout than the command timeout.
@@ -695,16 +817,15 @@ impl RedisBackend {
         script: &Lua,
         args: &[&[u8]],
     ) -> Result<Value> {
-        let cmd = self.eval(script, args);
-        self.call_within(timeout, what, |mut conn| {
-            let cmd = &cmd;
-            async move {
+        self.call_within(timeout, what, |mut conn| async move {
+            let mut tries = 0;
+            loop {
+                let cmd = self.eval(script, args);
                 match cmd.query_async::<Value>(&mut conn).await {
-                    Err(e) if is_noscript(&e) => {
-                        load(&mut conn, script).await?;
-                        cmd.query_async::<Value>(&mut conn).await
+                    Err(e) if tries < 2 && self.recover(&mut conn, script, &e).await? => {
+                        tries += 1;
                     }
-                    other => other,
+                    other => return other,
                 }
             }
         })
@@ -777,26 +898,29 @@ impl RedisBackend {
         staged: &[(Vec<u8>, &[u8])],
         args: &[&[u8]],
     ) -> Result<Value> {
-        let mut pipe = redis::pipe();
-        for (key, value) in staged {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(*value)
-                .arg("PX")
-                .arg(STAGED_TTL_MS);
-        }
-        pipe.add_command(self.eval(script, args));
-        pipe.ignore_errors();
-        self.call_within(timeout, what, |mut conn| {
-            let pipe = &pipe;
-            async move {
+        let pipeline = || {
+            let mut pipe = redis::pipe();
+            for (key, value) in staged {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(*value)
+                    .arg("PX")
+                    .arg(STAGED_TTL_MS);
+            }
+            pipe.add_command(self.eval(script, args));
+            pipe.ignore_errors();
+            pipe
+        };
+        self.call_within(timeout, what, |mut conn| async move {
+            let mut tries = 0;
+            loop {
+                // On a second try the values are staged again (the same bytes, the same keys).
+                let pipe = pipeline();
                 match script_reply(pipe.query_async(&mut conn).await?) {
-                    Err(e) if is_noscript(&e) => {
-                        load(&mut conn, script).await?;
-                        // The values are staged again (the same bytes under the same keys).
-                        script_reply(pipe.query_async(&mut conn).await?)
+                    Err(e) if tries < 2 && self.recover(&mut conn, script, &e).await? => {
+                        tries += 1;
                     }
-                    other => other,
+                    other => return other,
                 }
             }
         })
@@ -829,9 +953,29 @@ fn script_reply(mut replies: Vec<Value>) -> redis::RedisResult<Value> {
     }
 }
 
-/// Whether the server did not know a script's hash.
+/// Whether the server did not know a script's hash or a function's name (nothing ran).
 fn is_noscript(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        || (e.code() == Some("ERR")
+            && e.detail()
+                .is_some_and(|d| d.starts_with("Function not found")))
+}
+
+/// Whether a server did not know the command (`FCALL` before Redis 7.0; nothing ran).
+fn is_unknown_command(e: &RedisError) -> bool {
+    e.code() == Some("ERR") && e.detail().is_some_and(|d| d.starts_with("unknown command"))
+}
+
+/// Loads the function library (`REPLACE`: loading the same code again changes nothing; on
+/// every master of a cluster).
+async fn load_library(conn: &mut Conn, scripts: &Scripts) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&scripts.library)
+        .query_async::<Value>(conn)
+        .await
+        .map(drop)
 }
 
 /// Loads `script` (on every master of a cluster).
@@ -900,6 +1044,12 @@ fn parse_meta(raw: &[u8]) -> Option<EntryMeta> {
     let access_count = parts.next()?.parse().ok()?;
     let size = parts.next()?.parse().ok()?;
     let _seq: u64 = parts.next()?.parse().ok()?;
+    // Flags: which indexes hold the entry (see the scripts); "i" only with an expiry.
+    if let Some(flags) = parts.next()
+        && !(matches!(flags, "n") || (matches!(flags, "i" | "ni") && expires_at.is_some()))
+    {
+        return None;
+    }
     parts.next().is_none().then_some(EntryMeta {
         stored_at,
         expires_at,
@@ -1273,20 +1423,16 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let key = format!("{}counters", self.inner.server_prefix);
         let (entries, bytes): (Option<u64>, Option<u64>) = self
             .call(
                 || "reading usage".to_owned(),
-                |mut conn| {
-                    let key = &key;
-                    async move {
-                        redis::cmd("HMGET")
-                            .arg(key)
-                            .arg("entries")
-                            .arg("bytes")
-                            .query_async(&mut conn)
-                            .await
-                    }
+                |mut conn| async move {
+                    redis::cmd("HMGET")
+                        .arg(&self.inner.meta_key)
+                        .arg(COUNT_ENTRIES)
+                        .arg(COUNT_BYTES)
+                        .query_async(&mut conn)
+                        .await
                 },
             )
             .await?;
@@ -1481,7 +1627,7 @@ impl CacheBackend for RedisBackend {
             )
             .await?;
         let nums: Option<Vec<u64>> = match &v {
-            Value::Array(a) if a.len() == 12 => a.iter().map(as_u64).collect(),
+            Value::Array(a) if a.len() == 16 => a.iter().map(as_u64).collect(),
             _ => None,
         };
         let Some(n) = nums else {
@@ -1499,30 +1645,38 @@ impl CacheBackend for RedisBackend {
                 "byte counter is {bytes} but the stored entries hold {sum} bytes"
             ));
         }
-        for (name, card, want) in [
-            ("z:lrs", n[5], count),
-            ("z:lru", n[6], count),
-            ("z:lfu", n[7], count),
-            ("z:exp", n[8], with_exp),
-            ("z:keys", n[9], count),
+        let (missing, malformed, fresh, in_expi) = (n[11], n[12], n[13], n[15]);
+        // Entries never read since written are in z:new (or, written with a clock that went
+        // back, in the others), the others in z:lrs, z:lru and z:lfu; expiries in z:exp-new or
+        // z:exp. A malformed entry's members could be in any of them: with one, only z:keys
+        // is checked.
+        let read = count.saturating_sub(fresh).saturating_sub(malformed);
+        for (name, card, want, always) in [
+            ("z:new", n[5], fresh, false),
+            ("z:lrs", n[6], read, false),
+            ("z:lru", n[7], read, false),
+            ("z:lfu", n[8], read, false),
+            ("z:exp", n[9], with_exp.saturating_sub(in_expi), false),
+            ("z:exp-new", n[14], in_expi, false),
+            ("z:keys", n[10], count, true),
         ] {
-            if card != want {
+            if card != want && (always || malformed == 0) {
                 problems.push(format!(
                     "index {}{name} has {card} members, expected {want}",
                     self.inner.server_prefix
                 ));
             }
         }
-        if n[10] > 0 {
+        if missing > 0 {
             problems.push(format!(
                 "{} entries have lost their value before their expiry (removed by hand, by the server's maxmemory eviction, or a caller's clock runs ahead of the server's); remove them",
-                n[10]
+                missing
             ));
         }
-        if n[11] > 0 {
+        if malformed > 0 {
             problems.push(format!(
                 "{} entries have malformed metadata in {}meta (written by something else than this crate); remove them, or let eviction, purging or clear drop them",
-                n[11], self.inner.server_prefix
+                malformed, self.inner.server_prefix
             ));
         }
         Ok(problems)
@@ -1550,6 +1704,21 @@ mod tests {
             parse_meta(b"10,20,12,3,40,7").map(|m| m.expires_at),
             Some(Some(20))
         );
+        assert_eq!(
+            parse_meta(b"10,20,12,3,40,7,n").map(|m| m.size),
+            Some(40),
+            "never read since written"
+        );
+        assert!(parse_meta(b"10,20,12,3,40,7,x").is_none());
+        assert_eq!(
+            parse_meta(b"10,20,12,3,40,7,ni").map(|m| m.expires_at),
+            Some(Some(20))
+        );
+        assert!(
+            parse_meta(b"10,,12,3,40,7,i").is_none(),
+            "no expiry to index"
+        );
+        assert!(parse_meta(b"10,20,12,3,40,7,").is_none());
         assert!(parse_meta(b"10,20,12,3,40").is_none());
         assert!(parse_meta(b"10,20,12,3,40,7,1").is_none());
         assert!(parse_meta(b"a,20,12,3,40,7").is_none());

@@ -234,7 +234,8 @@ async fn prefixes_isolate_caches_on_one_server() {
     // Stats are per prefix and survive clear.
     assert_eq!(a.load_stats().await.unwrap().sets, 5);
     assert_eq!(b.load_stats().await.unwrap().sets, 5);
-    // Nothing outside the prefixes was written, and a's clear left only its counters.
+    // Nothing outside the prefixes was written, and a's clear left only its counters (in its
+    // metadata hash) and statistics.
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
     let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
@@ -245,12 +246,12 @@ async fn prefixes_isolate_caches_on_one_server() {
         "{all:?}"
     );
     let a_keys: Vec<&String> = all.iter().filter(|k| k.starts_with("app-a:")).collect();
-    assert_eq!(a_keys, ["app-a:counters", "app-a:stats"], "{all:?}");
+    assert_eq!(a_keys, ["app-a:meta", "app-a:stats"], "{all:?}");
     // destroy removes the counters and statistics too, and only its own.
     b.destroy().await.unwrap();
     let mut all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     all.sort();
-    assert_eq!(all, ["app-a:counters", "app-a:stats"]);
+    assert_eq!(all, ["app-a:meta", "app-a:stats"]);
 }
 
 /// Prefixes that could let one cache's keys fall under another's are refused before any
@@ -541,8 +542,9 @@ async fn values_dropped_by_server_side_expiry_keep_counters_exact() {
         Some(55)
     );
     assert!(backend.integrity_check().await.unwrap().is_empty());
-    // An expiry in the past (a caller's clock far behind the server's): the value stays until
-    // purged, so a reader on that clock still sees it.
+    // An expiry in the past of the server's clock (a caller's clock far behind it): the
+    // server-side expiry counts the entry's time to live (1 s here) from the write on the
+    // server's clock, so a reader on that clock still sees it.
     backend
         .put(
             "past",
@@ -1106,4 +1108,208 @@ async fn reads_racing_large_writes_see_one_write_whole() {
         writer.integrity_check().await.unwrap(),
         Vec::<String>::new()
     );
+}
+
+/// An expiry so far ahead that the server-side safety net (`expires_at` + grace) is past what
+/// a Redis expiry or a Lua integer holds: the value is kept (with no server-side expiry), by a
+/// put and by a batch, small and staged alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_future_expiries_keep_their_values() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server.url(), &unique_prefix("far")).await;
+    let now = now_ms();
+    for at in [u64::MAX / 2, u64::MAX - 1, 1 << 53, now + (1 << 50)] {
+        for len in [10usize, 100_000] {
+            let put_key = format!("put-{at}-{len}");
+            backend
+                .put(
+                    &put_key,
+                    Bytes::from(vec![1u8; len]),
+                    now,
+                    Some(at),
+                    WriteLimit::UNBOUNDED,
+                )
+                .await
+                .unwrap();
+            let batch_key = format!("batch-{at}-{len}");
+            let mut batch = Batch::new(now);
+            batch.puts.push(BatchPut {
+                key: batch_key.clone(),
+                value: Bytes::from(vec![2u8; len]),
+                expires_at: Some(at),
+            });
+            backend
+                .write_batch(&batch, WriteLimit::UNBOUNDED)
+                .await
+                .unwrap();
+            for key in [&put_key, &batch_key] {
+                let e = backend.get(key, now).await.unwrap();
+                assert_eq!(
+                    e.map(|e| e.value.len()),
+                    Some(len),
+                    "{key}: the value is kept"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(direct_usage(&backend).await, backend.usage().await.unwrap());
+    backend.destroy().await.unwrap();
+}
+
+/// A cache written by an earlier build keeps its counters in a hash `counters` of their own
+/// and every entry in the three indexes of read entries: the first connection of this build
+/// moves the counters, and the entries stay readable, evictable and exactly counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_of_the_earlier_layout_is_taken_over() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let prefix = unique_prefix("layout");
+    let now = now_ms();
+    // Two entries as the earlier build wrote them (values of 8 bytes, keys of 2).
+    for (seq, k) in [(1u64, "k1"), (2, "k2")] {
+        let sa = now + seq;
+        let mem = format!("{seq:020}{k}");
+        let _: () = redis::pipe()
+            .cmd("HSET")
+            .arg(format!("{prefix}meta"))
+            .arg(k)
+            .arg(format!("{sa},,{sa},0,10,{seq}"))
+            .cmd("SET")
+            .arg(format!("{prefix}v:{k}"))
+            .arg("8 bytes!")
+            .cmd("ZADD")
+            .arg(format!("{prefix}z:lrs"))
+            .arg(sa)
+            .arg(&mem)
+            .cmd("ZADD")
+            .arg(format!("{prefix}z:lru"))
+            .arg(sa)
+            .arg(&mem)
+            .cmd("ZADD")
+            .arg(format!("{prefix}z:lfu"))
+            .arg(0)
+            .arg(format!("{sa:020}{mem}"))
+            .cmd("ZADD")
+            .arg(format!("{prefix}z:keys"))
+            .arg(0)
+            .arg(k)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}counters"))
+        .arg("entries")
+        .arg(2)
+        .arg("bytes")
+        .arg(20)
+        .arg("seq")
+        .arg(2)
+        .query(&mut conn)
+        .unwrap();
+    let backend = connect(&server.url(), &prefix).await;
+    let old: u64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}counters"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(old, 0, "the old counters hash is gone");
+    assert_eq!(
+        backend.usage().await.unwrap(),
+        Usage {
+            entries: 2,
+            bytes: 20
+        }
+    );
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        backend.get("k1", now).await.unwrap().unwrap().value,
+        Bytes::from_static(b"8 bytes!")
+    );
+    // A new write goes after both in store order: the oldest, k1, is evicted first.
+    let out = backend
+        .put(
+            "k3",
+            Bytes::from_static(b"8 bytes!"),
+            now + 3,
+            None,
+            WriteLimit::evict_to(20, EvictionPolicy::LeastRecentlyStored),
+        )
+        .await
+        .unwrap();
+    let PutOutcome::Stored { evicted, usage, .. } = out else {
+        panic!("{out:?}");
+    };
+    assert_eq!((evicted.entries, usage.bytes), (1, 20));
+    assert_eq!(backend.keys("", now, 10).await.unwrap(), ["k2", "k3"]);
+    assert_eq!(
+        backend.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+    // Connecting again changes nothing.
+    let again = connect(&server.url(), &prefix).await;
+    assert_eq!(again.usage().await.unwrap(), usage);
+    backend.destroy().await.unwrap();
+}
+
+/// A user who may not load functions (`-function`) still gets a working cache: its scripts
+/// run by `EVALSHA`. Whoever connects first loads the library when a call needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_load_functions_runs_scripts_by_evalsha() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("limited")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-function")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut conn)
+        .unwrap();
+    let url = server.url().replace("redis://", "redis://limited:secret@");
+    let backend = connect(&url, &unique_prefix("acl")).await;
+    let now = now_ms();
+    backend
+        .put(
+            "k",
+            Bytes::from_static(b"v"),
+            now,
+            Some(now + 60_000),
+            WriteLimit::evict_to(1_000, EvictionPolicy::LeastRecentlyStored),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get("k", now).await.unwrap().map(|e| e.value),
+        Some(Bytes::from_static(b"v"))
+    );
+    assert_eq!(backend.usage().await.unwrap().entries, 1);
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query(&mut conn).unwrap();
+    assert!(libraries.is_empty(), "nothing loaded by the limited user");
+    // A user who may load them does, on its first call.
+    let full = connect(&server.url(), &unique_prefix("acl-full")).await;
+    assert_eq!(full.usage().await.unwrap().entries, 0);
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query(&mut conn).unwrap();
+    assert_eq!(libraries.len(), 1, "the library is loaded");
+    backend.destroy().await.unwrap();
 }

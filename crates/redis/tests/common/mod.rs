@@ -31,9 +31,15 @@ pub fn unique_prefix(tag: &str) -> String {
 
 /// Connects to `url` with the prefix and a short command timeout.
 pub async fn connect(url: &str, prefix: &str) -> RedisBackend {
+    connect_with(url, prefix, true).await
+}
+
+/// [`connect`], with the scripts run as Redis Functions (`FCALL`) or by `EVALSHA`.
+pub async fn connect_with(url: &str, prefix: &str, functions: bool) -> RedisBackend {
     RedisBackend::builder(url)
         .key_prefix(prefix)
         .command_timeout(Duration::from_secs(10))
+        .redis_functions(functions)
         .connect()
         .await
         .expect("connect to the test redis-server")
@@ -43,12 +49,25 @@ pub async fn connect(url: &str, prefix: &str) -> RedisBackend {
 /// `reopen` drops the backend and connects again to the same server and prefix.
 pub struct RedisFactory {
     pub server: RedisServer,
+    /// Scripts as Redis Functions (`FCALL`), or by `EVALSHA`.
+    pub functions: bool,
 }
 
 impl RedisFactory {
     /// `None` when redis-server is missing (see [`redis_available`]).
     pub fn start() -> Option<Self> {
-        RedisServer::start().map(|server| Self { server })
+        RedisServer::start().map(|server| Self {
+            server,
+            functions: true,
+        })
+    }
+
+    /// [`start`](Self::start), for a backend that runs its scripts by `EVALSHA`.
+    pub fn start_eval() -> Option<Self> {
+        RedisServer::start().map(|server| Self {
+            server,
+            functions: false,
+        })
     }
 }
 
@@ -57,13 +76,18 @@ impl BackendFactory for RedisFactory {
     type Backend = RedisBackend;
 
     async fn create(&self) -> RedisBackend {
-        connect(&self.server.url(), &unique_prefix("conformance")).await
+        connect_with(
+            &self.server.url(),
+            &unique_prefix("conformance"),
+            self.functions,
+        )
+        .await
     }
 
     async fn reopen(&self, backend: RedisBackend) -> Option<RedisBackend> {
         let prefix = backend.key_prefix().to_owned();
         drop(backend);
-        Some(connect(&self.server.url(), &prefix).await)
+        Some(connect_with(&self.server.url(), &prefix, self.functions).await)
     }
 }
 
