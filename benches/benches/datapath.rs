@@ -624,6 +624,32 @@ fn main() {
             });
             return;
         }
+        Some("profile-view") => {
+            // A view of an n-item listing in memory: opening it, then touching every item.
+            let n: u64 = args[1].parse().unwrap();
+            let iters: u32 = args[2].parse().unwrap();
+            let rt = runtime();
+            rt.block_on(async {
+                let cache = plex(MemoryBackend::new(), false, 1 << 30);
+                cache
+                    .set_library_items("Movies", &plex_library(n))
+                    .await
+                    .unwrap();
+                let cpu = thread_cpu();
+                for _ in 0..iters {
+                    black_box(cache.library_view("Movies").await.unwrap().unwrap());
+                }
+                let open = (thread_cpu() - cpu) / iters;
+                let cpu = thread_cpu();
+                for _ in 0..iters {
+                    let v = cache.library_view("Movies").await.unwrap().unwrap();
+                    black_box(touch_view(&v));
+                }
+                let all = (thread_cpu() - cpu) / iters;
+                eprintln!("view {n}: open {open:?}, open and touch {all:?} (cpu)");
+            });
+            return;
+        }
         Some("profile-small") => {
             // Small sets of new keys, then rewrites, in thread CPU time per operation.
             let rounds: usize = args.get(1).map_or(3, |a| a.parse().unwrap());

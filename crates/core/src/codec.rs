@@ -24,7 +24,13 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// XXH3-64 of `data` with `seed`: the payload checksum. The implementation picks its SIMD
+/// path at run time; the values are XXH3's (a test checks them against another one).
+#[inline]
+fn xxh3_64_with_seed(data: &[u8], seed: u64) -> u64 {
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, data)
+}
 
 /// The envelope's magic bytes.
 pub const MAGIC: [u8; 2] = *b"PX";
@@ -384,6 +390,27 @@ fn read_u64(header: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    /// The checksum is XXH3-64 as stored by earlier builds (which used another implementation):
+    /// the same values on inputs of every length class (0, 1-3, 4-8, 9-16, 17-128, 129-240,
+    /// longer, several blocks) and seeds.
+    #[test]
+    fn the_checksum_is_the_xxh3_of_earlier_builds() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(31) % 251) as u8)
+            .collect();
+        for len in [
+            0, 1, 3, 4, 8, 9, 16, 17, 128, 129, 240, 241, 1_000, 1_024, 65_536, 300_000,
+        ] {
+            for seed in [0u64, 1, 0x706c_7863, u64::MAX] {
+                assert_eq!(
+                    xxh3_64_with_seed(&data[..len], seed),
+                    xxhash_rust::xxh3::xxh3_64_with_seed(&data[..len], seed),
+                    "{len} bytes, seed {seed:#x}"
+                );
+            }
+        }
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct V1 {

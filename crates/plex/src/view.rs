@@ -61,10 +61,10 @@ self_cell::self_cell!(
 );
 
 self_cell::self_cell!(
-    /// Every file path of the listing as a `&str`, in item order: what [`PlexItemRef`]'s
-    /// `file_paths` slices borrow. Built on first use (see [`LibraryView::get`]), sliced from
-    /// the checked text of the view's own tables, which it shares.
-    struct PathTable {
+    /// Every string of the listing as a `&str`, in stored order: what the items of
+    /// [`LibraryView::get`] borrow. Built on first use, sliced from the checked text of the
+    /// view's own tables, which it shares.
+    struct StringTable {
         owner: Arc<Cell>,
         #[covariant]
         dependent: PathStrs,
@@ -73,12 +73,27 @@ self_cell::self_cell!(
 
 type PathStrs<'a> = Vec<&'a str>;
 
+/// Item `r` with its strings from `strings` (the string table of its listing).
+fn item_from<'s>(r: Record, strings: &'s [&'s str]) -> Option<PlexItemRef<'s>> {
+    let s = strings.get(r.first..r.first + FIXED_STRINGS + r.paths)?;
+    Some(PlexItemRef {
+        rating_key: s[0],
+        key: s[1],
+        title: s[2],
+        kind_str: s[3],
+        file_paths: &s[FIXED_STRINGS..],
+        year: r.year,
+        updated_at: r.updated_at,
+        library_section_id: r.library_section_id,
+    })
+}
+
 /// A stored library listing read in place (see the [module documentation](self)).
 pub struct LibraryView {
     cell: Arc<Cell>,
-    /// The file paths as `&str`s, for [`PlexItemRef`]s that outlive a call (built on the first
+    /// The strings as `&str`s, for [`PlexItemRef`]s that outlive a call (built on the first
     /// [`get`](LibraryView::get) or [`iter`](LibraryView::iter)).
-    paths: OnceLock<PathTable>,
+    strings: OnceLock<StringTable>,
     /// The first item of each rating key's hash, built on the second lookup.
     by_rating_key: OnceLock<HashMap<u64, u32>>,
     /// The first item of each path's hash, built on the second lookup.
@@ -268,7 +283,7 @@ impl LibraryView {
         })?;
         Ok(Self {
             cell: Arc::new(cell),
-            paths: OnceLock::new(),
+            strings: OnceLock::new(),
             by_rating_key: OnceLock::new(),
             by_path: OnceLock::new(),
             scanned_rating_key: AtomicBool::new(false),
@@ -295,35 +310,39 @@ impl LibraryView {
         self.cell.borrow_owner()
     }
 
-    /// Every file path as a `&str`, sliced once, on first use.
-    fn path_table(&self) -> &[&str] {
-        self.paths
+    /// Every string of the listing as a `&str`, sliced once, on first use (16 bytes each): what
+    /// the items of [`get`](LibraryView::get) and [`iter`](LibraryView::iter) borrow, so that
+    /// reading a whole listing slices each string once.
+    fn string_table(&self) -> &[&str] {
+        self.strings
             .get_or_init(|| {
-                PathTable::new(Arc::clone(&self.cell), |cell| {
+                StringTable::new(Arc::clone(&self.cell), |cell| {
                     let t = cell.borrow_dependent();
-                    let paths = (t.ends.len() / 4).saturating_sub(FIXED_STRINGS * t.len());
-                    let mut out = Vec::with_capacity(paths);
-                    for i in 0..t.len() {
-                        if let Some(r) = t.record(i) {
-                            let first = r.first + FIXED_STRINGS;
-                            out.extend((first..first + r.paths).map(|j| t.str(j)));
-                        }
-                    }
-                    out
+                    // Strings are consecutive: each is split off the front of the rest.
+                    let (mut rest, mut start) = (t.text, 0usize);
+                    t.ends
+                        .chunks_exact(4)
+                        .map(|end| {
+                            let end = le_u32(end, 0) as usize;
+                            // Checked by `Tables::parse`: never the empty fallback.
+                            let (s, r) = rest
+                                .split_at_checked(end.saturating_sub(start))
+                                .unwrap_or(("", rest));
+                            (rest, start) = (r, end);
+                            s
+                        })
+                        .collect()
                 })
             })
             .borrow_dependent()
     }
 
-    /// Item `i`, in stored order. Its `file_paths` borrow a table of every path, built on the
-    /// first call (O(paths), 16 bytes each); [`with_item`](LibraryView::with_item) needs none.
+    /// Item `i`, in stored order. Its strings borrow a table of every string of the listing,
+    /// built on the first call (O(strings), 16 bytes each); [`with_item`](LibraryView::with_item)
+    /// needs none.
     pub fn get(&self, i: usize) -> Option<PlexItemRef<'_>> {
-        let t = self.tables();
-        let r = t.record(i)?;
-        // Items before `i` hold `FIXED_STRINGS` strings each besides their paths.
-        let p = r.first.checked_sub(FIXED_STRINGS * i)?;
-        let paths = self.path_table().get(p..p + r.paths)?;
-        Some(t.item(r, paths))
+        let r = self.tables().record(i)?;
+        item_from(r, self.string_table())
     }
 
     /// Calls `f` with item `i` (in stored order), its paths collected for the call only: no
@@ -405,16 +424,11 @@ impl LibraryView {
         // Every `i < len` has a record whose strings were checked, so the fallback is never
         // taken; it keeps the iterator exact-sized without a panic path.
         let t = self.tables();
-        let paths = self.path_table();
-        // Item `i`'s paths follow those of the items before it in the path table.
-        let mut p = 0usize;
+        let strings = self.string_table();
         (0..t.len()).map(move |i| {
-            let Some(r) = t.record(i) else {
-                return PlexItemRef::EMPTY;
-            };
-            let file_paths = paths.get(p..p + r.paths).unwrap_or_default();
-            p += r.paths;
-            t.item(r, file_paths)
+            t.record(i)
+                .and_then(|r| item_from(r, strings))
+                .unwrap_or(PlexItemRef::EMPTY)
         })
     }
 
@@ -779,9 +793,9 @@ mod tests {
             }
         });
         assert_eq!((stopped, &seen[..]), (Err(7), &items[..7]));
-        assert!(view.paths.get().is_none(), "no path table was needed");
+        assert!(view.strings.get().is_none(), "no string table was needed");
         assert_eq!(view.get(4).unwrap().to_owned(), items[4]);
-        assert!(view.paths.get().is_some());
+        assert!(view.strings.get().is_some());
         assert_eq!(view.iter().map(|i| i.to_owned()).collect::<Vec<_>>(), items);
     }
 
