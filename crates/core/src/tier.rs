@@ -15,7 +15,11 @@
 //! Memory is bounded by a budget charged with each slot's stored length plus its key. Over
 //! the budget, the least recently used slots are dropped down to three quarters of it, so the
 //! O(n) pass that picks them runs at most once per quarter-budget of inserts. Values larger
-//! than a quarter of the budget are not kept.
+//! than a quarter of the budget are not kept, nor, for plain reads and writes, values shorter
+//! than [`MIN_VALUE`]: reading one of those from the store costs about what asking the store
+//! for its change token does, so a slot would save nothing when valid and add a read whenever
+//! the store changed. Shared reads ([`Cache::get_shared`](crate::Cache::get_shared), views)
+//! hold values of any length, for the decoded form they keep.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -28,6 +32,9 @@ use crate::backend::{Entry, EntryMeta, Millis};
 
 /// Fixed bookkeeping charged per slot on top of its key and stored length.
 const SLOT_OVERHEAD: u64 = 96;
+
+/// Stored values shorter than this are not held (see the [module documentation](self)).
+pub(crate) const MIN_VALUE: usize = 4096;
 
 /// A decoded form of a slot's bytes.
 pub(crate) type Decoded = Arc<dyn Any + Send + Sync>;
@@ -97,8 +104,10 @@ impl Tier {
         })
     }
 
-    /// Holds `entry` for `key` with `stamp`, replacing what the slot held.
-    pub(crate) fn insert(&self, key: &str, entry: &Entry, stamp: Option<u64>) {
+    /// Holds `entry` for `key` with `stamp`, replacing what the slot held. A value shorter
+    /// than [`MIN_VALUE`] is held only with `any_length` (a caller that attaches a decoded
+    /// form); otherwise the slot is dropped.
+    pub(crate) fn insert(&self, key: &str, entry: &Entry, stamp: Option<u64>, any_length: bool) {
         if !self.enabled() {
             return;
         }
@@ -107,7 +116,7 @@ impl Tier {
         if let Some(old) = state.slots.remove(key) {
             state.charged -= old.charge;
         }
-        if charge > self.budget / 4 {
+        if charge > self.budget / 4 || (entry.value.len() < MIN_VALUE && !any_length) {
             return;
         }
         state.tick += 1;
@@ -124,6 +133,11 @@ impl Tier {
         if state.charged > self.budget {
             Self::shrink(&mut state, self.budget / 4 * 3);
         }
+    }
+
+    /// Whether a slot for `key` exists (valid or not).
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        self.enabled() && self.state.lock().slots.contains_key(key)
     }
 
     /// The store confirmed at `stamp` that the slot's bytes are current; `meta` is the
@@ -214,6 +228,9 @@ impl Tier {
 mod tests {
     use super::*;
 
+    /// The shortest value the tier holds.
+    const N: usize = MIN_VALUE;
+
     fn entry(n: usize) -> Entry {
         Entry {
             value: Bytes::from(vec![7u8; n]),
@@ -224,12 +241,12 @@ mod tests {
     #[test]
     fn a_slot_is_valid_only_under_the_token_it_was_stamped_with() {
         let tier = Tier::new(1 << 20);
-        tier.insert("k", &entry(10), Some(5));
+        tier.insert("k", &entry(N), Some(5), false);
         assert!(tier.lookup("k", 0, Some(5)).unwrap().valid);
         assert!(!tier.lookup("k", 0, Some(6)).unwrap().valid);
         assert!(!tier.lookup("k", 0, None).unwrap().valid);
-        let e = entry(10);
-        tier.insert("u", &e, None);
+        let e = entry(N);
+        tier.insert("u", &e, None, false);
         assert!(
             !tier.lookup("u", 0, None).unwrap().valid,
             "no token: always asked"
@@ -241,9 +258,9 @@ mod tests {
     #[test]
     fn expired_slots_are_dropped_not_served() {
         let tier = Tier::new(1 << 20);
-        let mut e = entry(10);
+        let mut e = entry(N);
         e.meta.expires_at = Some(100);
-        tier.insert("k", &e, Some(1));
+        tier.insert("k", &e, Some(1), false);
         assert!(tier.lookup("k", 99, Some(1)).is_some());
         assert!(tier.lookup("k", 100, Some(1)).is_none());
         assert_eq!(tier.usage(), (0, 0));
@@ -251,14 +268,14 @@ mod tests {
 
     #[test]
     fn the_budget_is_kept_by_dropping_the_least_recently_used() {
-        let charge = 100 + 2 + SLOT_OVERHEAD;
+        let charge = N as u64 + 2 + SLOT_OVERHEAD;
         let tier = Tier::new(charge * 8);
         for i in 0..8 {
-            tier.insert(&format!("k{i}"), &entry(100), Some(1));
+            tier.insert(&format!("k{i}"), &entry(N), Some(1), false);
         }
         assert_eq!(tier.usage().0, 8);
         assert!(tier.lookup("k0", 0, Some(1)).is_some());
-        tier.insert("k8", &entry(100), Some(1));
+        tier.insert("k8", &entry(N), Some(1), false);
         let (n, charged) = tier.usage();
         assert!(
             charged <= charge * 6,
@@ -278,17 +295,17 @@ mod tests {
 
     #[test]
     fn values_over_a_quarter_of_the_budget_are_not_kept() {
-        let tier = Tier::new(2000);
-        tier.insert("big", &entry(1000), Some(1));
+        let tier = Tier::new(4 * N as u64);
+        tier.insert("big", &entry(N), Some(1), false);
         assert_eq!(tier.usage(), (0, 0));
     }
 
     #[test]
     fn decoded_forms_attach_only_to_the_bytes_they_came_from() {
         let tier = Tier::new(1 << 20);
-        let e = entry(10);
-        tier.insert("k", &e, Some(1));
-        tier.attach("k", &Bytes::from(vec![1u8; 10]), Arc::new(1u32));
+        let e = entry(N);
+        tier.insert("k", &e, Some(1), false);
+        tier.attach("k", &Bytes::from(vec![1u8; N]), Arc::new(1u32));
         assert!(tier.lookup("k", 0, Some(1)).unwrap().decoded.is_none());
         tier.attach("k", &e.value, Arc::new(2u32));
         let d = tier.lookup("k", 0, Some(1)).unwrap().decoded.unwrap();
@@ -299,21 +316,34 @@ mod tests {
     fn remove_prefix_and_clear_release_their_charge() {
         let tier = Tier::new(1 << 20);
         for k in ["a:1", "a:2", "b:1"] {
-            tier.insert(k, &entry(5), Some(1));
+            tier.insert(k, &entry(N), Some(1), false);
         }
         tier.remove_prefix("a:");
-        assert_eq!(tier.usage(), (1, 5 + 3 + SLOT_OVERHEAD));
+        assert_eq!(tier.usage(), (1, N as u64 + 3 + SLOT_OVERHEAD));
         tier.remove("b:1");
         assert_eq!(tier.usage(), (0, 0));
-        tier.insert("c", &entry(5), None);
+        tier.insert("c", &entry(N), None, false);
         tier.clear();
+        assert_eq!(tier.usage(), (0, 0));
+    }
+
+    #[test]
+    fn short_values_are_not_held_and_drop_what_the_slot_held() {
+        let tier = Tier::new(1 << 20);
+        tier.insert("k", &entry(N), Some(1), false);
+        assert!(tier.holds("k"));
+        tier.insert("k", &entry(N - 1), Some(1), false);
+        assert!(
+            !tier.holds("k"),
+            "a shorter value replaced it: not served from the slot"
+        );
         assert_eq!(tier.usage(), (0, 0));
     }
 
     #[test]
     fn a_zero_budget_keeps_nothing() {
         let tier = Tier::new(0);
-        tier.insert("k", &entry(5), Some(1));
+        tier.insert("k", &entry(N), Some(1), false);
         assert!(tier.lookup("k", 0, Some(1)).is_none());
     }
 }

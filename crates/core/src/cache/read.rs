@@ -38,7 +38,7 @@ impl<B: CacheBackend> Cache<B> {
     ) -> Result<Option<T>> {
         self.check_key(key)?;
         let now = self.now();
-        let Some(read) = self.read_entry(key, now).await? else {
+        let Some(read) = self.read_entry(key, now, false).await? else {
             if counted {
                 self.count(|c| &c.misses, 1);
             }
@@ -59,11 +59,28 @@ impl<B: CacheBackend> Cache<B> {
     /// Reads the live entry for `key`: from the memory tier while the backend's change token
     /// says nothing was written since the slot was read, after asking the store whether the
     /// value changed otherwise, and from the store when the tier holds nothing.
-    pub(super) async fn read_entry(&self, key: &str, now: Millis) -> Result<Option<Read>> {
+    /// `shared`: the caller keeps a decoded form in the slot (`get_decoded`), so the value is
+    /// held whatever its length; a plain `get` leaves values under the tier's minimum out.
+    pub(super) async fn read_entry(
+        &self,
+        key: &str,
+        now: Millis,
+        shared: bool,
+    ) -> Result<Option<Read>> {
         let tier = &self.inner.tier;
         let backend = &self.inner.backend;
         if !tier.enabled() {
             return Ok(backend.get(key, now).await?.map(Read::fresh));
+        }
+        if !shared && !tier.holds(key) {
+            // Nothing to check against: one read. A value the tier keeps is held unconfirmed
+            // (no change token was read before it), so the next read asks the store for its
+            // header once before serving it from memory.
+            let entry = backend.get(key, now).await?;
+            if let Some(entry) = &entry {
+                tier.insert(key, entry, None, false);
+            }
+            return Ok(entry.map(Read::fresh));
         }
         // Read before the store is, so a write that lands in between changes it.
         let token = backend.change_token();
@@ -90,7 +107,7 @@ impl<B: CacheBackend> Cache<B> {
                         }))
                     }
                     Some(Revalidated::Changed(entry)) => {
-                        tier.insert(key, &entry, token);
+                        tier.insert(key, &entry, token, shared);
                         Ok(Some(Read::fresh(entry)))
                     }
                 }
@@ -98,7 +115,7 @@ impl<B: CacheBackend> Cache<B> {
             None => {
                 let entry = backend.get(key, now).await?;
                 if let Some(entry) = &entry {
-                    tier.insert(key, entry, token);
+                    tier.insert(key, entry, token, shared);
                 }
                 Ok(entry.map(Read::fresh))
             }
@@ -188,7 +205,7 @@ impl<B: CacheBackend> Cache<B> {
     {
         self.check_key(key)?;
         let now = self.now();
-        let Some(read) = self.read_entry(key, now).await? else {
+        let Some(read) = self.read_entry(key, now, true).await? else {
             self.count(|c| &c.misses, 1);
             return Ok(None);
         };

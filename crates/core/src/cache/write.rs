@@ -108,7 +108,7 @@ impl<B: CacheBackend> Cache<B> {
                     value: bytes,
                     meta: EntryMeta::new(key, size as usize - key.len(), now, expires_at),
                 };
-                self.inner.tier.insert(key, &entry, None);
+                self.inner.tier.insert(key, &entry, None, false);
             }
         }
         self.maybe_flush_stats(now).await
