@@ -417,6 +417,33 @@ pub(crate) fn split(payload: &[u8]) -> Result<RawTables<'_>, DecodeError> {
     Ok((text, ends, records))
 }
 
+/// Checks the item table against a string table of `strings` strings: each record's first
+/// string follows the previous record's, its mask has known bits only and absent fields are
+/// zero, and the records hold every string exactly once.
+pub(crate) fn check_records(records: &[u8], strings: usize) -> Result<(), DecodeError> {
+    let mut next = 0usize;
+    for r in records.chunks_exact(RECORD_LEN) {
+        let (first, paths, mask) = (le_u32(r, 0), le_u32(r, 4), le_u32(r, 8));
+        if first as usize != next || mask & !(HAS_YEAR | HAS_UPDATED_AT | HAS_SECTION) != 0 {
+            return Err(damaged("an item record of the listing is inconsistent"));
+        }
+        let absent_nonzero = (mask & HAS_YEAR == 0 && le_u32(r, 12) != 0)
+            || (mask & HAS_SECTION == 0 && le_u32(r, 16) != 0)
+            || (mask & HAS_UPDATED_AT == 0 && le_i64(r, 20) != 0);
+        if absent_nonzero {
+            return Err(damaged("an item record of the listing is inconsistent"));
+        }
+        next = next
+            .checked_add(FIXED_STRINGS + paths as usize)
+            .filter(|n| *n <= strings)
+            .ok_or_else(|| damaged("an item of the listing has strings it does not hold"))?;
+    }
+    if next != strings {
+        return Err(damaged("the listing has strings no item holds"));
+    }
+    Ok(())
+}
+
 impl<'a> Parts<'a> {
     /// Checks the string and item tables against `text`.
     pub(crate) fn check(
@@ -440,26 +467,7 @@ impl<'a> Parts<'a> {
         if prev != text.len() {
             return Err(damaged("the listing's strings do not cover its text"));
         }
-        let mut next = 0usize;
-        for r in records.chunks_exact(RECORD_LEN) {
-            let (first, paths, mask) = (le_u32(r, 0), le_u32(r, 4), le_u32(r, 8));
-            if first as usize != next || mask & !(HAS_YEAR | HAS_UPDATED_AT | HAS_SECTION) != 0 {
-                return Err(damaged("an item record of the listing is inconsistent"));
-            }
-            let absent_nonzero = (mask & HAS_YEAR == 0 && le_u32(r, 12) != 0)
-                || (mask & HAS_SECTION == 0 && le_u32(r, 16) != 0)
-                || (mask & HAS_UPDATED_AT == 0 && le_i64(r, 20) != 0);
-            if absent_nonzero {
-                return Err(damaged("an item record of the listing is inconsistent"));
-            }
-            next = next
-                .checked_add(FIXED_STRINGS + paths as usize)
-                .filter(|n| *n <= strings.len())
-                .ok_or_else(|| damaged("an item of the listing has strings it does not hold"))?;
-        }
-        if next != strings.len() {
-            return Err(damaged("the listing has strings no item holds"));
-        }
+        check_records(records, strings.len())?;
         Ok(Self { strings, records })
     }
 

@@ -46,8 +46,8 @@ use crate::item::PlexItem;
 use crate::listing::ListingRef;
 pub use crate::listing::PlexItemRef;
 use crate::listing::{
-    FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, RawBytes, damaged,
-    le_i64, le_u32, split, varint, varint_len,
+    FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, RawBytes,
+    check_records, damaged, le_i64, le_u32, split, varint, varint_len,
 };
 
 self_cell::self_cell!(
@@ -159,27 +159,7 @@ impl<'a> Tables<'a> {
         if prev as usize != text.len() {
             return Err(damaged("the listing's strings do not cover its text"));
         }
-        let strings = ends.len() / 4;
-        let mut next = 0usize;
-        for r in records.chunks_exact(RECORD_LEN) {
-            let (first, paths, mask) = (le_u32(r, 0), le_u32(r, 4), le_u32(r, 8));
-            if first as usize != next || mask & !(HAS_YEAR | HAS_UPDATED_AT | HAS_SECTION) != 0 {
-                return Err(damaged("an item record of the listing is inconsistent"));
-            }
-            let absent_nonzero = (mask & HAS_YEAR == 0 && le_u32(r, 12) != 0)
-                || (mask & HAS_SECTION == 0 && le_u32(r, 16) != 0)
-                || (mask & HAS_UPDATED_AT == 0 && le_i64(r, 20) != 0);
-            if absent_nonzero {
-                return Err(damaged("an item record of the listing is inconsistent"));
-            }
-            next = next
-                .checked_add(FIXED_STRINGS + paths as usize)
-                .filter(|n| *n <= strings)
-                .ok_or_else(|| damaged("an item of the listing has strings it does not hold"))?;
-        }
-        if next != strings {
-            return Err(damaged("the listing has strings no item holds"));
-        }
+        check_records(records, ends.len() / 4)?;
         Ok(Self {
             text,
             ends,
