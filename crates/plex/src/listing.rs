@@ -417,6 +417,29 @@ pub(crate) fn split(payload: &[u8]) -> Result<RawTables<'_>, DecodeError> {
     Ok((text, ends, records))
 }
 
+/// An item from its strings (`ratingKey`, `key`, title, type, then its paths) and numbers;
+/// `None` if fewer than the fixed strings are given.
+pub(crate) fn item_ref<'s>(
+    s: &'s [&'s str],
+    year: Option<u32>,
+    updated_at: Option<i64>,
+    library_section_id: Option<u32>,
+) -> Option<PlexItemRef<'s>> {
+    let [rating_key, key, title, kind_str, file_paths @ ..] = s else {
+        return None;
+    };
+    Some(PlexItemRef {
+        rating_key,
+        key,
+        title,
+        kind_str,
+        file_paths,
+        year,
+        updated_at,
+        library_section_id,
+    })
+}
+
 /// Checks the item table against a string table of `strings` strings: each record's first
 /// string follows the previous record's, its mask has known bits only and absent fields are
 /// zero, and the records hold every string exactly once.
@@ -482,16 +505,12 @@ impl<'a> Parts<'a> {
         let (first, paths, mask) = (le_u32(r, 0) as usize, le_u32(r, 4) as usize, le_u32(r, 8));
         // Checked: every record's strings are in the table.
         let s = self.strings.get(first..first + FIXED_STRINGS + paths)?;
-        Some(PlexItemRef {
-            rating_key: s[0],
-            key: s[1],
-            title: s[2],
-            kind_str: s[3],
-            file_paths: &s[FIXED_STRINGS..],
-            year: (mask & HAS_YEAR != 0).then(|| le_u32(r, 12)),
-            updated_at: (mask & HAS_UPDATED_AT != 0).then(|| le_i64(r, 20)),
-            library_section_id: (mask & HAS_SECTION != 0).then(|| le_u32(r, 16)),
-        })
+        item_ref(
+            s,
+            (mask & HAS_YEAR != 0).then(|| le_u32(r, 12)),
+            (mask & HAS_UPDATED_AT != 0).then(|| le_i64(r, 20)),
+            (mask & HAS_SECTION != 0).then(|| le_u32(r, 16)),
+        )
     }
 
     /// Every item, in stored order.

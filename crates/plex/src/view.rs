@@ -47,7 +47,7 @@ use crate::listing::ListingRef;
 pub use crate::listing::PlexItemRef;
 use crate::listing::{
     FIXED_STRINGS, HAS_SECTION, HAS_UPDATED_AT, HAS_YEAR, Listing, RECORD_LEN, RawBytes,
-    check_records, damaged, le_i64, le_u32, split, varint, varint_len,
+    check_records, damaged, item_ref, le_i64, le_u32, split, varint, varint_len,
 };
 
 self_cell::self_cell!(
@@ -76,16 +76,7 @@ type PathStrs<'a> = Vec<&'a str>;
 /// Item `r` with its strings from `strings` (the string table of its listing).
 fn item_from<'s>(r: Record, strings: &'s [&'s str]) -> Option<PlexItemRef<'s>> {
     let s = strings.get(r.first..r.first + FIXED_STRINGS + r.paths)?;
-    Some(PlexItemRef {
-        rating_key: s[0],
-        key: s[1],
-        title: s[2],
-        kind_str: s[3],
-        file_paths: &s[FIXED_STRINGS..],
-        year: r.year,
-        updated_at: r.updated_at,
-        library_section_id: r.library_section_id,
-    })
+    item_ref(s, r.year, r.updated_at, r.library_section_id)
 }
 
 /// A stored library listing read in place (see the [module documentation](self)).
