@@ -9,9 +9,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{ClusterFactory, RedisCluster, connect, unique_prefix};
+use common::{ClusterFactory, RedisCluster, connect};
 use plexcache_core::{Batch, Bytes, CacheBackend, WriteLimit};
-use plexcache_testsupport::differential::{Coverage, Target, run};
 use plexcache_testsupport::redis_cluster::command;
 
 fn now_ms() -> u64 {
@@ -35,15 +34,7 @@ async fn same_results_as_the_model_on_a_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let mut seen = Coverage::default();
-    for seed in [3, 1_234] {
-        let redis = connect(&cluster.url(), &unique_prefix("cluster-diff")).await;
-        let (redis, run_seen) = run(Target::new(redis).compare_every(50), seed, 1_500).await;
-        seen.add(run_seen);
-        redis.destroy().await.unwrap();
-    }
-    eprintln!("{seen:?}");
-    seen.assert_complete();
+    common::differential(&cluster.url(), "cluster-diff", true, &[3, 1_234]).await;
 }
 
 /// Every key one cache writes (entries, large staged values, indexes, counters) is on the

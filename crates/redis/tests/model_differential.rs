@@ -8,22 +8,18 @@
 
 mod common;
 
-use plexcache_testsupport::differential::{Coverage, Target, run};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_results_as_the_model() {
     let Some(server) = common::RedisServer::start() else {
         return;
     };
-    let mut seen = Coverage::default();
-    for seed in [1, 7, 42, 1234, 98_765] {
-        let redis = common::connect(&server.url(), &common::unique_prefix("differential")).await;
-        let (redis, run_seen) = run(Target::new(redis).compare_every(50), seed, 1_500).await;
-        seen.add(run_seen);
-        redis.destroy().await.unwrap();
-    }
-    eprintln!("{seen:?}");
-    seen.assert_complete();
+    common::differential(
+        &server.url(),
+        "differential",
+        true,
+        &[1, 7, 42, 1234, 98_765],
+    )
+    .await;
 }
 
 /// The same with the scripts run by `EVALSHA` instead of as functions (`FCALL`).
@@ -32,20 +28,7 @@ async fn same_results_as_the_model_by_evalsha() {
     let Some(server) = common::RedisServer::start() else {
         return;
     };
-    let mut seen = Coverage::default();
-    for seed in [5, 4_321] {
-        let redis = common::connect_with(
-            &server.url(),
-            &common::unique_prefix("differential-eval"),
-            false,
-        )
-        .await;
-        let (redis, run_seen) = run(Target::new(redis).compare_every(50), seed, 1_500).await;
-        seen.add(run_seen);
-        redis.destroy().await.unwrap();
-    }
-    eprintln!("{seen:?}");
-    seen.assert_complete();
+    common::differential(&server.url(), "differential-eval", false, &[5, 4_321]).await;
 }
 
 /// Writers whose clocks disagree: stored_at and expires_at go back and forth (the common case

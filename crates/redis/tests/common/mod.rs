@@ -34,6 +34,24 @@ pub async fn connect(url: &str, prefix: &str) -> RedisBackend {
     connect_with(url, prefix, true).await
 }
 
+/// The model differential (`plexcache_testsupport::differential`) on a new cache (prefix
+/// from `tag`, scripts as functions or by `EVALSHA`) per seed: 1,500 operations, every entry
+/// compared every 50; each cache destroyed after its run; together the runs must cover every
+/// case.
+pub async fn differential(url: &str, tag: &str, functions: bool, seeds: &[u64]) {
+    use plexcache_testsupport::differential::{Coverage, Target, run};
+    let mut seen = Coverage::default();
+    for &seed in seeds {
+        let redis = connect_with(url, &unique_prefix(tag), functions).await;
+        let target = Target::new(redis).compare_every(50);
+        let (redis, run_seen) = run(target, seed, 1_500).await;
+        seen.add(run_seen);
+        redis.destroy().await.unwrap();
+    }
+    eprintln!("{seen:?}");
+    seen.assert_complete();
+}
+
 /// [`connect`], with the scripts run as Redis Functions (`FCALL`) or by `EVALSHA`.
 pub async fn connect_with(url: &str, prefix: &str, functions: bool) -> RedisBackend {
     RedisBackend::builder(url)
