@@ -67,11 +67,11 @@ self_cell::self_cell!(
     struct StringTable {
         owner: Arc<Cell>,
         #[covariant]
-        dependent: PathStrs,
+        dependent: Strs,
     }
 );
 
-type PathStrs<'a> = Vec<&'a str>;
+type Strs<'a> = Vec<&'a str>;
 
 /// Item `r` with its strings from `strings` (the string table of its listing).
 fn item_from<'s>(r: Record, strings: &'s [&'s str]) -> Option<PlexItemRef<'s>> {

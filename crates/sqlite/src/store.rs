@@ -749,25 +749,8 @@ impl PendingRow {
         } else {
             None
         };
-        tx.prepare_cached(
-            "UPDATE entries SET stored_at = ?2, expires_at = ?3, accessed_at = ?2,
-                 access_count = 0, size = ?4, seq = ?5, total_entries = ?6, total_bytes = ?7,
-                 total_seq = ?8, blob = ?9, value = ?10
-             WHERE rowid = ?1",
-        )?
-        .execute(params![
-            self.rowid,
-            to_sql(self.stored_at),
-            self.expires_at.map(to_sql),
-            to_sql(self.size),
-            self.seq,
-            self.totals.entries,
-            self.totals.bytes,
-            self.totals.seq,
-            blob,
-            inline_part(value)
-        ])?;
-        Ok(())
+        let mut update = tx.prepare_cached(UPDATE_SQL)?;
+        self.execute(&mut update, blob, value, None)
     }
 
     fn insert(&self, tx: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
@@ -789,26 +772,48 @@ impl PendingRow {
         } else {
             None
         };
-        insert.execute(params![
-            self.rowid,
-            key,
-            to_sql(self.stored_at),
-            self.expires_at.map(to_sql),
-            to_sql(self.size),
-            self.seq,
-            self.totals.entries,
-            self.totals.bytes,
-            self.totals.seq,
-            blob,
-            inline_part(value)
-        ])?;
+        self.execute(insert, blob, value, Some(key))
+    }
+
+    /// Runs [`UPDATE_SQL`] (`key: None`) or [`INSERT_SQL`] for this row: both number its
+    /// columns alike, and an insert binds the key as `?11`.
+    fn execute(
+        &self,
+        stmt: &mut rusqlite::Statement<'_>,
+        blob: Option<i64>,
+        value: &[u8],
+        key: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        let (stored_at, size) = (to_sql(self.stored_at), to_sql(self.size));
+        let (expires_at, inline) = (self.expires_at.map(to_sql), inline_part(value));
+        let key_text = key.unwrap_or_default();
+        let columns: [&dyn rusqlite::ToSql; 11] = [
+            &self.rowid,
+            &stored_at,
+            &expires_at,
+            &size,
+            &self.seq,
+            &self.totals.entries,
+            &self.totals.bytes,
+            &self.totals.seq,
+            &blob,
+            &inline,
+            &key_text,
+        ];
+        let bound = if key.is_some() { 11 } else { 10 };
+        stmt.execute(&columns[..bound])?;
         Ok(())
     }
 }
 
-const INSERT_SQL: &str = "INSERT INTO entries (rowid, key, stored_at, expires_at, accessed_at,
-             access_count, size, seq, total_entries, total_bytes, total_seq, blob, value)
-         VALUES (?1, ?2, ?3, ?4, ?3, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const UPDATE_SQL: &str = "UPDATE entries SET stored_at = ?2, expires_at = ?3, accessed_at = ?2,
+             access_count = 0, size = ?4, seq = ?5, total_entries = ?6, total_bytes = ?7,
+             total_seq = ?8, blob = ?9, value = ?10
+         WHERE rowid = ?1";
+
+const INSERT_SQL: &str = "INSERT INTO entries (rowid, stored_at, expires_at, accessed_at,
+             access_count, size, seq, total_entries, total_bytes, total_seq, blob, value, key)
+         VALUES (?1, ?2, ?3, ?2, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// The accounting half of `put`: reads the replaced entry, refuses when `max_bytes` would be
 /// exceeded, and otherwise deletes the replaced row, purges and evicts down to the limit
